@@ -1,0 +1,68 @@
+"""The application factory. Synchronous and free of I/O; resources open in cleanup contexts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from . import views
+from .config import Settings
+from .ingest import Ingestor
+from .metrics import Metrics
+from .middleware import error_middleware, metrics_middleware
+from .state import CLOCK, INGESTOR, METRICS, REDIS, SETTINGS, STORE
+from .store import RankingStore
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """Build the app. ``settings.redis_url`` must be set (``ranker serve`` fills it in when it
+    starts the embedded server); ``clock`` is the time source for event defaults and scores."""
+    if settings.redis_url is None:
+        raise ValueError("settings.redis_url is required to create the app")
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[CLOCK] = clock
+    app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_ingestor_ctx)
+    app.router.add_post("/v1/events", views.post_events)
+    app.router.add_get("/v1/rankings/{section}", views.get_ranking)
+    app.router.add_get("/v1/articles/{article_id}", views.get_article)
+    app.router.add_put("/v1/articles/{article_id}", views.put_article)
+    app.router.add_get("/healthz", views.healthz)
+    app.router.add_get("/readyz", views.readyz)
+    app.router.add_get("/metrics", views.metrics)
+    return app
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.redis_url is not None  # checked in create_app
+    client = Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        # No silent retries: a retried increment script could count a flush twice.
+        retry=Retry(NoBackoff(), 0),
+    )
+    app[REDIS] = client
+    app[STORE] = RankingStore(client, settings)
+    yield
+    await client.aclose()
+
+
+async def _ingestor_ctx(app: web.Application) -> AsyncIterator[None]:
+    ingestor = Ingestor(app[STORE], app[SETTINGS], app[METRICS], app[CLOCK])
+    ingestor.start()
+    app[INGESTOR] = ingestor
+    yield
+    await ingestor.close()

@@ -1,0 +1,65 @@
+"""Validating article metadata sent by the CMS."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Container
+from typing import Any
+
+import orjson
+
+from .errors import InvalidArticle, InvalidArticleId, InvalidJson, UnsupportedMediaType
+from .events import ARTICLE_ID_RE, MAX_TITLE, MAX_URL, is_valid_url
+
+FIELDS = ("title", "url", "section", "published_at", "hidden")
+
+
+def check_article_id(article_id: str) -> str:
+    if not ARTICLE_ID_RE.fullmatch(article_id):
+        raise InvalidArticleId("article id must be 1-128 characters of A-Za-z0-9._:-")
+    return article_id
+
+
+def parse_article_update(
+    body: bytes, content_type: str, sections: Container[str]
+) -> dict[str, Any]:
+    """Validate a PUT body: the fields it names, each a value to set or null to clear."""
+    if content_type != "application/json":
+        raise UnsupportedMediaType("send article metadata as application/json")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJson(f"body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise InvalidArticle("body must be a JSON object")
+    unknown = sorted(set(document) - set(FIELDS))
+    if unknown:
+        raise InvalidArticle(f"unknown fields {unknown}; allowed: {', '.join(FIELDS)}")
+    for name, value in document.items():
+        if value is not None:
+            _check_field(name, value, sections)
+    return document
+
+
+def _check_field(name: str, value: Any, sections: Container[str]) -> None:
+    if name == "title":
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_TITLE:
+            raise InvalidArticle(f"title must be a string of 1-{MAX_TITLE} characters")
+    elif name == "url":
+        if not isinstance(value, str) or len(value) > MAX_URL or not is_valid_url(value):
+            raise InvalidArticle(
+                f"url must be at most {MAX_URL} characters starting with http://, https:// or /"
+            )
+    elif name == "section":
+        if not isinstance(value, str) or value not in sections:
+            raise InvalidArticle("section must be a configured section slug")
+    elif name == "published_at":
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise InvalidArticle("published_at must be a non-negative number of epoch seconds")
+    elif name == "hidden" and not isinstance(value, bool):
+        raise InvalidArticle("hidden must be true or false")

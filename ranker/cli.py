@@ -1,0 +1,93 @@
+"""The ``ranker`` command. The one place that reads the environment."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from . import __version__
+from .app import create_app
+from .config import ConfigError, Settings
+from .embedded import EmbeddedRedis, EmbeddedServerError
+
+log = logging.getLogger("ranker")
+
+SERVE_EPILOG = """\
+settings come from RANKER_* environment variables (see the README); the most used:
+  RANKER_REDIS_URL    Redis to use, e.g. redis://127.0.0.1:6379/0. Unset: start a private
+                      server with append-only persistence under RANKER_DATA_DIR.
+  RANKER_HOST         address to listen on (default 127.0.0.1)
+  RANKER_PORT         port to listen on (default 8080)
+  RANKER_HALF_LIFE_S  half-life of a view's weight, seconds (default 7200)
+  RANKER_SECTIONS     comma-separated section slugs
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ranker", description="Real-time headline ranking service for news sites."
+    )
+    parser.add_argument("--version", action="version", version=f"ranker {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP service",
+        description="Run the HTTP service until SIGINT or SIGTERM.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", help="listen address (overrides RANKER_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (overrides RANKER_PORT)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ)
+        overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        settings = dataclasses.replace(settings, **overrides)
+    except ConfigError as exc:
+        print(f"ranker: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    """Run the service, starting and stopping the embedded Redis when no URL is configured."""
+    with contextlib.ExitStack() as stack:
+        if settings.redis_url is None:
+            try:
+                server = EmbeddedRedis(settings.data_dir, binary=settings.redis_server)
+                server.start()
+            except EmbeddedServerError as exc:
+                print(f"ranker: {exc}", file=sys.stderr)
+                return 1
+            stack.callback(server.stop)
+            log.info(
+                "RANKER_REDIS_URL is unset: started %s at %s, data in %s",
+                os.path.basename(server.binary),
+                server.url,
+                server.data_dir,
+            )
+            settings = dataclasses.replace(settings, redis_url=server.url)
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            access_log=None,
+            print=lambda message: log.info("%s", message.strip()),
+        )
+    return 0

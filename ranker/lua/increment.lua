@@ -1,0 +1,58 @@
+-- Apply one flush's increments to one ranking, atomically.
+-- KEYS[1] scores (zset), KEYS[2] decay state (hash: landmark, half_life); one hash tag, one slot.
+-- ARGV: half_life, reference_ts, now, rebase_after, prune_below, max_members, then pairs of
+--       (article_id, amount) where amount = sum of w * 2^((t - reference_ts) / half_life).
+-- Returns the number of members after the update.
+local scores, decay = KEYS[1], KEYS[2]
+local half_life = tonumber(ARGV[1])
+local reference_ts = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local rebase_after = tonumber(ARGV[4])
+local prune_below = tonumber(ARGV[5])
+local max_members = tonumber(ARGV[6])
+
+-- %.17g round-trips every double, so rescales and landmarks stay exact across the Lua/Redis boundary.
+local function num(x)
+  return string.format('%.17g', x)
+end
+
+local state = redis.call('HMGET', decay, 'landmark', 'half_life')
+local landmark, stored_half_life = tonumber(state[1]), tonumber(state[2])
+
+if landmark == nil or stored_half_life == nil or redis.call('ZCARD', scores) == 0 then
+  -- Nothing stored (or state lost): stored values would be meaningless, start afresh here.
+  redis.call('DEL', scores)
+  landmark = reference_ts
+elseif stored_half_life ~= half_life then
+  -- The half-life was reconfigured: keep every article's current score, decay it at the new
+  -- rate from now on.
+  redis.call('ZUNIONSTORE', scores, 1, scores, 'WEIGHTS', num(2 ^ (-(now - landmark) / stored_half_life)))
+  landmark = now
+end
+
+local behind = math.floor((reference_ts - landmark) / half_life)
+if behind > rebase_after then
+  -- Multiplying by an exact power of two loses nothing; anything it would push below the
+  -- smallest double has long decayed past prune_below and is pruned below anyway.
+  if behind > 1000 then
+    redis.call('DEL', scores)
+  else
+    redis.call('ZUNIONSTORE', scores, 1, scores, 'WEIGHTS', num(2 ^ -behind))
+  end
+  landmark = landmark + behind * half_life
+end
+redis.call('HSET', decay, 'landmark', num(landmark), 'half_life', num(half_life))
+
+local factor = 2 ^ ((reference_ts - landmark) / half_life)
+for i = 7, #ARGV, 2 do
+  redis.call('ZINCRBY', scores, num(tonumber(ARGV[i + 1]) * factor), ARGV[i])
+end
+
+local floor = prune_below * 2 ^ ((now - landmark) / half_life)
+redis.call('ZREMRANGEBYSCORE', scores, '-inf', '(' .. num(floor))
+local members = redis.call('ZCARD', scores)
+if members > max_members then
+  redis.call('ZREMRANGEBYRANK', scores, 0, members - max_members - 1)
+  members = max_members
+end
+return members

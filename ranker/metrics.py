@@ -1,0 +1,68 @@
+"""Prometheus metrics, declared against a registry owned by one app (two apps never collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Reads are served in about a millisecond: resolve that range finely, keep a tail for stalls.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+FLUSH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000)
+
+
+class Metrics:
+    """Every metric ranker exports."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.http_request_duration = Histogram(
+            "ranker_http_request_duration_seconds",
+            "HTTP request latency; its _count is the number of requests.",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.events_accepted = Counter(
+            "ranker_events_accepted",
+            "Page-view events accepted and applied, by section.",
+            ["section"],
+            registry=r,
+        )
+        self.events_rejected = Counter(
+            "ranker_events_rejected",
+            "Page-view events rejected, by reason (the error code).",
+            ["reason"],
+            registry=r,
+        )
+        self.batches_rejected = Counter(
+            "ranker_event_batches_rejected",
+            "Ingest requests refused whole (nothing applied), by reason (the error code).",
+            ["reason"],
+            registry=r,
+        )
+        self.flush_events = Histogram(
+            "ranker_flush_events",
+            "Views applied per flush to Redis.",
+            buckets=FLUSH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.flush_duration = Histogram(
+            "ranker_flush_duration_seconds",
+            "Time to coalesce and apply one flush.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.flush_queue_events = Gauge(
+            "ranker_flush_queue_events",
+            "Views waiting for the next flush.",
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "ranker_redis_errors",
+            "Redis commands that failed, by operation.",
+            ["operation"],
+            registry=r,
+        )

@@ -1,0 +1,181 @@
+"""Redis access: the only module that issues commands. Scripts are registered once, here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.resources import files
+from itertools import chain
+from typing import Any, NamedTuple
+
+from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
+
+from .config import Settings
+from .keys import Keys
+from .scoring import REBASE_AFTER_HALF_LIVES, decayed
+
+
+def _lua(name: str) -> str:
+    return files("ranker").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+_INCREMENT = _lua("increment.lua")
+_TOP = _lua("top.lua")
+_SCORE = _lua("score.lua")
+
+ARTICLE_FIELDS = ("title", "url", "section", "published_at", "hidden")
+
+
+class RankedItem(NamedTuple):
+    article_id: str
+    score: float
+    title: str | None
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FlushPlan:
+    """One flush's worth of work, already coalesced: one amount per (ranking, article)."""
+
+    reference_ts: float
+    # ranking -> article id -> sum of weight * 2**((ts - reference_ts) / half_life)
+    increments: Mapping[str, Mapping[str, float]]
+    # article id -> (title, url) to set where the article has none yet
+    metadata: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """An article's metadata and its current decayed score in every ranking that holds it."""
+
+    article_id: str
+    title: str | None
+    url: str | None
+    section: str | None
+    published_at: float | None
+    hidden: bool
+    scores: dict[str, float]
+
+
+class RankingStore:
+    """Decaying rankings and article metadata in Redis."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._increment = redis.register_script(_INCREMENT)
+        self._top = redis.register_script(_TOP)
+        self._score = redis.register_script(_SCORE)
+        # How many hidden articles to read past, learnt from the last read; saves a round trip.
+        self._hidden_hint = 0
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def apply(self, plan: FlushPlan, now: float) -> None:
+        """Apply a flush: one atomic script call per ranking, all in one pipeline."""
+        settings = self._settings
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ranking, amounts in plan.increments.items():
+                args: list[str | float | int] = [
+                    settings.half_life_for(ranking),
+                    plan.reference_ts,
+                    now,
+                    REBASE_AFTER_HALF_LIVES,
+                    settings.prune_below,
+                    settings.max_set_size,
+                ]
+                args.extend(chain.from_iterable(amounts.items()))
+                keys = [self.keys.scores(ranking), self.keys.decay(ranking)]
+                await self._increment(keys=keys, args=args, client=pipe)
+            for article_id, (title, url) in plan.metadata.items():
+                key = self.keys.article(article_id)
+                if title is not None:
+                    pipe.hsetnx(key, "title", title)
+                if url is not None:
+                    pipe.hsetnx(key, "url", url)
+            await pipe.execute()
+
+    async def top(self, ranking: str, limit: int, now: float) -> list[RankedItem]:
+        """The ``limit`` best visible articles of a ranking, scored as of ``now``."""
+        keys = [self.keys.scores(ranking), self.keys.decay(ranking)]
+        while True:
+            count = limit + self._hidden_hint
+            async with self._redis.pipeline(transaction=False) as pipe:
+                await self._top(keys=keys, args=[count], client=pipe)
+                pipe.smembers(self.keys.hidden())
+                (landmark, half_life, *flat), hidden = await pipe.execute()
+            self._hidden_hint = len(hidden)
+            if landmark is None:
+                return []
+            candidates = [
+                (flat[i], float(flat[i + 1]))
+                for i in range(0, len(flat), 2)
+                if flat[i] not in hidden
+            ]
+            # Short only because more articles are hidden than the hint allowed for: read again.
+            if len(candidates) >= limit or len(flat) < 2 * count:
+                break
+        candidates = candidates[:limit]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for article_id, _ in candidates:
+                pipe.hmget(self.keys.article(article_id), "title", "url")
+            metadata = await pipe.execute()
+        landmark_f, half_life_f = float(landmark), float(half_life)
+        return [
+            RankedItem(article_id, decayed(stored, landmark_f, half_life_f, now), title, url)
+            for (article_id, stored), (title, url) in zip(candidates, metadata, strict=True)
+        ]
+
+    async def get_article(self, article_id: str, now: float) -> Article | None:
+        """An article's metadata and scores, or None when ranker knows nothing of it."""
+        rankings = self._settings.rankings
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.article(article_id))
+            for ranking in rankings:
+                keys = [self.keys.scores(ranking), self.keys.decay(ranking)]
+                await self._score(keys=keys, args=[article_id], client=pipe)
+            meta, *states = await pipe.execute()
+        scores = {
+            ranking: decayed(float(stored), float(landmark), float(half_life), now)
+            for ranking, (landmark, half_life, stored) in zip(rankings, states, strict=True)
+            if stored is not None and landmark is not None
+        }
+        if not meta and not scores:
+            return None
+        published_at = meta.get("published_at")
+        return Article(
+            article_id=article_id,
+            title=meta.get("title"),
+            url=meta.get("url"),
+            section=meta.get("section"),
+            published_at=float(published_at) if published_at is not None else None,
+            hidden=meta.get("hidden") == "1",
+            scores=scores,
+        )
+
+    async def put_article(self, article_id: str, changes: Mapping[str, Any]) -> None:
+        """Set the given metadata fields; a field given as None is cleared."""
+        key = self.keys.article(article_id)
+        to_set: dict[FieldT, EncodableT] = {}
+        to_clear: list[str] = []
+        for name, value in changes.items():
+            if value is None:
+                to_clear.append(name)
+            elif isinstance(value, bool):
+                to_set[name] = "1" if value else "0"
+            else:
+                to_set[name] = repr(value) if isinstance(value, float) else str(value)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if to_set:
+                pipe.hset(key, mapping=to_set)
+            if to_clear:
+                pipe.hdel(key, *to_clear)
+            if "hidden" in changes:
+                if changes["hidden"]:
+                    pipe.sadd(self.keys.hidden(), article_id)
+                else:
+                    pipe.srem(self.keys.hidden(), article_id)
+            await pipe.execute()

@@ -1,0 +1,135 @@
+"""HTTP handlers. Each reads what it needs from typed app state and delegates the work."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .articles import check_article_id, parse_article_update
+from .errors import ArticleNotFound, InvalidLimit, PayloadTooLarge, RankerError, UnknownSection
+from .events import parse_events
+from .responses import json_response
+from .state import CLOCK, INGESTOR, METRICS, SETTINGS, STORE
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 100
+
+
+async def post_events(request: web.Request) -> web.Response:
+    """Count a batch of page views. A 200 means every accepted view is applied in Redis."""
+    app = request.app
+    settings, metrics = app[SETTINGS], app[METRICS]
+    try:
+        body = await _read_body(request, settings.max_body_bytes)
+        parsed = parse_events(
+            body,
+            request.content_type,
+            request.charset,
+            now=app[CLOCK](),
+            sections=settings.sections,
+        )
+        await app[INGESTOR].submit(parsed.views, parsed.metadata)
+    except RankerError as exc:
+        metrics.batches_rejected.labels(reason=exc.code).inc()
+        raise
+    for section, count in Counter(view.section for view in parsed.views).items():
+        metrics.events_accepted.labels(section=section).inc(count)
+    for reason, count in Counter(rejection.code for rejection in parsed.rejected).items():
+        metrics.events_rejected.labels(reason=reason).inc(count)
+    return json_response(
+        {
+            "accepted": len(parsed.views),
+            "rejected": [
+                {"index": r.index, "code": r.code, "message": r.message} for r in parsed.rejected
+            ],
+        }
+    )
+
+
+async def get_ranking(request: web.Request) -> web.Response:
+    """The top ``limit`` articles of a section (or ``all``), scored as of ``generated_at``."""
+    app = request.app
+    settings = app[SETTINGS]
+    section = request.match_info["section"]
+    if section not in settings.rankings:
+        raise UnknownSection(f"no ranking named {section[:64]!r}")
+    limit = _parse_limit(request.query.get("limit"))
+    now = app[CLOCK]()
+    items = await app[STORE].top(section, limit, now)
+    return json_response(
+        {
+            "section": section,
+            "generated_at": now,
+            "half_life_s": settings.half_life_for(section),
+            "items": [
+                {
+                    "rank": rank,
+                    "article_id": item.article_id,
+                    "score": item.score,
+                    "title": item.title,
+                    "url": item.url,
+                }
+                for rank, item in enumerate(items, start=1)
+            ],
+        }
+    )
+
+
+async def get_article(request: web.Request) -> web.Response:
+    """An article's metadata and its current score in every ranking that holds it."""
+    app = request.app
+    article_id = check_article_id(request.match_info["article_id"])
+    article = await app[STORE].get_article(article_id, app[CLOCK]())
+    if article is None:
+        raise ArticleNotFound(f"no metadata or views for article {article_id!r}")
+    return json_response(article)
+
+
+async def put_article(request: web.Request) -> web.Response:
+    """Set article metadata: the fields sent are set (null clears one), the others are kept."""
+    app = request.app
+    settings = app[SETTINGS]
+    article_id = check_article_id(request.match_info["article_id"])
+    body = await _read_body(request, settings.max_body_bytes)
+    changes = parse_article_update(body, request.content_type, settings.sections)
+    store = app[STORE]
+    await store.put_article(article_id, changes)
+    article = await store.get_article(article_id, app[CLOCK]())
+    return json_response(article)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive; says nothing of Redis."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to serve: Redis answers. A Redis failure becomes a 503 in the error middleware."""
+    await request.app[STORE].ping()
+    return json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _read_body(request: web.Request, max_bytes: int) -> bytes:
+    # Refuse by the declared length before reading a byte; aiohttp's client_max_size (set to
+    # the same limit) catches bodies that lie about their length or are chunked.
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes") from None
+
+
+def _parse_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidLimit(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(raw)

@@ -1,0 +1,96 @@
+"""Shared fixtures. Every test runs against a real Redis under a key prefix of its own.
+
+The Redis is ``RANKER_TEST_REDIS_URL`` when set (CI points it at the machine's server), else a
+private embedded server started once for the session.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from ranker.app import create_app
+from ranker.config import Settings
+from ranker.embedded import EmbeddedRedis
+
+AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
+Client = TestClient[web.Request, web.Application]
+
+
+class FakeClock:
+    """A clock the test moves by hand, so scores are computed at a time the test knows."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("RANKER_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis"), persist=False) as server:
+        yield server.url
+
+
+@pytest.fixture
+async def redis(redis_url: str, key_prefix: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    keys = [key async for key in client.scan_iter(match=f"{key_prefix}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_settings(redis_url: str, key_prefix: str) -> Callable[..., Settings]:
+    """Settings for a test: its own key prefix, the test Redis, anything else overridden."""
+
+    def make(**overrides: Any) -> Settings:
+        fields: dict[str, Any] = {"redis_url": redis_url, "key_prefix": key_prefix}
+        fields.update(overrides)
+        return Settings(**fields)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: AiohttpClient, settings: Settings, clock: FakeClock, redis: Redis
+) -> Client:
+    """A test client for an app on the default settings. Depends on ``redis`` so the test's
+    keys are deleted afterwards."""
+    return await aiohttp_client(create_app(settings, clock=clock))
+
+
+@pytest.fixture
+def tmp_data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"

@@ -1,0 +1,104 @@
+"""The ``ranker`` command, run as a user runs it: a real process, a real port, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ranker.embedded import free_port
+
+RANKER = str(Path(sys.executable).with_name("ranker"))
+
+
+def run_ranker(
+    *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [RANKER, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RANKER_")}
+    env.update(extra)
+    return env
+
+
+def http_json(url: str, data: bytes | None = None) -> object:
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    request = urllib.request.Request(url, data=data, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return orjson.loads(response.read())
+
+
+@contextmanager
+def serving(data_dir: Path, **env: str) -> Iterator[str]:
+    """``ranker serve`` on the embedded default in ``data_dir``; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [RANKER, "serve", "--port", str(port)],
+        env=clean_env(RANKER_DATA_DIR=str(data_dir), **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            if process.poll() is not None:
+                pytest.fail(
+                    f"ranker serve exited early: {process.stdout.read() if process.stdout else ''}"
+                )
+            try:
+                http_json(f"{base}/readyz")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        else:
+            pytest.fail("ranker serve never became ready")
+        yield base
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+
+
+def test_help_describes_the_command_and_its_settings() -> None:
+    top = run_ranker("--help")
+    assert top.returncode == 0
+    assert "serve" in top.stdout
+    serve = run_ranker("serve", "--help")
+    assert serve.returncode == 0
+    assert "RANKER_REDIS_URL" in serve.stdout
+    assert "--port" in serve.stdout
+
+
+def test_a_bad_setting_stops_start_up_naming_the_variable() -> None:
+    result = run_ranker("serve", env=clean_env(RANKER_HALF_LIFE_S="soon"))
+    assert result.returncode == 2
+    assert "RANKER_HALF_LIFE_S" in result.stderr
+
+
+def test_serve_on_the_embedded_default_keeps_counts_across_restarts(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    event = orjson.dumps([{"article_id": "a-1", "section": "sports", "weight": 3}])
+    with serving(data_dir) as base:
+        assert http_json(f"{base}/v1/events", event) == {"accepted": 1, "rejected": []}
+    # SIGTERM stopped ranker and its server; the data outlives both.
+    with serving(data_dir) as base:
+        body = http_json(f"{base}/v1/rankings/sports")
+        assert isinstance(body, dict)
+        assert [item["article_id"] for item in body["items"]] == ["a-1"]
+        assert 0 < body["items"][0]["score"] <= 3

@@ -1,0 +1,207 @@
+"""Ingest end to end: group commit, coalescing, and the decayed sums it must produce."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import pytest
+from aiohttp import web
+from redis.asyncio import Redis
+
+from ranker.app import create_app
+from ranker.config import Settings
+from ranker.embedded import free_port
+from ranker.events import View
+from ranker.ingest import plan_flush
+from ranker.state import INGESTOR, METRICS, STORE
+from tests.conftest import AiohttpClient, Client, FakeClock
+from tests.oracle import Oracle, assert_list_matches
+
+SECTIONS = ("national", "business", "sports", "entertainment", "world")
+DAY = 86_400.0
+
+
+def make_events(
+    rng: random.Random, count: int, articles: int, start: float, end: float
+) -> list[dict[str, Any]]:
+    """Views with a skewed popularity over ``articles`` articles, each in one section."""
+    sections = {f"art-{i}": SECTIONS[i % len(SECTIONS)] for i in range(articles)}
+    ids = list(sections)
+    popularity = [1.0 / (rank + 1) ** 0.8 for rank in range(articles)]
+    events = []
+    for article_id in rng.choices(ids, weights=popularity, k=count):
+        event: dict[str, Any] = {
+            "article_id": article_id,
+            "section": sections[article_id],
+            "ts": rng.uniform(start, end),
+        }
+        if rng.random() < 0.3:
+            event["weight"] = rng.uniform(0.1, 5.0)
+        events.append(event)
+    return events
+
+
+def batches(events: Sequence[dict[str, Any]], size: int) -> list[Sequence[dict[str, Any]]]:
+    return [events[i : i + size] for i in range(0, len(events), size)]
+
+
+async def post(client: Client, batch: Sequence[dict[str, Any]]) -> None:
+    response = await client.post("/v1/events", json=list(batch))
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert body == {"accepted": len(batch), "rejected": []}
+
+
+async def check_all_lists(client: Client, oracle: Oracle, settings: Settings) -> None:
+    for ranking in ("all", *SECTIONS):
+        for limit in (10, 20):
+            response = await client.get(f"/v1/rankings/{ranking}", params={"limit": str(limit)})
+            assert response.status == 200
+            assert_list_matches(oracle, ranking, limit, await response.json())
+
+
+def oracle_settings(make_settings: Callable[..., Settings], **overrides: Any) -> Settings:
+    # One section with its own half-life, so per-section overrides are checked too.
+    return make_settings(sections=SECTIONS, section_half_lives={"sports": 3600.0}, **overrides)
+
+
+async def test_concurrent_shuffled_two_day_stream_matches_exact_sums(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    # Pruning set as low as it goes: what remains to check is the decay arithmetic itself.
+    settings = oracle_settings(make_settings, prune_below=1e-12)
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    rng = random.Random(20261128)
+    events = make_events(rng, 20_000, 400, clock.now - 2 * DAY, clock.now + 200)
+    rng.shuffle(events)
+    oracle = Oracle(settings.half_life_for)
+    oracle.add(events)
+
+    gate = asyncio.Semaphore(8)
+
+    async def send(batch: Sequence[dict[str, Any]]) -> None:
+        async with gate:
+            await post(client, batch)
+
+    await asyncio.gather(*(send(batch) for batch in batches(events, 400)))
+
+    for ranking in ("all", *SECTIONS):
+        top = oracle.ranked(ranking, clock.now)[:20]
+        assert top[-1][1] > 0.01, "the generated stream must give every list 20 live articles"
+    await check_all_lists(client, oracle, settings)
+    count = client.app[METRICS].registry.get_sample_value("ranker_flush_events_count")
+    assert count is not None
+    # Concurrent requests shared flushes (group commit) rather than one flush each.
+    assert count < len(events) / 400
+
+
+async def test_sequential_batches_match_exact_sums_with_default_pruning(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    settings = oracle_settings(make_settings)
+    assert settings.prune_below == 0.01
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    rng = random.Random(7)
+    events = make_events(rng, 20_000, 400, clock.now - 2 * DAY, clock.now + 200)
+    rng.shuffle(events)
+    oracle = Oracle(settings.half_life_for)
+    for batch in batches(events, 500):
+        await post(client, batch)  # one request at a time: one flush each, as the oracle models
+        oracle.add(batch)
+        oracle.prune(clock.now, settings.prune_below)
+    await check_all_lists(client, oracle, settings)
+
+
+async def test_eight_hours_at_one_minute_half_life_rebases_and_stays_exact(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+    key_prefix: str,
+) -> None:
+    settings = make_settings(sections=SECTIONS, half_life_s=60.0)
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    rng = random.Random(480)
+    start = clock.now
+    events = make_events(rng, 20_000, 300, start, start + 8 * 3600)
+    events.sort(key=lambda event: event["ts"])
+    oracle = Oracle(settings.half_life_for)
+    for batch in batches(events, 100):
+        # A live stream: the clock runs with the events, a little late ones arrive shuffled.
+        clock.now = batch[-1]["ts"] + 1.0
+        await post(client, random.Random(len(batch)).sample(list(batch), len(batch)))
+        oracle.add(batch)
+        oracle.prune(clock.now, settings.prune_below)
+
+    store = client.app[STORE]
+    landmark = float(await redis.hget(store.keys.decay("all"), "landmark") or "nan")
+    # 480 half-lives passed: the landmark must have been moved forward past the rebase bound.
+    assert landmark > start + 256 * 60
+    await check_all_lists(client, oracle, settings)
+    for ranking in ("all", *SECTIONS):
+        pairs = cast(
+            "list[tuple[str, float]]",
+            await redis.zrange(store.keys.scores(ranking), 0, -1, withscores=True),
+        )
+        assert pairs, ranking
+        assert all(math.isfinite(score) and score > 0 for _, score in pairs)
+
+
+def test_plan_flush_coalesces_views_into_one_amount_per_ranking_and_article() -> None:
+    settings = Settings(sections=("sports", "world"), section_half_lives={"world": 100.0})
+    views = [
+        View("a", "sports", 1000.0, 1.0),
+        View("a", "sports", 1000.0 - 7200.0, 2.0),
+        View("b", "world", 900.0, 3.0),
+    ]
+    plan = plan_flush(views, {"a": ("Title", None)}, settings)
+    assert plan.reference_ts == 1000.0
+    assert dict(plan.increments["sports"]) == {"a": pytest.approx(2.0)}
+    assert dict(plan.increments["world"]) == {"b": pytest.approx(1.5)}
+    assert dict(plan.increments["all"]) == {
+        "a": pytest.approx(2.0),
+        "b": pytest.approx(3.0 * 2 ** (-100 / 7200)),
+    }
+    assert plan.metadata == {"a": ("Title", None)}
+
+
+async def test_a_failed_flush_answers_503_and_counts_nothing(
+    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings], clock: FakeClock
+) -> None:
+    # Nothing listens on this port: every flush fails to connect.
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.5)
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    response = await client.post("/v1/events", json=[{"article_id": "a", "section": "sports"}])
+    assert response.status == 503
+    body = await response.json()
+    assert body["error"]["code"] == "redis_unavailable"
+    registry = client.app[METRICS].registry
+    assert registry.get_sample_value("ranker_events_accepted_total", {"section": "sports"}) is None
+    assert registry.get_sample_value("ranker_redis_errors_total", {"operation": "flush"}) == 1
+
+
+async def test_shutdown_flushes_views_already_queued(
+    make_settings: Callable[..., Settings], clock: FakeClock, redis: Redis
+) -> None:
+    settings = make_settings()
+    app = create_app(settings, clock=clock)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    ingestor = app[INGESTOR]
+    submitted = asyncio.ensure_future(ingestor.submit([View("late", "sports", clock.now, 1.0)], {}))
+    await asyncio.sleep(0)
+    await runner.cleanup()
+    await submitted
+    score = await redis.zscore(app[STORE].keys.scores("sports"), "late")
+    assert score is not None
+    assert score > 0

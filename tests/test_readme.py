@@ -1,0 +1,58 @@
+"""The README's curl examples, run as a newcomer would against ``ranker serve``."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.test_cli import serving
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+SH_BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
+
+
+def curl_examples() -> list[str]:
+    blocks = SH_BLOCK.findall(README.read_text(encoding="utf-8"))
+    return [block for block in blocks if block.lstrip().startswith(("curl", "printf"))]
+
+
+def json_documents(output: str) -> list[dict[str, object]]:
+    """The JSON objects that open curl's output, which runs them together without newlines."""
+    decoder, documents, at = json.JSONDecoder(), [], 0
+    while output.startswith("{", at):
+        document, at = decoder.raw_decode(output, at)
+        documents.append(document)
+    return documents
+
+
+def test_the_readme_has_curl_examples_for_every_endpoint() -> None:
+    text = "\n".join(curl_examples())
+    for path in ("/v1/events", "/v1/rankings/", "/v1/articles/", "/healthz", "/readyz", "/metrics"):
+        assert path in text
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_readme_curl_examples_work(tmp_path: Path) -> None:
+    with serving(tmp_path / "data") as base:
+        for example in curl_examples():
+            script = example.replace("http://localhost:8080", base)
+            result = subprocess.run(
+                ["sh", "-ec", script], capture_output=True, text=True, timeout=30, check=False
+            )
+            assert result.returncode == 0, (example, result.stderr)
+            for document in json_documents(result.stdout):
+                assert "error" not in document, (example, document)
+            assert result.stdout.strip(), example
+        ranking = subprocess.run(
+            ["curl", "-s", f"{base}/v1/rankings/all?limit=10"],
+            capture_output=True,
+            check=True,
+        )
+        ids = [item["article_id"] for item in orjson.loads(ranking.stdout)["items"]]
+        assert set(ids) == {"2026-11-28-election", "2026-11-28-idol-tour", "2026-11-28-derby"}

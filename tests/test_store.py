@@ -1,0 +1,133 @@
+"""RankingStore and its Lua scripts against a real Redis, with time passed in by hand."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from ranker.config import Settings
+from ranker.store import FlushPlan, RankingStore
+
+T0 = 1_800_000_000.0
+
+
+@pytest.fixture
+def make_store(redis: Redis, make_settings: Callable[..., Settings]) -> Callable[..., RankingStore]:
+    def make(**overrides: Any) -> RankingStore:
+        return RankingStore(redis, make_settings(**overrides))
+
+    return make
+
+
+async def view(store: RankingStore, article_id: str, ts: float, now: float, w: float = 1.0) -> None:
+    await store.apply(FlushPlan(ts, {"sports": {article_id: w}, "all": {article_id: w}}), now)
+
+
+async def scores(store: RankingStore, ranking: str, now: float) -> dict[str, float]:
+    return {item.article_id: item.score for item in await store.top(ranking, 100, now)}
+
+
+async def test_a_view_is_worth_half_as_much_one_half_life_later(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store(half_life_s=600.0)
+    await view(store, "a", T0, T0, w=3.0)
+    assert await scores(store, "sports", T0) == {"a": 3.0}
+    assert await scores(store, "sports", T0 + 600) == {"a": pytest.approx(1.5, rel=1e-15)}
+    assert await scores(store, "all", T0 + 1800) == {"a": pytest.approx(0.375, rel=1e-15)}
+
+
+async def test_a_late_view_counts_at_its_own_time(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store(half_life_s=600.0)
+    await view(store, "a", T0, T0)
+    await view(store, "b", T0 - 600, T0 + 1)  # arrives later, happened a half-life earlier
+    got = await scores(store, "sports", T0)
+    assert got == {"a": 1.0, "b": pytest.approx(0.5, rel=1e-15)}
+
+
+async def test_decay_runs_past_double_range_by_rebasing_exactly(
+    make_store: Callable[..., RankingStore], redis: Redis
+) -> None:
+    # 3000 half-lives: without rebasing, stored values would pass 2**1024 and become inf.
+    store = make_store(half_life_s=1.0)
+    for step in range(0, 3001, 10):
+        await view(store, "steady", T0 + step, T0 + step)
+    now = T0 + 3000
+    landmark = float(await redis.hget(store.keys.decay("sports"), "landmark") or "nan")
+    assert landmark > T0 + 2000
+    stored = await redis.zscore(store.keys.scores("sports"), "steady")
+    assert stored is not None
+    assert math.isfinite(stored)
+    # A view every 10 half-lives: 1 + 2**-10 + 2**-20 + ... = 1 / (1 - 2**-10).
+    assert await scores(store, "sports", now) == {"steady": pytest.approx(1 / (1 - 2**-10))}
+
+
+async def test_a_changed_half_life_keeps_current_scores_and_decays_at_the_new_rate(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    await view(make_store(half_life_s=600.0), "a", T0, T0)
+    store = make_store(half_life_s=60.0)
+    await view(store, "b", T0 + 600, T0 + 600)
+    got = await scores(store, "sports", T0 + 660)
+    # a was worth 0.5 when the half-life changed, then lost half in one new half-life.
+    assert got == {"a": pytest.approx(0.25, rel=1e-12), "b": pytest.approx(0.5, rel=1e-12)}
+
+
+async def test_articles_decayed_below_the_prune_fraction_are_dropped(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store(half_life_s=60.0, prune_below=0.01)
+    await view(store, "old", T0 - 60 * 7, T0)  # 2**-7 < 0.01: dropped
+    await view(store, "fading", T0 - 60 * 6, T0)  # 2**-6 > 0.01: kept
+    assert set(await scores(store, "sports", T0)) == {"fading"}
+
+
+async def test_a_set_is_capped_by_dropping_its_lowest_members(
+    make_store: Callable[..., RankingStore], redis: Redis
+) -> None:
+    store = make_store(max_set_size=100)
+    plan = FlushPlan(T0, {"sports": {f"a{i}": 1.0 + i for i in range(150)}})
+    await store.apply(plan, T0)
+    assert await redis.zcard(store.keys.scores("sports")) == 100
+    top = await store.top("sports", 100, T0)
+    assert [item.article_id for item in top][-1] == "a50"
+
+
+async def test_hidden_articles_are_skipped_however_many_there_are(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store()
+    await store.apply(FlushPlan(T0, {"sports": {f"a{i}": 100.0 - i for i in range(40)}}), T0)
+    for i in range(15):
+        await store.put_article(f"a{i}", {"hidden": True})
+    top = await store.top("sports", 10, T0)
+    assert [item.article_id for item in top] == [f"a{i}" for i in range(15, 25)]
+    await store.put_article("a0", {"hidden": False})
+    assert (await store.top("sports", 1, T0))[0].article_id == "a0"
+
+
+async def test_metadata_from_events_never_overwrites_the_cms(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store()
+    await store.put_article("a", {"title": "From the CMS"})
+    plan = FlushPlan(T0, {"sports": {"a": 1.0}}, {"a": ("From an event", "https://x.example/a")})
+    await store.apply(plan, T0)
+    article = await store.get_article("a", T0)
+    assert article is not None
+    assert (article.title, article.url) == ("From the CMS", "https://x.example/a")
+    assert article.scores == {"sports": 1.0}
+
+
+async def test_an_unknown_article_is_none_and_an_empty_ranking_is_empty(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store()
+    assert await store.get_article("nobody", T0) is None
+    assert await store.top("sports", 10, T0) == []
