@@ -21,11 +21,13 @@ def check_article_id(article_id: str) -> str:
 
 
 def parse_article_update(
-    body: bytes, content_type: str, sections: Container[str]
+    body: bytes, content_type: str, charset: str | None, sections: Container[str]
 ) -> dict[str, Any]:
     """Validate a PUT body: the fields it names, each a value to set or null to clear."""
-    if content_type != "application/json":
-        raise UnsupportedMediaType("send article metadata as application/json")
+    if content_type != "application/json" or (
+        charset is not None and charset.lower() not in ("utf-8", "utf8")
+    ):
+        raise UnsupportedMediaType("send article metadata as application/json in UTF-8")
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

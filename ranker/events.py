@@ -88,9 +88,20 @@ def parse_events(
             parsed.rejected.append(Rejection(index, exc.code, exc.message))
             continue
         parsed.views.append(view)
-        if (title is not None or url is not None) and view.article_id not in parsed.metadata:
-            parsed.metadata[view.article_id] = (title, url)
+        if title is not None or url is not None:
+            merge_metadata(parsed.metadata, view.article_id, title, url)
     return parsed
+
+
+def merge_metadata(
+    metadata: dict[str, tuple[str | None, str | None]],
+    article_id: str,
+    title: str | None,
+    url: str | None,
+) -> None:
+    """Keep the first title and the first url seen for an article, each on its own."""
+    known_title, known_url = metadata.get(article_id, (None, None))
+    metadata[article_id] = (known_title or title, known_url or url)
 
 
 def _json_items(body: bytes) -> list[Any]:
@@ -106,18 +117,15 @@ def _json_items(body: bytes) -> list[Any]:
 
 
 def _ndjson_items(body: bytes) -> list[Any]:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidJson("body is not valid UTF-8") from None
     items: list[Any] = []
-    for line in text.splitlines():
+    # Split on LF alone: JSON strings may hold U+2028 and friends raw, which splitlines() breaks
+    # on. Lines are parsed as bytes, so one damaged line (bad UTF-8 included) costs only itself.
+    for line in body.split(b"\n"):
         if not line.strip():
             continue
         try:
             items.append(orjson.loads(line))
         except orjson.JSONDecodeError as exc:
-            # One damaged line must not cost the others; it is rejected at its own index.
             items.append(_Rejected("invalid_json", f"line is not valid JSON: {exc}"))
     return items
 

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from .config import SITE_WIDE, Settings
 from .errors import StoreUnavailable
-from .events import View
+from .events import View, merge_metadata
 from .metrics import Metrics
 from .store import FlushPlan, RankingStore
 
@@ -91,8 +91,8 @@ class Ingestor:
         future = asyncio.get_running_loop().create_future()
         pending = self._pending
         pending.views.extend(views)
-        for article_id, fields in metadata.items():
-            pending.metadata.setdefault(article_id, fields)
+        for article_id, (title, url) in metadata.items():
+            merge_metadata(pending.metadata, article_id, title, url)
         pending.futures.append(future)
         self._metrics.flush_queue_events.set(len(pending.views))
         self._wakeup.set()

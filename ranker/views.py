@@ -93,7 +93,7 @@ async def put_article(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     article_id = check_article_id(request.match_info["article_id"])
     body = await _read_body(request, settings.max_body_bytes)
-    changes = parse_article_update(body, request.content_type, settings.sections)
+    changes = parse_article_update(body, request.content_type, request.charset, settings.sections)
     store = app[STORE]
     await store.put_article(article_id, changes)
     article = await store.get_article(article_id, app[CLOCK]())

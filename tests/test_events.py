@@ -1,0 +1,294 @@
+"""Unit tests of ``ranker.events.parse_events``: body shapes, per-event rules, whole-body errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from ranker.errors import InvalidBody, InvalidJson, RankerError, UnsupportedMediaType
+from ranker.events import ParsedEvents, View, parse_events
+
+NOW = 1_800_000_000.0
+SECTIONS = frozenset({"national", "sports"})
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+KOREAN_TITLE = "북한, 동해상으로 탄도미사일 발사… 합참 “추가 도발 경계”"
+
+
+def parse(body: bytes, content_type: str = JSON, charset: str | None = None) -> ParsedEvents:
+    return parse_events(body, content_type, charset, now=NOW, sections=SECTIONS)
+
+
+def event(**fields: Any) -> dict[str, Any]:
+    """A valid event with the given fields added, replaced, or (given as ``...``) removed."""
+    base: dict[str, Any] = {"article_id": "a1", "section": "national"}
+    base.update(fields)
+    return {name: value for name, value in base.items() if value is not ...}
+
+
+def parse_one(item: object) -> ParsedEvents:
+    return parse(orjson.dumps(item))
+
+
+ACCEPTED = [
+    pytest.param(event(), View("a1", "national", NOW, 1.0), id="defaults-ts-now-weight-1"),
+    pytest.param(event(ts=NOW + 300), View("a1", "national", NOW + 300, 1.0), id="ts-now+300"),
+    pytest.param(event(ts=NOW - 3600.5), View("a1", "national", NOW - 3600.5, 1.0), id="ts-past"),
+    pytest.param(event(ts=0), View("a1", "national", 0.0, 1.0), id="ts-zero"),
+    pytest.param(event(ts=None), View("a1", "national", NOW, 1.0), id="ts-null-is-default"),
+    pytest.param(event(weight=1000), View("a1", "national", NOW, 1000.0), id="weight-1000"),
+    pytest.param(event(weight=2.5), View("a1", "national", NOW, 2.5), id="weight-2.5"),
+    pytest.param(event(weight=1e-9), View("a1", "national", NOW, 1e-9), id="weight-tiny"),
+    pytest.param(event(weight=None), View("a1", "national", NOW, 1.0), id="weight-null-default"),
+    pytest.param(
+        event(article_id="x" * 128), View("x" * 128, "national", NOW, 1.0), id="id-128-chars"
+    ),
+    pytest.param(
+        event(article_id="Az09._:-"), View("Az09._:-", "national", NOW, 1.0), id="id-all-classes"
+    ),
+    pytest.param(event(section="sports"), View("a1", "sports", NOW, 1.0), id="other-section"),
+    pytest.param(
+        event(color="red", nested={"a": [1]}, visitor_id="v-1"),
+        View("a1", "national", NOW, 1.0),
+        id="unknown-fields-ignored",
+    ),
+    pytest.param(event(title=None, url=None), View("a1", "national", NOW, 1.0), id="null-meta"),
+    pytest.param(
+        event(url="/news/1?x=1#y"), View("a1", "national", NOW, 1.0), id="site-relative-url"
+    ),
+]
+
+REJECTED = [
+    pytest.param(event(ts=NOW + 300.001), "future_ts", id="ts-now+300.001"),
+    pytest.param(event(ts=NOW + 86_400 * 365), "future_ts", id="ts-far-future"),
+    pytest.param(event(ts=-1), "invalid_ts", id="ts-negative"),
+    pytest.param(event(ts="1800000000"), "invalid_ts", id="ts-string"),
+    pytest.param(event(ts=True), "invalid_ts", id="ts-bool"),
+    pytest.param(event(ts=[NOW]), "invalid_ts", id="ts-list"),
+    pytest.param(event(weight=0), "invalid_weight", id="weight-zero"),
+    pytest.param(event(weight=-1), "invalid_weight", id="weight-negative"),
+    pytest.param(event(weight=-0.0), "invalid_weight", id="weight-negative-zero"),
+    pytest.param(event(weight=1000.0001), "invalid_weight", id="weight-1000.0001"),
+    pytest.param(event(weight=1e308), "invalid_weight", id="weight-huge"),
+    pytest.param(event(weight=True), "invalid_weight", id="weight-true"),
+    pytest.param(event(weight=False), "invalid_weight", id="weight-false"),
+    pytest.param(event(weight="2"), "invalid_weight", id="weight-string"),
+    pytest.param(event(weight="NaN"), "invalid_weight", id="weight-string-nan"),
+    pytest.param(event(weight="Infinity"), "invalid_weight", id="weight-string-infinity"),
+    pytest.param(event(article_id="x" * 129), "invalid_article_id", id="id-129-chars"),
+    pytest.param(event(article_id=""), "invalid_article_id", id="id-empty"),
+    pytest.param(event(article_id="a b"), "invalid_article_id", id="id-space"),
+    pytest.param(event(article_id="a/b"), "invalid_article_id", id="id-slash"),
+    pytest.param(event(article_id="기사1"), "invalid_article_id", id="id-non-ascii"),
+    pytest.param(event(article_id="a1\n"), "invalid_article_id", id="id-trailing-newline"),
+    pytest.param(event(article_id=123), "invalid_article_id", id="id-number"),
+    pytest.param(event(article_id=None), "invalid_article_id", id="id-null"),
+    pytest.param(event(article_id=...), "invalid_article_id", id="id-missing"),
+    pytest.param(event(section="weather"), "unknown_section", id="section-unknown"),
+    pytest.param(event(section="National"), "unknown_section", id="section-wrong-case"),
+    pytest.param(event(section="all"), "unknown_section", id="section-all-not-a-section"),
+    pytest.param(event(section=5), "invalid_section", id="section-number"),
+    pytest.param(event(section=["national"]), "invalid_section", id="section-list"),
+    pytest.param(event(section=...), "invalid_section", id="section-missing"),
+    pytest.param(event(title=5), "invalid_title", id="title-number"),
+    pytest.param(event(title=""), "invalid_title", id="title-empty"),
+    pytest.param(event(title="t" * 501), "invalid_title", id="title-501-chars"),
+    pytest.param(event(url=7), "invalid_url", id="url-number"),
+    pytest.param(event(url=""), "invalid_url", id="url-empty"),
+    pytest.param(event(url="ftp://example.com/a"), "invalid_url", id="url-ftp"),
+    pytest.param(event(url="javascript:alert(1)"), "invalid_url", id="url-javascript"),
+    pytest.param(event(url="//evil.example/a"), "invalid_url", id="url-protocol-relative"),
+    pytest.param(event(url="/a b"), "invalid_url", id="url-whitespace"),
+    pytest.param(event(url="/a\x00b"), "invalid_url", id="url-control-char"),
+    pytest.param(event(url="/" + "u" * 2048), "invalid_url", id="url-2049-chars"),
+    pytest.param(event(visitor_id="v" * 129), "invalid_visitor_id", id="visitor-id-too-long"),
+    pytest.param({}, "invalid_article_id", id="empty-object"),
+    pytest.param([event()], "not_an_object", id="nested-array"),
+    pytest.param(1, "not_an_object", id="number-element"),
+    pytest.param("a1", "not_an_object", id="string-element"),
+    pytest.param(None, "not_an_object", id="null-element"),
+    pytest.param(True, "not_an_object", id="bool-element"),
+]
+
+
+@pytest.mark.parametrize(("item", "expected"), ACCEPTED)
+def test_valid_event_is_accepted(item: dict[str, Any], expected: View) -> None:
+    parsed = parse_one(item)
+    assert parsed.rejected == []
+    assert parsed.views == [expected]
+    assert type(parsed.views[0].weight) is float
+    assert type(parsed.views[0].ts) is float
+
+
+@pytest.mark.parametrize(("item", "code"), REJECTED)
+def test_invalid_event_is_rejected_alone(item: object, code: str) -> None:
+    # Wrapped between two good events: the bad one goes, its neighbours stay.
+    first, last = event(article_id="first"), event(article_id="last", section="sports")
+    parsed = parse(orjson.dumps([first, item, last]))
+    assert [v.article_id for v in parsed.views] == ["first", "last"]
+    assert [(r.index, r.code) for r in parsed.rejected] == [(1, code)]
+    assert parsed.rejected[0].message
+    assert "a1" not in parsed.metadata
+
+
+def test_single_object_body_is_one_event() -> None:
+    parsed = parse(orjson.dumps(event(weight=3)))
+    assert parsed.views == [View("a1", "national", NOW, 3.0)]
+    assert parsed.rejected == []
+
+
+def test_json_array_keeps_order_and_duplicates() -> None:
+    items = [event(article_id="b"), event(article_id="a", section="sports"), event(article_id="b")]
+    parsed = parse(orjson.dumps(items))
+    assert parsed.views == [
+        View("b", "national", NOW, 1.0),
+        View("a", "sports", NOW, 1.0),
+        View("b", "national", NOW, 1.0),
+    ]
+
+
+def test_empty_array_is_nothing() -> None:
+    assert parse(b"[]") == ParsedEvents()
+
+
+@pytest.mark.parametrize(
+    "content_type", [NDJSON, "application/ndjson", "application/jsonl"], ids=lambda ct: ct
+)
+def test_ndjson_skips_blank_lines(content_type: str) -> None:
+    body = (
+        b'\n{"article_id":"a","section":"national"}\n\n  \t \r\n'
+        b'{"article_id":"b","section":"sports"}\n'
+    )
+    parsed = parse(body, content_type)
+    assert parsed.views == [View("a", "national", NOW, 1.0), View("b", "sports", NOW, 1.0)]
+    assert parsed.rejected == []
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "code"),
+    [
+        pytest.param(b'{"article_id": "x",', "invalid_json", id="truncated"),
+        pytest.param(b"not json", "invalid_json", id="text"),
+        pytest.param(b'{"article_id":"x","weight":NaN}', "invalid_json", id="nan"),
+        pytest.param(b'{"article_id":"x","weight":1e400}', "invalid_json", id="1e400"),
+        pytest.param(b"42", "not_an_object", id="scalar-line"),
+        pytest.param(b'{"article_id":"x","title":"\xff"}', "invalid_json", id="invalid-utf-8"),
+        pytest.param(b'{"article_id":"x","section":"weather"}', "unknown_section", id="bad-event"),
+    ],
+)
+def test_ndjson_bad_line_is_rejected_alone_at_its_index(bad_line: bytes, code: str) -> None:
+    # Blank lines do not count: the bad line is the second non-blank line (index 1), not line 3.
+    body = b"\n".join(
+        [
+            b"",
+            b'{"article_id":"a","section":"national"}',
+            b"",
+            bad_line,
+            b'{"article_id":"b","section":"sports","title":"B"}',
+        ]
+    )
+    parsed = parse(body, NDJSON)
+    assert [v.article_id for v in parsed.views] == ["a", "b"]
+    assert [(r.index, r.code) for r in parsed.rejected] == [(1, code)]
+    assert parsed.metadata == {"b": ("B", None)}
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"], ids=["u2028", "u2029", "nel"])
+def test_ndjson_splits_only_on_newlines(separator: str) -> None:
+    line = orjson.dumps(event(title=f"first{separator}second"))
+    assert separator.encode("utf-8") in line  # orjson leaves it raw, as JSON allows
+    parsed = parse(line + b"\n" + orjson.dumps(event(article_id="b")), NDJSON)
+    assert [v.article_id for v in parsed.views] == ["a1", "b"]
+    assert parsed.rejected == []
+
+
+def test_korean_title_is_kept_byte_for_byte() -> None:
+    url = "https://www.example.co.kr/news/%EB%B6%81%ED%95%9C?id=1"
+    parsed = parse(orjson.dumps(event(title=KOREAN_TITLE, url=url)))
+    title, got_url = parsed.metadata["a1"]
+    assert title is not None
+    assert title.encode("utf-8") == KOREAN_TITLE.encode("utf-8")
+    assert got_url == url
+
+
+def test_first_title_and_url_per_article_fill_metadata() -> None:
+    items = [
+        event(article_id="a"),
+        event(article_id="a", title="A first", url="https://example.com/a1"),
+        event(article_id="a", title="A second", url="https://example.com/a2"),
+        event(article_id="b", url="/b"),
+        event(article_id="c", title="rejected", weight=0),
+        event(article_id="c", title="C kept"),
+        event(article_id="d"),
+    ]
+    parsed = parse(orjson.dumps(items))
+    assert parsed.metadata == {
+        "a": ("A first", "https://example.com/a1"),
+        "b": (None, "/b"),
+        "c": ("C kept", None),
+    }
+
+
+@pytest.mark.parametrize(
+    ("content_type", "charset"),
+    [
+        pytest.param(JSON, "utf-8", id="json-utf-8"),
+        pytest.param(JSON, "UTF-8", id="json-UTF-8"),
+        pytest.param(JSON, "utf8", id="json-utf8"),
+        pytest.param(JSON, None, id="json-no-charset"),
+        pytest.param(NDJSON, "utf-8", id="ndjson-utf-8"),
+    ],
+)
+def test_utf8_charsets_are_accepted(content_type: str, charset: str | None) -> None:
+    parsed = parse(orjson.dumps(event(title=KOREAN_TITLE)), content_type, charset)
+    assert parsed.views == [View("a1", "national", NOW, 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "charset", "body", "error"),
+    [
+        pytest.param(JSON, "latin-1", b"[]", UnsupportedMediaType, id="charset-latin-1"),
+        pytest.param(JSON, "iso-8859-1", b"[]", UnsupportedMediaType, id="charset-iso-8859-1"),
+        pytest.param(JSON, "utf-16", b"[]", UnsupportedMediaType, id="charset-utf-16"),
+        pytest.param(NDJSON, "euc-kr", b"", UnsupportedMediaType, id="ndjson-charset-euc-kr"),
+        pytest.param("text/plain", None, b"[]", UnsupportedMediaType, id="text-plain"),
+        pytest.param("application/xml", None, b"[]", UnsupportedMediaType, id="xml"),
+        pytest.param("application/octet-stream", None, b"[]", UnsupportedMediaType, id="octet"),
+        pytest.param("", None, b"[]", UnsupportedMediaType, id="empty-content-type"),
+        pytest.param("application/json-seq", None, b"[]", UnsupportedMediaType, id="json-seq"),
+        pytest.param(JSON, None, b"", InvalidJson, id="empty-body"),
+        pytest.param(JSON, None, b"not json", InvalidJson, id="not-json"),
+        pytest.param(JSON, None, b'[{"article_id":"a1",', InvalidJson, id="truncated"),
+        pytest.param(JSON, None, b'[{"a":1}] x', InvalidJson, id="trailing-garbage"),
+        pytest.param(JSON, None, b"[NaN]", InvalidJson, id="nan-literal"),
+        pytest.param(JSON, None, b'[{"weight":1e400}]', InvalidJson, id="1e400"),
+        pytest.param(JSON, None, b'[{"title":"\xff"}]', InvalidJson, id="invalid-utf-8"),
+        pytest.param(JSON, None, b"42", InvalidBody, id="number"),
+        pytest.param(JSON, None, b'"a1"', InvalidBody, id="string"),
+        pytest.param(JSON, None, b"null", InvalidBody, id="null"),
+        pytest.param(JSON, None, b"true", InvalidBody, id="bool"),
+    ],
+)
+def test_unreadable_body_is_rejected_whole(
+    content_type: str, charset: str | None, body: bytes, error: type[RankerError]
+) -> None:
+    with pytest.raises(RankerError) as exc_info:
+        parse(body, content_type, charset)
+    assert type(exc_info.value) is error
+    assert exc_info.value.message
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        pytest.param(UnsupportedMediaType, 415, "unsupported_media_type", id="415"),
+        pytest.param(InvalidJson, 400, "invalid_json", id="invalid-json"),
+        pytest.param(InvalidBody, 400, "invalid_body", id="invalid-body"),
+    ],
+)
+def test_body_errors_carry_status_and_code(
+    error: type[RankerError], status: int, code: str
+) -> None:
+    assert (error.status, error.code) == (status, code)
