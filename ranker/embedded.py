@@ -17,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 class EmbeddedServerError(RuntimeError):
@@ -80,6 +82,7 @@ class EmbeddedRedis:
         self.data_dir = data_dir.resolve()
         self.binary = find_server_binary(binary)
         self.persist = persist
+        self._port_was_chosen = port is None
         self.port = port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -92,7 +95,20 @@ class EmbeddedRedis:
         return self.data_dir / "server.log"
 
     def start(self, timeout: float = 15.0) -> None:
+        """Start the server and wait until it answers PING (or has loaded its data)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            try:
+                self._spawn_and_wait(timeout)
+                return
+            except EmbeddedServerError:
+                # Another process can take a free port between our check and the server's bind.
+                if self._port_was_chosen and attempt < 2 and "in use" in self._log_tail():
+                    self.port = free_port()
+                    continue
+                raise
+
+    def _spawn_and_wait(self, timeout: float) -> None:
         args = [
             self.binary,
             "--bind", "127.0.0.1",
@@ -112,26 +128,38 @@ class EmbeddedRedis:
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + timeout
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        client = redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            retry=Retry(NoBackoff(), 0),
+        )
         try:
             while True:
                 if self._process.poll() is not None:
                     raise EmbeddedServerError(
                         f"{self.binary} exited with {self._process.returncode}: {self._log_tail()}"
                     )
-                try:
-                    client.ping()
-                except (redis.ConnectionError, redis.BusyLoadingError):
-                    if time.monotonic() > deadline:
-                        self.stop()
-                        raise EmbeddedServerError(
-                            f"{self.binary} did not answer within {timeout:g} s: {self._log_tail()}"
-                        ) from None
-                    time.sleep(0.05)
-                else:
+                if self._answers(client):
                     return
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise EmbeddedServerError(
+                        f"{self.binary} did not answer within {timeout:g} s: {self._log_tail()}"
+                    )
+                time.sleep(0.05)
         finally:
             client.close()
+
+    def _answers(self, client: redis.Redis) -> bool:
+        """Our server (by pid, not whatever else holds the port) is up and has loaded its data."""
+        assert self._process is not None
+        try:
+            info = client.info()
+        except (redis.ConnectionError, redis.TimeoutError):
+            return False
+        return info.get("process_id") == self._process.pid and info.get("loading") == 0
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (the server flushes its append-only file and exits), SIGKILL if it hangs."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,4 +43,31 @@ def test_a_missing_binary_is_a_clear_error() -> None:
 def test_a_server_that_cannot_start_reports_its_log(tmp_data_dir: Path) -> None:
     server = EmbeddedRedis(tmp_data_dir, persist=False, binary="false")  # exits at once
     with pytest.raises(EmbeddedServerError, match="exited with 1"):
+        server.start()
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback port held by a socket that listens and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_a_chosen_port_taken_before_the_server_binds_is_replaced(
+    tmp_data_dir: Path, busy_port: int
+) -> None:
+    server = EmbeddedRedis(tmp_data_dir, persist=False)
+    server.port = busy_port  # as if another process took it between choosing and binding
+    with server:
+        assert server.port != busy_port
+        client = redis.Redis.from_url(server.url)
+        assert client.ping()
+        client.close()
+
+
+def test_a_port_asked_for_and_taken_is_an_error(tmp_data_dir: Path, busy_port: int) -> None:
+    server = EmbeddedRedis(tmp_data_dir, persist=False, port=busy_port)
+    with pytest.raises(EmbeddedServerError, match="in use"):
         server.start()
