@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -43,21 +43,32 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     return app
 
 
-async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+def _client(settings: Settings, max_connections: int) -> Redis:
     assert settings.redis_url is not None  # checked in create_app
-    client = Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
+        # Past the cap a request waits for a connection (up to the timeout) instead of failing.
+        max_connections=max_connections,
+        timeout=settings.redis_timeout_s,
         decode_responses=True,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         # No silent retries: a retried increment script could count a flush twice.
         retry=Retry(NoBackoff(), 0),
     )
+    return Redis.from_pool(pool)
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = _client(settings, settings.redis_max_connections)
+    # Flushes get a connection of their own, so no burst of reads can hold up ingest.
+    flush_client = _client(settings, 2)
     app[REDIS] = client
-    app[STORE] = RankingStore(client, settings)
+    app[STORE] = RankingStore(client, settings, flush_redis=flush_client)
     yield
     await client.aclose()
+    await flush_client.aclose()
 
 
 async def _ingestor_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -29,6 +29,7 @@ DEFAULT_SECTIONS: tuple[str, ...] = (
 SLUG_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 # Braces are excluded so that the prefix can never open a Redis Cluster hash tag of its own.
 KEY_PREFIX_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+MIN_HALF_LIFE_S = 1.0
 # Below this a rebase could leave scores too small for a double before pruning removes them.
 MIN_PRUNE_BELOW = 1e-12
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -56,8 +57,10 @@ class Settings:
     key_prefix: str = "ranker"
     max_body_bytes: int = 1024 * 1024
     max_set_size: int = 5000
+    max_pending_events: int = 200_000
     prune_below: float = 0.01
     redis_timeout_s: float = 2.0
+    redis_max_connections: int = 32
     data_dir: Path = Path("ranker-data")
     redis_server: str | None = None
     log_level: str = "INFO"
@@ -70,19 +73,23 @@ class Settings:
                     f"RANKER_SECTION_HALF_LIVES: {name!r} is neither {SITE_WIDE!r} "
                     "nor a configured section"
                 )
-            _check_positive(value, "RANKER_SECTION_HALF_LIVES")
-        _check_positive(self.half_life_s, "RANKER_HALF_LIFE_S")
+            _check_half_life(value, "RANKER_SECTION_HALF_LIVES")
+        _check_half_life(self.half_life_s, "RANKER_HALF_LIFE_S")
         _check_positive(self.redis_timeout_s, "RANKER_REDIS_TIMEOUT_S")
         if not 0 < self.port < 65536:
-            raise ConfigError(f"RANKER_PORT: {self.port} is not a TCP port (1-65535)")
+            raise ConfigError(f"RANKER_PORT (or --port): {self.port} is not a TCP port (1-65535)")
         if not KEY_PREFIX_RE.fullmatch(self.key_prefix):
             raise ConfigError(
                 f"RANKER_KEY_PREFIX: {self.key_prefix!r} must be 1-64 characters of A-Za-z0-9._:-"
             )
-        if self.max_body_bytes < 1024:
-            raise ConfigError("RANKER_MAX_BODY_BYTES: must be at least 1024")
-        if self.max_set_size < 100:
-            raise ConfigError("RANKER_MAX_SET_SIZE: must be at least 100")
+        if not 1024 <= self.max_body_bytes <= 64 * 1024 * 1024:
+            raise ConfigError("RANKER_MAX_BODY_BYTES: must be from 1024 to 67108864 (64 MiB)")
+        if not 100 <= self.max_set_size <= 1_000_000:
+            raise ConfigError("RANKER_MAX_SET_SIZE: must be from 100 to 1000000")
+        if self.max_pending_events < 1000:
+            raise ConfigError("RANKER_MAX_PENDING_EVENTS: must be at least 1000")
+        if not 2 <= self.redis_max_connections <= 10_000:
+            raise ConfigError("RANKER_REDIS_MAX_CONNECTIONS: must be from 2 to 10000")
         if not MIN_PRUNE_BELOW <= self.prune_below < 1:
             raise ConfigError(f"RANKER_PRUNE_BELOW: must be at least {MIN_PRUNE_BELOW} and below 1")
         if self.log_level not in LOG_LEVELS:
@@ -120,8 +127,14 @@ class Settings:
             key_prefix=get("RANKER_KEY_PREFIX", _parse_str, defaults.key_prefix),
             max_body_bytes=get("RANKER_MAX_BODY_BYTES", _parse_int, defaults.max_body_bytes),
             max_set_size=get("RANKER_MAX_SET_SIZE", _parse_int, defaults.max_set_size),
+            max_pending_events=get(
+                "RANKER_MAX_PENDING_EVENTS", _parse_int, defaults.max_pending_events
+            ),
             prune_below=get("RANKER_PRUNE_BELOW", _parse_float, defaults.prune_below),
             redis_timeout_s=get("RANKER_REDIS_TIMEOUT_S", _parse_float, defaults.redis_timeout_s),
+            redis_max_connections=get(
+                "RANKER_REDIS_MAX_CONNECTIONS", _parse_int, defaults.redis_max_connections
+            ),
             data_dir=get("RANKER_DATA_DIR", lambda raw, _: Path(raw), defaults.data_dir),
             redis_server=get("RANKER_REDIS_SERVER", _parse_str, None),
             log_level=get("RANKER_LOG_LEVEL", lambda raw, _: raw.upper(), defaults.log_level),
@@ -151,7 +164,8 @@ def _parse_float(raw: str, name: str) -> float:
 
 def _parse_redis_url(raw: str, name: str) -> str:
     if not raw.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"{name}: {raw!r} must start with redis://, rediss:// or unix://")
+        # The value is not echoed: it may hold a password.
+        raise ConfigError(f"{name}: must start with redis://, rediss:// or unix://")
     return raw
 
 
@@ -169,6 +183,8 @@ def _parse_half_lives(raw: str, name: str) -> dict[str, float]:
         slug, sep, value = part.partition("=")
         if not sep:
             raise ConfigError(f"{name}: {part.strip()!r} is not of the form section=seconds")
+        if slug.strip() in half_lives:
+            raise ConfigError(f"{name}: {slug.strip()!r} is given twice")
         half_lives[slug.strip()] = _parse_float(value.strip(), name)
     return half_lives
 
@@ -190,3 +206,10 @@ def _check_sections(sections: tuple[str, ...], name: str) -> None:
 def _check_positive(value: float, name: str) -> None:
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{name}: {value!r} must be a positive number")
+
+
+def _check_half_life(value: float, name: str) -> None:
+    if not (math.isfinite(value) and value >= MIN_HALF_LIFE_S):
+        raise ConfigError(
+            f"{name}: {value!r} must be a number of seconds, at least {MIN_HALF_LIFE_S:g}"
+        )

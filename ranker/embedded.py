@@ -60,6 +60,15 @@ def free_port() -> int:
         return port
 
 
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _die_with_parent() -> None:
     # Linux only: the server gets SIGTERM if ranker dies without stopping it (even by SIGKILL).
     libc = ctypes.CDLL(None, use_errno=True)
@@ -87,6 +96,11 @@ class EmbeddedRedis:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
@@ -103,7 +117,7 @@ class EmbeddedRedis:
                 return
             except EmbeddedServerError:
                 # Another process can take a free port between our check and the server's bind.
-                if self._port_was_chosen and attempt < 2 and "in use" in self._log_tail():
+                if self._port_was_chosen and attempt < 2 and not _port_is_free(self.port):
                     self.port = free_port()
                     continue
                 raise
@@ -126,6 +140,9 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            # A session of its own: a Ctrl-C or a KillMode=control-group stop reaches ranker
+            # alone, which flushes what is queued before it stops the server.
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         client = redis.Redis(

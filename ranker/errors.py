@@ -8,6 +8,8 @@ class RankerError(Exception):
 
     status = 500
     code = "internal_error"
+    retry_after: int | None = None
+    """Seconds a client should wait before trying again, sent as ``Retry-After``."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -67,3 +69,12 @@ class StoreUnavailable(RankerError):
 
     status = 503
     code = "redis_unavailable"
+    retry_after = 1
+
+
+class Overloaded(RankerError):
+    """Too many views are waiting to be applied; this request was refused before queueing."""
+
+    status = 503
+    code = "overloaded"
+    retry_after = 1

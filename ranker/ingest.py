@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from math import exp2
 
 from redis.exceptions import RedisError
 
 from .config import SITE_WIDE, Settings
-from .errors import StoreUnavailable
+from .errors import Overloaded, StoreUnavailable
 from .events import View, merge_metadata
 from .metrics import Metrics
 from .store import FlushPlan, RankingStore
@@ -25,6 +25,10 @@ from .store import FlushPlan, RankingStore
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+MAX_FLUSH_VIEWS = 25_000
+"""Views per flush at most (whole requests are never split): keeps each script call short, so
+one flush never holds Redis, or outlasts the command timeout, however far ingest falls behind."""
 
 
 def plan_flush(
@@ -53,13 +57,18 @@ def plan_flush(
     return FlushPlan(reference_ts, increments, metadata)
 
 
-class _Pending:
-    __slots__ = ("futures", "metadata", "views")
+class _Request:
+    __slots__ = ("future", "metadata", "views")
 
-    def __init__(self) -> None:
-        self.views: list[View] = []
-        self.metadata: dict[str, tuple[str | None, str | None]] = {}
-        self.futures: list[asyncio.Future[None]] = []
+    def __init__(
+        self,
+        views: list[View],
+        metadata: dict[str, tuple[str | None, str | None]],
+        future: asyncio.Future[None],
+    ) -> None:
+        self.views = views
+        self.metadata = metadata
+        self.future = future
 
 
 class Ingestor:
@@ -72,7 +81,8 @@ class Ingestor:
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
-        self._pending = _Pending()
+        self._queue: deque[_Request] = deque()
+        self._queued_views = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -83,18 +93,24 @@ class Ingestor:
     async def submit(
         self, views: list[View], metadata: dict[str, tuple[str | None, str | None]]
     ) -> None:
-        """Queue views for the next flush and wait for it; raise StoreUnavailable if it fails."""
+        """Queue views for the next flush and wait for it.
+
+        Raises :class:`Overloaded` at once when the queue is full, :class:`StoreUnavailable`
+        when the flush fails; in both cases nothing is acknowledged.
+        """
         if not views:
             return
         if self._closing:
             raise StoreUnavailable("ranker is shutting down; nothing was counted")
+        limit = self._settings.max_pending_events
+        if self._queue and self._queued_views + len(views) > limit:
+            raise Overloaded(
+                f"more than {limit} views are waiting to be applied; nothing was counted"
+            )
         future = asyncio.get_running_loop().create_future()
-        pending = self._pending
-        pending.views.extend(views)
-        for article_id, (title, url) in metadata.items():
-            merge_metadata(pending.metadata, article_id, title, url)
-        pending.futures.append(future)
-        self._metrics.flush_queue_events.set(len(pending.views))
+        self._queue.append(_Request(views, metadata, future))
+        self._queued_views += len(views)
+        self._metrics.flush_queue_events.set(self._queued_views)
         self._wakeup.set()
         # Shielded: a client that hangs up must not cancel a flush other requests share.
         await asyncio.shield(future)
@@ -108,37 +124,52 @@ class Ingestor:
             self._task = None
 
     async def _run(self) -> None:
-        while not (self._closing and not self._pending.futures):
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            batch, self._pending = self._pending, _Pending()
-            self._metrics.flush_queue_events.set(0)
-            if batch.futures:
-                await self._flush(batch)
+        while self._queue or not self._closing:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._flush(self._take_batch())
 
-    async def _flush(self, batch: _Pending) -> None:
+    def _take_batch(self) -> list[_Request]:
+        """Whole requests, oldest first, up to MAX_FLUSH_VIEWS (at least one request)."""
+        batch = [self._queue.popleft()]
+        size = len(batch[0].views)
+        while self._queue and size + len(self._queue[0].views) <= MAX_FLUSH_VIEWS:
+            request = self._queue.popleft()
+            size += len(request.views)
+            batch.append(request)
+        self._queued_views -= size
+        self._metrics.flush_queue_events.set(self._queued_views)
+        return batch
+
+    async def _flush(self, batch: list[_Request]) -> None:
         started = time.perf_counter()
+        views = [view for request in batch for view in request.views]
+        metadata: dict[str, tuple[str | None, str | None]] = {}
+        for request in batch:
+            for article_id, (title, url) in request.metadata.items():
+                merge_metadata(metadata, article_id, title, url)
         error: Exception | None = None
         try:
-            plan = plan_flush(batch.views, batch.metadata, self._settings)
-            await self._store.apply(plan, self._clock())
+            await self._store.apply(plan_flush(views, metadata, self._settings), self._clock())
         except RedisError as exc:
-            log.warning("flush of %d views failed: %s", len(batch.views), exc)
+            log.warning("flush of %d views failed: %s", len(views), exc)
             self._metrics.redis_errors.labels(operation="flush").inc()
             error = StoreUnavailable(
-                f"Redis did not acknowledge the batch ({type(exc).__name__}); "
-                "it was not counted, or only partly if the connection broke mid-flush"
+                f"Redis did not acknowledge the batch ({type(exc).__name__}); it was not "
+                "counted, or only partly if Redis failed part-way through the flush"
             )
         except Exception as exc:
             # A bug must fail the requests sharing this flush, not kill the loop for later ones.
-            log.exception("flush of %d views failed", len(batch.views))
+            log.exception("flush of %d views failed", len(views))
             error = exc
         self._metrics.flush_duration.observe(time.perf_counter() - started)
-        self._metrics.flush_events.observe(len(batch.views))
-        for future in batch.futures:
-            if future.done():
+        self._metrics.flush_events.observe(len(views))
+        for request in batch:
+            if request.future.done():
                 continue
             if error is None:
-                future.set_result(None)
+                request.future.set_result(None)
             else:
-                future.set_exception(error)
+                request.future.set_exception(error)

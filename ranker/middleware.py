@@ -51,7 +51,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except RankerError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, retry_after=exc.retry_after)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -63,7 +63,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (RedisConnectionError, RedisTimeoutError) as exc:
         request.app[METRICS].redis_errors.labels(operation=_route(request)).inc()
         log.warning("Redis unavailable during %s %s: %s", request.method, request.path, exc)
-        return error_response(503, "redis_unavailable", "Redis did not answer; try again shortly")
+        return error_response(
+            503, "redis_unavailable", "Redis did not answer; try again shortly", retry_after=1
+        )
     except RedisError:
         request.app[METRICS].redis_errors.labels(operation=_route(request)).inc()
         log.exception("Redis error during %s %s", request.method, request.path)

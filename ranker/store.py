@@ -61,11 +61,14 @@ class Article:
 class RankingStore:
     """Decaying rankings and article metadata in Redis."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(
+        self, redis: Redis, settings: Settings, *, flush_redis: Redis | None = None
+    ) -> None:
         self._redis = redis
+        self._flush_redis = flush_redis if flush_redis is not None else redis
         self._settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._increment = redis.register_script(_INCREMENT)
+        self._increment = self._flush_redis.register_script(_INCREMENT)
         self._top = redis.register_script(_TOP)
         self._score = redis.register_script(_SCORE)
         # How many hidden articles to read past, learnt from the last read; saves a round trip.
@@ -77,7 +80,7 @@ class RankingStore:
     async def apply(self, plan: FlushPlan, now: float) -> None:
         """Apply a flush: one atomic script call per ranking, all in one pipeline."""
         settings = self._settings
-        async with self._redis.pipeline(transaction=False) as pipe:
+        async with self._flush_redis.pipeline(transaction=False) as pipe:
             for ranking, amounts in plan.increments.items():
                 args: list[str | float | int] = [
                     settings.half_life_for(ranking),

@@ -10,7 +10,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from aiohttp import web
@@ -21,8 +21,13 @@ from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis
 
-AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 Client = TestClient[web.Request, web.Application]
+
+
+class AiohttpClient(Protocol):
+    """pytest-aiohttp's ``aiohttp_client`` fixture; keyword arguments go to the ClientSession."""
+
+    def __call__(self, app: web.Application, **kwargs: Any) -> Awaitable[Client]: ...
 
 
 class FakeClock:

@@ -34,8 +34,10 @@ def test_every_variable_is_read() -> None:
             "RANKER_KEY_PREFIX": "site-a:ranker",
             "RANKER_MAX_BODY_BYTES": "2048",
             "RANKER_MAX_SET_SIZE": "1000",
+            "RANKER_MAX_PENDING_EVENTS": "5000",
             "RANKER_PRUNE_BELOW": "0.001",
             "RANKER_REDIS_TIMEOUT_S": "0.5",
+            "RANKER_REDIS_MAX_CONNECTIONS": "8",
             "RANKER_DATA_DIR": "/var/lib/ranker",
             "RANKER_REDIS_SERVER": "/usr/bin/redis-server",
             "RANKER_LOG_LEVEL": "debug",
@@ -51,8 +53,10 @@ def test_every_variable_is_read() -> None:
         key_prefix="site-a:ranker",
         max_body_bytes=2048,
         max_set_size=1000,
+        max_pending_events=5000,
         prune_below=0.001,
         redis_timeout_s=0.5,
+        redis_max_connections=8,
         data_dir=Path("/var/lib/ranker"),
         redis_server="/usr/bin/redis-server",
         log_level="DEBUG",
@@ -68,6 +72,7 @@ def test_every_variable_is_read() -> None:
         ("RANKER_PORT", "eighty"),
         ("RANKER_PORT", "70000"),
         ("RANKER_HALF_LIFE_S", "0"),
+        ("RANKER_HALF_LIFE_S", "0.5"),
         ("RANKER_HALF_LIFE_S", "-5"),
         ("RANKER_HALF_LIFE_S", "nan"),
         ("RANKER_HALF_LIFE_S", "inf"),
@@ -78,10 +83,15 @@ def test_every_variable_is_read() -> None:
         ("RANKER_SECTION_HALF_LIVES", "sports"),
         ("RANKER_SECTION_HALF_LIVES", "nowhere=60"),
         ("RANKER_SECTION_HALF_LIVES", "sports=-1"),
+        ("RANKER_SECTION_HALF_LIVES", "sports=60,sports=120"),
         ("RANKER_REDIS_URL", "localhost:6379"),
         ("RANKER_KEY_PREFIX", "{tag}"),
         ("RANKER_MAX_BODY_BYTES", "10"),
         ("RANKER_MAX_SET_SIZE", "5"),
+        ("RANKER_MAX_SET_SIZE", "2000000"),
+        ("RANKER_MAX_BODY_BYTES", "1000000000"),
+        ("RANKER_MAX_PENDING_EVENTS", "10"),
+        ("RANKER_REDIS_MAX_CONNECTIONS", "1"),
         ("RANKER_PRUNE_BELOW", "0"),
         ("RANKER_PRUNE_BELOW", "1"),
         ("RANKER_REDIS_TIMEOUT_S", "0"),
@@ -91,6 +101,12 @@ def test_every_variable_is_read() -> None:
 def test_a_bad_value_is_an_error_naming_its_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({variable: value})
+
+
+def test_a_bad_redis_url_is_not_echoed() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"RANKER_REDIS_URL": "http://user:s3cret@redis:6379"})
+    assert "s3cret" not in str(raised.value)
 
 
 def test_settings_are_frozen() -> None:

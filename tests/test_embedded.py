@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,3 +72,11 @@ def test_a_port_asked_for_and_taken_is_an_error(tmp_data_dir: Path, busy_port: i
     server = EmbeddedRedis(tmp_data_dir, persist=False, port=busy_port)
     with pytest.raises(EmbeddedServerError, match="in use"):
         server.start()
+
+
+def test_the_server_runs_in_a_session_of_its_own(tmp_data_dir: Path) -> None:
+    # A Ctrl-C to ranker's process group must not stop the server before ranker has flushed.
+    with EmbeddedRedis(tmp_data_dir, persist=False) as server:
+        assert server.pid is not None
+        assert os.getsid(server.pid) == server.pid
+        assert os.getpgid(server.pid) != os.getpgid(0)

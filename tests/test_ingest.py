@@ -15,9 +15,12 @@ from redis.asyncio import Redis
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import free_port
+from ranker.errors import Overloaded
 from ranker.events import View
-from ranker.ingest import plan_flush
+from ranker.ingest import MAX_FLUSH_VIEWS, Ingestor, plan_flush
+from ranker.metrics import Metrics
 from ranker.state import INGESTOR, METRICS, STORE
+from ranker.store import RankingStore
 from tests.conftest import AiohttpClient, Client, FakeClock
 from tests.oracle import Oracle, assert_list_matches
 
@@ -183,6 +186,7 @@ async def test_a_failed_flush_answers_503_and_counts_nothing(
     client = await aiohttp_client(create_app(settings, clock=clock))
     response = await client.post("/v1/events", json=[{"article_id": "a", "section": "sports"}])
     assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
     body = await response.json()
     assert body["error"]["code"] == "redis_unavailable"
     registry = client.app[METRICS].registry
@@ -205,3 +209,51 @@ async def test_shutdown_flushes_views_already_queued(
     score = await redis.zscore(app[STORE].keys.scores("sports"), "late")
     assert score is not None
     assert score > 0
+
+
+def views(count: int, now: float, prefix: str = "v") -> list[View]:
+    return [View(f"{prefix}{i}", "sports", now, 1.0) for i in range(count)]
+
+
+async def test_a_full_queue_refuses_at_once_and_counts_nothing(
+    make_settings: Callable[..., Settings], clock: FakeClock, redis: Redis
+) -> None:
+    settings = make_settings(max_pending_events=1000)
+    store = RankingStore(redis, settings)
+    metrics = Metrics()
+    ingestor = Ingestor(store, settings, metrics, clock)  # loop not started: nothing drains
+    first = asyncio.ensure_future(ingestor.submit(views(1000, clock.now), {}))
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded):
+        await ingestor.submit(views(1, clock.now, prefix="late"), {})
+    ingestor.start()
+    await first
+    await ingestor.close()
+    assert await redis.zcard(store.keys.scores("sports")) == 1000
+    assert await redis.zscore(store.keys.scores("sports"), "late0") is None
+
+
+async def test_a_backlog_is_applied_in_bounded_flushes(
+    make_settings: Callable[..., Settings], clock: FakeClock, redis: Redis
+) -> None:
+    settings = make_settings(max_set_size=100_000)
+    store = RankingStore(redis, settings)
+    metrics = Metrics()
+    ingestor = Ingestor(store, settings, metrics, clock)
+    backlog = [
+        asyncio.ensure_future(ingestor.submit(views(10_000, clock.now, prefix=f"r{r}-"), {}))
+        for r in range(5)
+    ]
+    await asyncio.sleep(0)
+    ingestor.start()
+    await asyncio.gather(*backlog)
+    await ingestor.close()
+    assert await redis.zcard(store.keys.scores("sports")) == 50_000
+    registry = metrics.registry
+    # Whole requests, at most MAX_FLUSH_VIEWS (25,000) a flush: 20,000 + 20,000 + 10,000.
+    assert registry.get_sample_value("ranker_flush_events_count") == 3
+    assert registry.get_sample_value("ranker_flush_events_sum") == 50_000
+    assert (
+        registry.get_sample_value("ranker_flush_events_bucket", {"le": str(float(MAX_FLUSH_VIEWS))})
+        == 3
+    )
