@@ -27,9 +27,10 @@ class Keys:
         """Hash: an article's metadata (title, url, section, published_at, hidden)."""
         return f"{self.prefix}:article:{article_id}"
 
-    def hidden(self) -> str:
-        """Set: ids of the articles that no list may show."""
-        return f"{self.prefix}:hidden"
+    def hidden(self, ranking: str) -> str:
+        """Set: ids of the articles this ranking may not show (kept in the ranking's slot, so
+        the read script can skip them)."""
+        return f"{self.prefix}:{{r:{ranking}}}:hidden"
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix."""

@@ -15,6 +15,10 @@ REBASE_AFTER_HALF_LIVES = 256
 """Rebase once an increment lands this many half-lives past the landmark: 2**256 times any
 realistic view total is still far below the largest double (about 2**1024)."""
 
+HALF_LIFE_SETTLE_S = 300.0
+"""A ranking's half-life changes at most this often, so replicas that disagree during a rolling
+deploy do not rescale its set back and forth on every flush."""
+
 MAX_FUTURE_S = 300.0
 """Events stamped further than this past the server's clock are rejected."""
 

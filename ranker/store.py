@@ -13,7 +13,7 @@ from redis.typing import EncodableT, FieldT
 
 from .config import Settings
 from .keys import Keys
-from .scoring import REBASE_AFTER_HALF_LIVES, decayed
+from .scoring import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES, decayed
 
 
 def _lua(name: str) -> str:
@@ -32,6 +32,13 @@ class RankedItem(NamedTuple):
     score: float
     title: str | None
     url: str | None
+
+
+class Ranking(NamedTuple):
+    """A ranking's best items, and the half-life their scores decay by (None when empty)."""
+
+    half_life_s: float | None
+    items: list[RankedItem]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,11 @@ class Article:
     hidden: bool
     scores: dict[str, float]
 
+    @classmethod
+    def blank(cls, article_id: str) -> Article:
+        """An article ranker holds nothing for."""
+        return cls(article_id, None, None, None, None, hidden=False, scores={})
+
 
 class RankingStore:
     """Decaying rankings and article metadata in Redis."""
@@ -71,8 +83,6 @@ class RankingStore:
         self._increment = self._flush_redis.register_script(_INCREMENT)
         self._top = redis.register_script(_TOP)
         self._score = redis.register_script(_SCORE)
-        # How many hidden articles to read past, learnt from the last read; saves a round trip.
-        self._hidden_hint = 0
 
     async def ping(self) -> None:
         await self._redis.ping()
@@ -89,6 +99,7 @@ class RankingStore:
                     REBASE_AFTER_HALF_LIVES,
                     settings.prune_below,
                     settings.max_set_size,
+                    HALF_LIFE_SETTLE_S,
                 ]
                 args.extend(chain.from_iterable(amounts.items()))
                 keys = [self.keys.scores(ranking), self.keys.decay(ranking)]
@@ -101,36 +112,38 @@ class RankingStore:
                     pipe.hsetnx(key, "url", url)
             await pipe.execute()
 
-    async def top(self, ranking: str, limit: int, now: float) -> list[RankedItem]:
+    async def top(self, ranking: str, limit: int, now: float) -> Ranking:
         """The ``limit`` best visible articles of a ranking, scored as of ``now``."""
-        keys = [self.keys.scores(ranking), self.keys.decay(ranking)]
-        while True:
-            count = limit + self._hidden_hint
-            async with self._redis.pipeline(transaction=False) as pipe:
-                await self._top(keys=keys, args=[count], client=pipe)
-                pipe.smembers(self.keys.hidden())
-                (landmark, half_life, *flat), hidden = await pipe.execute()
-            self._hidden_hint = len(hidden)
+        keys = [self.keys.scores(ranking), self.keys.decay(ranking), self.keys.hidden(ranking)]
+        for _ in range(3):
+            landmark, half_life, *flat = await self._top(keys=keys, args=[limit])
             if landmark is None:
-                return []
-            candidates = [
-                (flat[i], float(flat[i + 1]))
-                for i in range(0, len(flat), 2)
-                if flat[i] not in hidden
+                return Ranking(None, [])
+            candidates = [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for article_id, _ in candidates:
+                    pipe.hmget(self.keys.article(article_id), "title", "url", "hidden")
+                metadata = await pipe.execute()
+            missed = [
+                article_id
+                for (article_id, _), (_, _, hidden) in zip(candidates, metadata, strict=True)
+                if hidden == "1"
             ]
-            # Short only because more articles are hidden than the hint allowed for: read again.
-            if len(candidates) >= limit or len(flat) < 2 * count:
+            if not missed:
                 break
-        candidates = candidates[:limit]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for article_id, _ in candidates:
-                pipe.hmget(self.keys.article(article_id), "title", "url")
-            metadata = await pipe.execute()
+            # Hidden before this ranking existed (a section added since): mend, read again.
+            await self._redis.sadd(keys[2], *missed)
         landmark_f, half_life_f = float(landmark), float(half_life)
-        return [
-            RankedItem(article_id, decayed(stored, landmark_f, half_life_f, now), title, url)
-            for (article_id, stored), (title, url) in zip(candidates, metadata, strict=True)
-        ]
+        return Ranking(
+            half_life_f,
+            [
+                RankedItem(article_id, decayed(stored, landmark_f, half_life_f, now), title, url)
+                for (article_id, stored), (title, url, hidden) in zip(
+                    candidates, metadata, strict=True
+                )
+                if hidden != "1"
+            ],
+        )
 
     async def get_article(self, article_id: str, now: float) -> Article | None:
         """An article's metadata and scores, or None when ranker knows nothing of it."""
@@ -177,8 +190,9 @@ class RankingStore:
             if to_clear:
                 pipe.hdel(key, *to_clear)
             if "hidden" in changes:
-                if changes["hidden"]:
-                    pipe.sadd(self.keys.hidden(), article_id)
-                else:
-                    pipe.srem(self.keys.hidden(), article_id)
+                for ranking in self._settings.rankings:
+                    if changes["hidden"]:
+                        pipe.sadd(self.keys.hidden(ranking), article_id)
+                    else:
+                        pipe.srem(self.keys.hidden(ranking), article_id)
             await pipe.execute()

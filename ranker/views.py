@@ -12,6 +12,7 @@ from .errors import ArticleNotFound, InvalidLimit, PayloadTooLarge, RankerError,
 from .events import parse_events
 from .responses import json_response
 from .state import CLOCK, INGESTOR, METRICS, SETTINGS, STORE
+from .store import Article
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
@@ -57,12 +58,14 @@ async def get_ranking(request: web.Request) -> web.Response:
         raise UnknownSection(f"no ranking named {section[:64]!r}")
     limit = _parse_limit(request.query.get("limit"))
     now = app[CLOCK]()
-    items = await app[STORE].top(section, limit, now)
+    ranking = await app[STORE].top(section, limit, now)
     return json_response(
         {
             "section": section,
             "generated_at": now,
-            "half_life_s": settings.half_life_for(section),
+            # What the scores actually decay by: the configured value can be newer than the
+            # stored one for up to a settle period after a change.
+            "half_life_s": ranking.half_life_s or settings.half_life_for(section),
             "items": [
                 {
                     "rank": rank,
@@ -71,7 +74,7 @@ async def get_ranking(request: web.Request) -> web.Response:
                     "title": item.title,
                     "url": item.url,
                 }
-                for rank, item in enumerate(items, start=1)
+                for rank, item in enumerate(ranking.items, start=1)
             ],
         }
     )
@@ -97,7 +100,8 @@ async def put_article(request: web.Request) -> web.Response:
     store = app[STORE]
     await store.put_article(article_id, changes)
     article = await store.get_article(article_id, app[CLOCK]())
-    return json_response(article)
+    # Clearing every field of an article with no views leaves nothing stored: say so plainly.
+    return json_response(article or Article.blank(article_id))
 
 
 async def healthz(request: web.Request) -> web.Response:

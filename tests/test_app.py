@@ -61,4 +61,4 @@ async def test_more_concurrent_requests_than_redis_connections_all_succeed(
 
     statuses = await asyncio.gather(*(read() for _ in range(300)), *(write(i) for i in range(20)))
     assert set(statuses) == {200}
-    assert len(await client.app[STORE].top("sports", 100, clock.now)) == 20
+    assert len((await client.app[STORE].top("sports", 100, clock.now)).items) == 20

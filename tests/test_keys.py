@@ -23,6 +23,6 @@ def test_rankings_spread_over_slots() -> None:
 
 def test_every_key_starts_with_the_prefix() -> None:
     keys = Keys("news:ranker")
-    names = [keys.scores("all"), keys.decay("all"), keys.article("a-1"), keys.hidden()]
+    names = [keys.scores("all"), keys.decay("all"), keys.article("a-1"), keys.hidden("all")]
     assert all(name.startswith("news:ranker:") for name in names)
     assert keys.pattern() == "news:ranker:*"

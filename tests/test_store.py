@@ -10,7 +10,8 @@ import pytest
 from redis.asyncio import Redis
 
 from ranker.config import Settings
-from ranker.store import FlushPlan, RankingStore
+from ranker.scoring import HALF_LIFE_SETTLE_S
+from ranker.store import FlushPlan, Ranking, RankingStore
 
 T0 = 1_800_000_000.0
 
@@ -28,7 +29,7 @@ async def view(store: RankingStore, article_id: str, ts: float, now: float, w: f
 
 
 async def scores(store: RankingStore, ranking: str, now: float) -> dict[str, float]:
-    return {item.article_id: item.score for item in await store.top(ranking, 100, now)}
+    return {item.article_id: item.score for item in (await store.top(ranking, 100, now)).items}
 
 
 async def test_a_view_is_worth_half_as_much_one_half_life_later(
@@ -73,10 +74,36 @@ async def test_a_changed_half_life_keeps_current_scores_and_decays_at_the_new_ra
 ) -> None:
     await view(make_store(half_life_s=600.0), "a", T0, T0)
     store = make_store(half_life_s=60.0)
-    await view(store, "b", T0 + 600, T0 + 600)
-    got = await scores(store, "sports", T0 + 660)
-    # a was worth 0.5 when the half-life changed, then lost half in one new half-life.
-    assert got == {"a": pytest.approx(0.25, rel=1e-12), "b": pytest.approx(0.5, rel=1e-12)}
+    later = T0 + HALF_LIFE_SETTLE_S
+    await view(store, "b", later, later)
+    got = await store.top("sports", 10, later + 60)
+    assert got.half_life_s == 60.0
+    # a was worth 2**-(300/600) when the half-life changed, then lost half in one new half-life.
+    assert {item.article_id: item.score for item in got.items} == {
+        "a": pytest.approx(2**-0.5 / 2, rel=1e-12),
+        "b": pytest.approx(0.5, rel=1e-12),
+    }
+
+
+async def test_replicas_that_disagree_on_a_half_life_do_not_rescale_on_every_flush(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    old, new = make_store(half_life_s=7200.0), make_store(half_life_s=3600.0)
+    await view(old, "steady", T0, T0 + HALF_LIFE_SETTLE_S)
+    # A rolling deploy: flushes alternate between replicas a few milliseconds apart, their
+    # clocks two seconds apart. The first switch may happen; the rest must wait.
+    now = T0 + 2 * HALF_LIFE_SETTLE_S
+    for i in range(200):
+        replica, skew = (new, 2.0) if i % 2 else (old, 0.0)
+        await view(replica, "other", now, now + skew)
+        now += 0.002
+    ranking = await new.top("sports", 10, now)
+    assert ranking.half_life_s == 3600.0
+    steady = next(item.score for item in ranking.items if item.article_id == "steady")
+    # One conversion at most, off by at most the two seconds of skew.
+    switched = T0 + 2 * HALF_LIFE_SETTLE_S
+    exact = 2 ** -((switched - T0) / 7200) * 2 ** -((now - switched) / 3600)
+    assert steady == pytest.approx(exact, rel=1e-3)
 
 
 async def test_articles_decayed_below_the_prune_fraction_are_dropped(
@@ -95,7 +122,7 @@ async def test_a_set_is_capped_by_dropping_its_lowest_members(
     plan = FlushPlan(T0, {"sports": {f"a{i}": 1.0 + i for i in range(150)}})
     await store.apply(plan, T0)
     assert await redis.zcard(store.keys.scores("sports")) == 100
-    top = await store.top("sports", 100, T0)
+    top = (await store.top("sports", 100, T0)).items
     assert [item.article_id for item in top][-1] == "a50"
 
 
@@ -106,10 +133,22 @@ async def test_hidden_articles_are_skipped_however_many_there_are(
     await store.apply(FlushPlan(T0, {"sports": {f"a{i}": 100.0 - i for i in range(40)}}), T0)
     for i in range(15):
         await store.put_article(f"a{i}", {"hidden": True})
-    top = await store.top("sports", 10, T0)
+    top = (await store.top("sports", 10, T0)).items
     assert [item.article_id for item in top] == [f"a{i}" for i in range(15, 25)]
     await store.put_article("a0", {"hidden": False})
-    assert (await store.top("sports", 1, T0))[0].article_id == "a0"
+    assert (await store.top("sports", 1, T0)).items[0].article_id == "a0"
+
+
+async def test_an_article_hidden_before_its_ranking_existed_is_still_skipped(
+    make_store: Callable[..., RankingStore], redis: Redis
+) -> None:
+    store = make_store()
+    await store.apply(FlushPlan(T0, {"sports": {"a": 2.0, "b": 1.0}}), T0)
+    # As if hidden while "sports" was not yet a configured section: only the article knows.
+    await redis.hset(store.keys.article("a"), "hidden", "1")
+    ranking = await store.top("sports", 10, T0)
+    assert [item.article_id for item in ranking.items] == ["b"]
+    assert await redis.sismember(store.keys.hidden("sports"), "a")
 
 
 async def test_metadata_from_events_never_overwrites_the_cms(
@@ -130,4 +169,4 @@ async def test_an_unknown_article_is_none_and_an_empty_ranking_is_empty(
 ) -> None:
     store = make_store()
     assert await store.get_article("nobody", T0) is None
-    assert await store.top("sports", 10, T0) == []
+    assert await store.top("sports", 10, T0) == Ranking(None, [])

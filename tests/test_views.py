@@ -328,6 +328,24 @@ async def test_article_put_get_round_trip(client: Client) -> None:
     assert await cleared.json() == expected | {"url": None}
 
 
+@pytest.mark.parametrize("body", [{}, {"title": None}], ids=["empty", "clear-only"])
+async def test_a_put_that_stores_nothing_answers_a_blank_article(
+    client: Client, body: dict[str, Any]
+) -> None:
+    resp = await client.put("/v1/articles/nobody", json=body)
+    assert resp.status == 200
+    assert await resp.json() == {
+        "article_id": "nobody",
+        "title": None,
+        "url": None,
+        "section": None,
+        "published_at": None,
+        "hidden": False,
+        "scores": {},
+    }
+    await assert_error(await client.get("/v1/articles/nobody"), 404, "article_not_found")
+
+
 async def test_hidden_article_keeps_its_score_and_reappears(
     client: Client, settings: Settings
 ) -> None:

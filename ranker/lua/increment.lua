@@ -1,7 +1,7 @@
 -- Apply one flush's increments to one ranking, atomically.
--- KEYS[1] scores (zset), KEYS[2] decay state (hash: landmark, half_life); one hash tag, one slot.
--- ARGV: half_life, reference_ts, now, rebase_after, prune_below, max_members, then pairs of
---       (article_id, amount) where amount = sum of w * 2^((t - reference_ts) / half_life).
+-- KEYS[1] scores (zset), KEYS[2] decay state (hash: landmark, half_life, changed_at); one slot.
+-- ARGV: half_life, reference_ts, now, rebase_after, prune_below, max_members, settle_s, then
+--       pairs of (article_id, amount) where amount = sum of w * 2^((t - reference_ts) / half_life).
 -- Returns the number of members after the update.
 local scores, decay = KEYS[1], KEYS[2]
 local half_life = tonumber(ARGV[1])
@@ -10,27 +10,33 @@ local now = tonumber(ARGV[3])
 local rebase_after = tonumber(ARGV[4])
 local prune_below = tonumber(ARGV[5])
 local max_members = tonumber(ARGV[6])
+local settle_s = tonumber(ARGV[7])
 
 -- %.17g round-trips every double, so rescales and landmarks stay exact across the Lua/Redis boundary.
 local function num(x)
   return string.format('%.17g', x)
 end
 
-local state = redis.call('HMGET', decay, 'landmark', 'half_life')
+local state = redis.call('HMGET', decay, 'landmark', 'half_life', 'changed_at')
 local landmark, stored_half_life = tonumber(state[1]), tonumber(state[2])
+local changed_at = tonumber(state[3]) or 0
 
 if landmark == nil or stored_half_life == nil or redis.call('ZCARD', scores) == 0 then
   -- Nothing stored (or state lost): stored values would be meaningless, start afresh here.
   redis.call('DEL', scores)
-  landmark = reference_ts
-elseif stored_half_life ~= half_life then
+  landmark, stored_half_life, changed_at = reference_ts, half_life, now
+elseif stored_half_life ~= half_life and now - changed_at >= settle_s then
   -- The half-life was reconfigured: keep every article's current score, decay it at the new
-  -- rate from now on.
+  -- rate from now on. At most once per settle_s, so replicas that disagree for the length of a
+  -- rolling deploy do not rescale the set back and forth on every flush.
   redis.call('ZUNIONSTORE', scores, 1, scores, 'WEIGHTS', num(2 ^ (-(now - landmark) / stored_half_life)))
-  landmark = now
+  landmark, stored_half_life, changed_at = now, half_life, now
 end
+-- From here on the stored half-life rules: it is the one readers decay by. A replica still on
+-- another value only weighs its views' ages within this flush by its own.
+local h = stored_half_life
 
-local behind = math.floor((reference_ts - landmark) / half_life)
+local behind = math.floor((reference_ts - landmark) / h)
 if behind > rebase_after then
   -- Multiplying by an exact power of two loses nothing; anything it would push below the
   -- smallest double has long decayed past prune_below and is pruned below anyway.
@@ -39,16 +45,16 @@ if behind > rebase_after then
   else
     redis.call('ZUNIONSTORE', scores, 1, scores, 'WEIGHTS', num(2 ^ -behind))
   end
-  landmark = landmark + behind * half_life
+  landmark = landmark + behind * h
 end
-redis.call('HSET', decay, 'landmark', num(landmark), 'half_life', num(half_life))
+redis.call('HSET', decay, 'landmark', num(landmark), 'half_life', num(h), 'changed_at', num(changed_at))
 
-local factor = 2 ^ ((reference_ts - landmark) / half_life)
-for i = 7, #ARGV, 2 do
+local factor = 2 ^ ((reference_ts - landmark) / h)
+for i = 8, #ARGV, 2 do
   redis.call('ZINCRBY', scores, num(tonumber(ARGV[i + 1]) * factor), ARGV[i])
 end
 
-local floor = prune_below * 2 ^ ((now - landmark) / half_life)
+local floor = prune_below * 2 ^ ((now - landmark) / h)
 redis.call('ZREMRANGEBYSCORE', scores, '-inf', '(' .. num(floor))
 local members = redis.call('ZCARD', scores)
 if members > max_members then
