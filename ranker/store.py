@@ -24,8 +24,6 @@ _INCREMENT = _lua("increment.lua")
 _TOP = _lua("top.lua")
 _SCORE = _lua("score.lua")
 
-ARTICLE_FIELDS = ("title", "url", "section", "published_at", "hidden")
-
 
 class RankedItem(NamedTuple):
     article_id: str
