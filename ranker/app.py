@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from . import views
 from .config import Settings
@@ -43,7 +44,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     return app
 
 
-def _client(settings: Settings, max_connections: int) -> Redis:
+def _client(settings: Settings, max_connections: int, retry: Retry) -> Redis:
     assert settings.redis_url is not None  # checked in create_app
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
@@ -53,17 +54,23 @@ def _client(settings: Settings, max_connections: int) -> Redis:
         decode_responses=True,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
-        # No silent retries: a retried increment script could count a flush twice.
-        retry=Retry(NoBackoff(), 0),
+        retry=retry,
     )
     return Redis.from_pool(pool)
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    client = _client(settings, settings.redis_max_connections)
-    # Flushes get a connection of their own, so no burst of reads can hold up ingest.
-    flush_client = _client(settings, 2)
+    # Reads and metadata writes are idempotent: retry once on a broken connection, which is how
+    # a pooled connection that Redis closed (restart, idle timeout) first shows itself.
+    client = _client(
+        settings,
+        settings.redis_max_connections,
+        Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    )
+    # Flushes have a connection of their own, so no burst of reads can hold up ingest, and are
+    # never retried: a retried increment script could count a flush twice (see RankingStore).
+    flush_client = _client(settings, 1, Retry(NoBackoff(), 0))
     app[REDIS] = client
     app[STORE] = RankingStore(client, settings, flush_redis=flush_client)
     yield

@@ -90,5 +90,5 @@ def serve(settings: Settings) -> int:
             access_log=None,
             print=lambda message: log.info("%s", message.strip()),
         )
-        log.info("stopped: queued views flushed, Redis connections closed")
+        log.info("stopped")
     return 0

@@ -57,6 +57,11 @@ def plan_flush(
     return FlushPlan(reference_ts, increments, metadata)
 
 
+def _discard_outcome(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class _Request:
     __slots__ = ("future", "metadata", "views")
 
@@ -112,8 +117,14 @@ class Ingestor:
         self._queued_views += len(views)
         self._metrics.flush_queue_events.set(self._queued_views)
         self._wakeup.set()
-        # Shielded: a client that hangs up must not cancel a flush other requests share.
-        await asyncio.shield(future)
+        try:
+            # Shielded: a request cancelled while it waits must not cancel the shared flush.
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # Nobody will read this request's outcome now; take it, so a failed flush is not
+            # also reported as an exception that was never retrieved.
+            future.add_done_callback(_discard_outcome)
+            raise
 
     async def close(self) -> None:
         """Refuse new views, flush whatever is queued, then end the loop."""
@@ -164,8 +175,9 @@ class Ingestor:
             # A bug must fail the requests sharing this flush, not kill the loop for later ones.
             log.exception("flush of %d views failed", len(views))
             error = exc
-        self._metrics.flush_duration.observe(time.perf_counter() - started)
-        self._metrics.flush_events.observe(len(views))
+        if error is None:
+            self._metrics.flush_duration.observe(time.perf_counter() - started)
+            self._metrics.flush_events.observe(len(views))
         for request in batch:
             if request.future.done():
                 continue

@@ -32,6 +32,10 @@ class Keys:
         the read script can skip them)."""
         return f"{self.prefix}:{{r:{ranking}}}:hidden"
 
+    def hidden_pattern(self) -> str:
+        """A SCAN pattern matching every ranking's hidden set."""
+        return f"{self.prefix}:{{r:*}}:hidden"
+
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix."""
         return f"{self.prefix}:*"

@@ -45,13 +45,13 @@ class Metrics:
         )
         self.flush_events = Histogram(
             "ranker_flush_events",
-            "Views applied per flush to Redis.",
+            "Views applied per successful flush to Redis.",
             buckets=FLUSH_SIZE_BUCKETS,
             registry=r,
         )
         self.flush_duration = Histogram(
             "ranker_flush_duration_seconds",
-            "Time to coalesce and apply one flush.",
+            "Time to coalesce and apply one successful flush.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

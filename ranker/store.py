@@ -9,6 +9,7 @@ from itertools import chain
 from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.typing import EncodableT, FieldT
 
 from .config import Settings
@@ -86,8 +87,17 @@ class RankingStore:
         await self._redis.ping()
 
     async def apply(self, plan: FlushPlan, now: float) -> None:
-        """Apply a flush: one atomic script call per ranking, all in one pipeline."""
+        """Apply a flush: one atomic script call per ranking, all in one pipeline.
+
+        The pipeline itself is never retried (Redis may have applied it before a connection
+        broke), so the flush connection is proven first: a PING that finds it closed by Redis
+        drops it, and a second PING opens the connection the pipeline then uses.
+        """
         settings = self._settings
+        try:
+            await self._flush_redis.ping()
+        except RedisConnectionError:
+            await self._flush_redis.ping()
         async with self._flush_redis.pipeline(transaction=False) as pipe:
             for ranking, amounts in plan.increments.items():
                 args: list[str | float | int] = [
@@ -113,8 +123,12 @@ class RankingStore:
     async def top(self, ranking: str, limit: int, now: float) -> Ranking:
         """The ``limit`` best visible articles of a ranking, scored as of ``now``."""
         keys = [self.keys.scores(ranking), self.keys.decay(ranking), self.keys.hidden(ranking)]
-        for _ in range(3):
-            landmark, half_life, *flat = await self._top(keys=keys, args=[limit])
+        # The ranking's hidden set (skipped by the script) can miss an article hidden before
+        # the ranking existed; its metadata cannot. Read further past any such article.
+        extra = 0
+        while True:
+            wanted = limit + extra
+            landmark, half_life, *flat = await self._top(keys=keys, args=[wanted])
             if landmark is None:
                 return Ranking(None, [])
             candidates = [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
@@ -122,24 +136,22 @@ class RankingStore:
                 for article_id, _ in candidates:
                     pipe.hmget(self.keys.article(article_id), "title", "url", "hidden")
                 metadata = await pipe.execute()
-            missed = [
-                article_id
-                for (article_id, _), (_, _, hidden) in zip(candidates, metadata, strict=True)
-                if hidden == "1"
+            visible = [
+                (article_id, stored, title, url)
+                for (article_id, stored), (title, url, hidden) in zip(
+                    candidates, metadata, strict=True
+                )
+                if hidden != "1"
             ]
-            if not missed:
+            if len(visible) >= limit or len(candidates) < wanted:
                 break
-            # Hidden before this ranking existed (a section added since): mend, read again.
-            await self._redis.sadd(keys[2], *missed)
+            extra = max(2 * extra, extra + len(candidates) - len(visible))
         landmark_f, half_life_f = float(landmark), float(half_life)
         return Ranking(
             half_life_f,
             [
                 RankedItem(article_id, decayed(stored, landmark_f, half_life_f, now), title, url)
-                for (article_id, stored), (title, url, hidden) in zip(
-                    candidates, metadata, strict=True
-                )
-                if hidden != "1"
+                for article_id, stored, title, url in visible[:limit]
             ],
         )
 
@@ -187,10 +199,14 @@ class RankingStore:
                 pipe.hset(key, mapping=to_set)
             if to_clear:
                 pipe.hdel(key, *to_clear)
-            if "hidden" in changes:
+            if changes.get("hidden"):
                 for ranking in self._settings.rankings:
-                    if changes["hidden"]:
-                        pipe.sadd(self.keys.hidden(ranking), article_id)
-                    else:
-                        pipe.srem(self.keys.hidden(ranking), article_id)
+                    pipe.sadd(self.keys.hidden(ranking), article_id)
+            elif "hidden" in changes:
+                # Also the rankings this process is not configured with (a replica with a
+                # newer section list may have hidden it there): none may keep hiding it.
+                configured = {self.keys.hidden(ranking) for ranking in self._settings.rankings}
+                found = {key async for key in self._redis.scan_iter(self.keys.hidden_pattern())}
+                for key in configured | found:
+                    pipe.srem(key, article_id)
             await pipe.execute()

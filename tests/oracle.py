@@ -36,10 +36,16 @@ class Oracle:
         views = self.views[ranking].get(article_id, [])
         return math.fsum(w * 2.0 ** ((t - at) / half_life) for t, w in views)
 
-    def prune(self, at: float, below: float) -> None:
-        """Drop what ranker may drop: an article whose whole score is under ``below`` views."""
+    def prune(self, at: float, below: float, counted: Iterable[Mapping[str, Any]]) -> None:
+        """Drop what ranker may drop after a flush: an article whose whole score is under
+        ``below`` views, unless the flush (``counted``) had a view of it in that ranking."""
+        kept = {(r, e["article_id"]) for e in counted for r in (e["section"], SITE_WIDE)}
         for ranking, articles in self.views.items():
-            for article_id in [a for a in articles if self.score(ranking, a, at) < below]:
+            for article_id in [
+                a
+                for a in articles
+                if (ranking, a) not in kept and self.score(ranking, a, at) < below
+            ]:
                 del articles[article_id]
 
     def ranked(self, ranking: str, at: float) -> list[tuple[str, float]]:

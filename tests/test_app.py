@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -11,6 +12,7 @@ from redis.asyncio import Redis
 
 from ranker.app import create_app
 from ranker.config import Settings
+from ranker.embedded import EmbeddedRedis
 from ranker.state import METRICS, REDIS, SETTINGS, STORE
 from tests.conftest import AiohttpClient, FakeClock
 
@@ -62,3 +64,40 @@ async def test_more_concurrent_requests_than_redis_connections_all_succeed(
     statuses = await asyncio.gather(*(read() for _ in range(300)), *(write(i) for i in range(20)))
     assert set(statuses) == {200}
     assert len((await client.app[STORE].top("sports", 100, clock.now)).items) == 20
+
+
+async def test_pooled_connections_recover_after_redis_restarts(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    # A private server: this test stops and restarts it.
+    first = EmbeddedRedis(tmp_path / "a", persist=False)
+    first.start()
+    port = first.port
+    settings = make_settings(redis_url=first.url, redis_max_connections=8)
+    client = await aiohttp_client(
+        create_app(settings, clock=clock), connector=aiohttp.TCPConnector(limit=0)
+    )
+
+    async def burst() -> set[int]:
+        async def read() -> int:
+            async with client.get("/v1/rankings/sports") as response:
+                return response.status
+
+        return set(await asyncio.gather(*(read() for _ in range(40))))
+
+    async def post() -> int:
+        event = {"article_id": "a", "section": "sports"}
+        async with client.post("/v1/events", json=event) as response:
+            return response.status
+
+    assert await burst() == {200}  # every pooled connection is now open
+    assert await post() == 200
+    first.stop()
+    with EmbeddedRedis(tmp_path / "b", persist=False, port=port):
+        # Every pooled connection was closed by the old server; none may cost a request.
+        assert await burst() == {200}
+        assert await post() == 200
+        assert await post() == 200

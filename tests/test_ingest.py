@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -121,7 +123,7 @@ async def test_sequential_batches_match_exact_sums_with_default_pruning(
     for batch in batches(events, 500):
         await post(client, batch)  # one request at a time: one flush each, as the oracle models
         oracle.add(batch)
-        oracle.prune(clock.now, settings.prune_below)
+        oracle.prune(clock.now, settings.prune_below, batch)
     await check_all_lists(client, oracle, settings)
 
 
@@ -144,7 +146,7 @@ async def test_eight_hours_at_one_minute_half_life_rebases_and_stays_exact(
         clock.now = batch[-1]["ts"] + 1.0
         await post(client, random.Random(len(batch)).sample(list(batch), len(batch)))
         oracle.add(batch)
-        oracle.prune(clock.now, settings.prune_below)
+        oracle.prune(clock.now, settings.prune_below, batch)
 
     store = client.app[STORE]
     landmark = float(await redis.hget(store.keys.decay("all"), "landmark") or "nan")
@@ -257,3 +259,31 @@ async def test_a_backlog_is_applied_in_bounded_flushes(
         registry.get_sample_value("ranker_flush_events_bucket", {"le": str(float(MAX_FLUSH_VIEWS))})
         == 3
     )
+
+
+async def test_a_request_cancelled_while_its_flush_fails_leaves_no_unretrieved_error(
+    make_settings: Callable[..., Settings], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytest's log capture would keep the flush error (and so the request) alive past the test.
+    monkeypatch.setattr(logging.getLogger("ranker.ingest"), "propagate", False)
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        settings = make_settings(
+            redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.5
+        )
+        app = create_app(settings, clock=clock)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        waiting = asyncio.ensure_future(app[INGESTOR].submit(views(1, clock.now), {}))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        await asyncio.wait([waiting])
+        assert waiting.cancelled()
+        await runner.cleanup()  # the flush fails against the dead port meanwhile
+        del waiting
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert [c["message"] for c in reported] == []

@@ -115,6 +115,19 @@ async def test_articles_decayed_below_the_prune_fraction_are_dropped(
     assert set(await scores(store, "sports", T0)) == {"fading"}
 
 
+async def test_views_lighter_than_the_prune_floor_still_add_up(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store(prune_below=0.01)
+    for _ in range(100):
+        await view(store, "light", T0, T0, w=0.005)
+    await view(store, "other", T0, T0)  # a flush without "light": now it may be dropped, but
+    assert await scores(store, "sports", T0) == {  # at 0.5 it is far above the floor
+        "light": pytest.approx(0.5),
+        "other": 1.0,
+    }
+
+
 async def test_a_set_is_capped_by_dropping_its_lowest_members(
     make_store: Callable[..., RankingStore], redis: Redis
 ) -> None:
@@ -139,16 +152,29 @@ async def test_hidden_articles_are_skipped_however_many_there_are(
     assert (await store.top("sports", 1, T0)).items[0].article_id == "a0"
 
 
-async def test_an_article_hidden_before_its_ranking_existed_is_still_skipped(
+async def test_articles_hidden_before_their_ranking_existed_are_skipped_and_the_list_fills(
     make_store: Callable[..., RankingStore], redis: Redis
 ) -> None:
     store = make_store()
-    await store.apply(FlushPlan(T0, {"sports": {"a": 2.0, "b": 1.0}}), T0)
-    # As if hidden while "sports" was not yet a configured section: only the article knows.
-    await redis.hset(store.keys.article("a"), "hidden", "1")
+    await store.apply(FlushPlan(T0, {"sports": {f"a{i}": 100.0 - i for i in range(60)}}), T0)
+    # As if hidden while "sports" was not yet a configured section: only the articles know.
+    for i in range(40):
+        await redis.hset(store.keys.article(f"a{i}"), "hidden", "1")
     ranking = await store.top("sports", 10, T0)
-    assert [item.article_id for item in ranking.items] == ["b"]
-    assert await redis.sismember(store.keys.hidden("sports"), "a")
+    assert [item.article_id for item in ranking.items] == [f"a{i}" for i in range(40, 50)]
+    ranking = await store.top("sports", 100, T0)
+    assert [item.article_id for item in ranking.items] == [f"a{i}" for i in range(40, 60)]
+
+
+async def test_unhiding_reaches_rankings_this_process_does_not_know(
+    make_store: Callable[..., RankingStore], redis: Redis
+) -> None:
+    newer = make_store(sections=("sports", "weather"))
+    await newer.apply(FlushPlan(T0, {"weather": {"a": 1.0}}), T0)
+    await newer.put_article("a", {"hidden": True})
+    older = make_store(sections=("sports",))
+    await older.put_article("a", {"hidden": False})
+    assert [item.article_id for item in (await newer.top("weather", 10, T0)).items] == ["a"]
 
 
 async def test_metadata_from_events_never_overwrites_the_cms(

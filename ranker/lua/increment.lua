@@ -50,12 +50,21 @@ end
 redis.call('HSET', decay, 'landmark', num(landmark), 'half_life', num(h), 'changed_at', num(changed_at))
 
 local factor = 2 ^ ((reference_ts - landmark) / h)
+local counted = {}
 for i = 8, #ARGV, 2 do
   redis.call('ZINCRBY', scores, num(tonumber(ARGV[i + 1]) * factor), ARGV[i])
+  counted[ARGV[i]] = true
 end
 
+-- Drop what has decayed below the floor, but never an article this flush counted: light views
+-- (a weight under the floor, an old backfilled view) must be able to add up.
 local floor = prune_below * 2 ^ ((now - landmark) / h)
-redis.call('ZREMRANGEBYSCORE', scores, '-inf', '(' .. num(floor))
+local fading = redis.call('ZRANGEBYSCORE', scores, '-inf', '(' .. num(floor))
+for _, member in ipairs(fading) do
+  if not counted[member] then
+    redis.call('ZREM', scores, member)
+  end
+end
 local members = redis.call('ZCARD', scores)
 if members > max_members then
   redis.call('ZREMRANGEBYRANK', scores, 0, members - max_members - 1)
