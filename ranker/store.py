@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -24,6 +26,10 @@ def _lua(name: str) -> str:
 _INCREMENT = _lua("increment.lua")
 _TOP = _lua("top.lua")
 _SCORE = _lua("score.lua")
+
+
+FLUSH_IDLE_CHECK_S = 1.0
+"""A flush after this long without a successful one first checks its connection."""
 
 
 class RankedItem(NamedTuple):
@@ -82,6 +88,7 @@ class RankingStore:
         self._increment = self._flush_redis.register_script(_INCREMENT)
         self._top = redis.register_script(_TOP)
         self._score = redis.register_script(_SCORE)
+        self._flush_proven_at = -math.inf
 
     async def ping(self) -> None:
         await self._redis.ping()
@@ -90,14 +97,17 @@ class RankingStore:
         """Apply a flush: one atomic script call per ranking, all in one pipeline.
 
         The pipeline itself is never retried (Redis may have applied it before a connection
-        broke), so the flush connection is proven first: a PING that finds it closed by Redis
-        drops it, and a second PING opens the connection the pipeline then uses.
+        broke). So after an idle spell or a failure, when Redis may have closed the connection
+        (restart, idle timeout), it is proven first: a PING that finds it closed drops it, and
+        a second PING opens the connection the pipeline then uses. Under load there is no PING.
         """
         settings = self._settings
-        try:
-            await self._flush_redis.ping()
-        except RedisConnectionError:
-            await self._flush_redis.ping()
+        if time.monotonic() - self._flush_proven_at > FLUSH_IDLE_CHECK_S:
+            try:
+                await self._flush_redis.ping()
+            except RedisConnectionError:
+                await self._flush_redis.ping()
+        self._flush_proven_at = -math.inf
         async with self._flush_redis.pipeline(transaction=False) as pipe:
             for ranking, amounts in plan.increments.items():
                 args: list[str | float | int] = [
@@ -119,6 +129,7 @@ class RankingStore:
                 if url is not None:
                     pipe.hsetnx(key, "url", url)
             await pipe.execute()
+        self._flush_proven_at = time.monotonic()
 
     async def top(self, ranking: str, limit: int, now: float) -> Ranking:
         """The ``limit`` best visible articles of a ranking, scored as of ``now``."""

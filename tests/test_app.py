@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from ranker import store as store_module
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis
@@ -71,6 +72,7 @@ async def test_pooled_connections_recover_after_redis_restarts(
     make_settings: Callable[..., Settings],
     clock: FakeClock,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A private server: this test stops and restarts it.
     first = EmbeddedRedis(tmp_path / "a", persist=False)
@@ -96,6 +98,8 @@ async def test_pooled_connections_recover_after_redis_restarts(
     assert await burst() == {200}  # every pooled connection is now open
     assert await post() == 200
     first.stop()
+    # As if Redis took longer than that to come back: the next flush checks its connection.
+    monkeypatch.setattr(store_module, "FLUSH_IDLE_CHECK_S", 0.0)
     with EmbeddedRedis(tmp_path / "b", persist=False, port=port):
         # Every pooled connection was closed by the old server; none may cost a request.
         assert await burst() == {200}
