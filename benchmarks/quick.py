@@ -32,6 +32,7 @@ import redis
 
 from ranker.config import DEFAULT_SECTIONS
 from ranker.embedded import free_port
+from ranker.keys import Keys
 
 RANKER = str(Path(sys.executable).with_name("ranker"))
 
@@ -69,7 +70,7 @@ def ranker_server(redis_url: str | None) -> Iterator[str]:
             process.wait(timeout=60)
             if redis_url:
                 client = redis.Redis.from_url(redis_url)
-                keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+                keys = list(client.scan_iter(match=Keys(prefix).pattern(), count=1000))
                 if keys:
                     client.delete(*keys)
                 client.close()

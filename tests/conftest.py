@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis
+from ranker.keys import Keys
 
 Client = TestClient[web.Request, web.Application]
 
@@ -54,7 +55,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def redis(redis_url: str, key_prefix: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url, decode_responses=True)
     yield client
-    keys = [key async for key in client.scan_iter(match=f"{key_prefix}:*", count=1000)]
+    pattern = Keys(key_prefix).pattern()
+    keys = [key async for key in client.scan_iter(match=pattern, count=1000)]
     if keys:
         await client.delete(*keys)
     await client.aclose()

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from ranker.config import Settings
+from ranker.keys import Keys
 from tests.conftest import Client, FakeClock
 
 JSON = "application/json"
@@ -159,7 +160,7 @@ def item(rank: int, article_id: str, score: float, **meta: str | None) -> dict[s
 
 
 async def redis_keys(redis: Redis, key_prefix: str) -> set[str]:
-    return {key async for key in redis.scan_iter(match=f"{key_prefix}:*")}
+    return {key async for key in redis.scan_iter(match=Keys(key_prefix).pattern())}
 
 
 @pytest.mark.parametrize(("ct", "body", "status", "code", "chunked"), MALFORMED)
