@@ -69,8 +69,11 @@ class Settings:
     redis_server: str | None = None
     log_level: str = "INFO"
     workers: int = 1
+    section_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    """``sections`` as a set, for the per-event membership test."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "section_set", frozenset(self.sections))
         _check_sections(self.sections, "RANKER_SECTIONS")
         for name, value in self.section_half_lives.items():
             if name != SITE_WIDE and name not in self.sections:

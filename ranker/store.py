@@ -10,6 +10,7 @@ from importlib.resources import files
 from itertools import chain
 from typing import Any, NamedTuple
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.typing import EncodableT, FieldT
@@ -57,6 +58,8 @@ class FlushPlan:
     increments: Mapping[str, Mapping[str, float]]
     # article id -> (title, url) to set where the article has none yet
     metadata: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    # section -> views of it in this flush, for the metrics once it is applied
+    views_by_section: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,7 @@ class RankingStore:
         self._flush_proven_at = -math.inf
         async with self._flush_redis.pipeline(transaction=False) as pipe:
             for ranking, amounts in plan.increments.items():
-                args: list[str | float | int] = [
+                args: list[str | float | int | bytes] = [
                     settings.half_life_for(ranking),
                     plan.reference_ts,
                     now,
@@ -120,8 +123,9 @@ class RankingStore:
                     settings.prune_below,
                     settings.max_set_size,
                     HALF_LIFE_SETTLE_S,
+                    # orjson writes the shortest text that reads back as the same double.
+                    orjson.dumps(list(chain.from_iterable(amounts.items()))),
                 ]
-                args.extend(chain.from_iterable(amounts.items()))
                 keys = [self.keys.scores(ranking), self.keys.decay(ranking)]
                 await self._increment(keys=keys, args=args, client=pipe)
             for article_id, (title, url) in plan.metadata.items():

@@ -27,14 +27,12 @@ async def post_events(request: web.Request) -> web.Response:
             request.content_type,
             request.charset,
             now=app[CLOCK](),
-            sections=settings.sections,
+            sections=settings.section_set,
         )
         await app[INGESTOR].submit(parsed.views, parsed.metadata)
     except RankerError as exc:
         metrics.batches_rejected.labels(reason=exc.code).inc()
         raise
-    for section, count in Counter(view.section for view in parsed.views).items():
-        metrics.events_accepted.labels(section=section).inc(count)
     for reason, count in Counter(rejection.code for rejection in parsed.rejected).items():
         metrics.events_rejected.labels(reason=reason).inc(count)
     return json_response(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import orjson
 import pytest
 
 from ranker.errors import InvalidBody, InvalidJson, RankerError, UnsupportedMediaType
-from ranker.events import ParsedEvents, View, parse_events
+from ranker.events import ParsedEvents, View, _Rejected, _validate, parse_events
+from ranker.scoring import MAX_FUTURE_S
 
 NOW = 1_800_000_000.0
 SECTIONS = frozenset({"national", "sports"})
@@ -33,31 +35,27 @@ def parse_one(item: object) -> ParsedEvents:
 
 
 ACCEPTED = [
-    pytest.param(event(), View("a1", "national", NOW, 1.0), id="defaults-ts-now-weight-1"),
-    pytest.param(event(ts=NOW + 300), View("a1", "national", NOW + 300, 1.0), id="ts-now+300"),
-    pytest.param(event(ts=NOW - 3600.5), View("a1", "national", NOW - 3600.5, 1.0), id="ts-past"),
-    pytest.param(event(ts=0), View("a1", "national", 0.0, 1.0), id="ts-zero"),
-    pytest.param(event(ts=None), View("a1", "national", NOW, 1.0), id="ts-null-is-default"),
-    pytest.param(event(weight=1000), View("a1", "national", NOW, 1000.0), id="weight-1000"),
-    pytest.param(event(weight=2.5), View("a1", "national", NOW, 2.5), id="weight-2.5"),
-    pytest.param(event(weight=1e-9), View("a1", "national", NOW, 1e-9), id="weight-tiny"),
-    pytest.param(event(weight=None), View("a1", "national", NOW, 1.0), id="weight-null-default"),
+    pytest.param(event(), ("a1", "national", NOW, 1.0), id="defaults-ts-now-weight-1"),
+    pytest.param(event(ts=NOW + 300), ("a1", "national", NOW + 300, 1.0), id="ts-now+300"),
+    pytest.param(event(ts=NOW - 3600.5), ("a1", "national", NOW - 3600.5, 1.0), id="ts-past"),
+    pytest.param(event(ts=0), ("a1", "national", 0.0, 1.0), id="ts-zero"),
+    pytest.param(event(ts=None), ("a1", "national", NOW, 1.0), id="ts-null-is-default"),
+    pytest.param(event(weight=1000), ("a1", "national", NOW, 1000.0), id="weight-1000"),
+    pytest.param(event(weight=2.5), ("a1", "national", NOW, 2.5), id="weight-2.5"),
+    pytest.param(event(weight=1e-9), ("a1", "national", NOW, 1e-9), id="weight-tiny"),
+    pytest.param(event(weight=None), ("a1", "national", NOW, 1.0), id="weight-null-default"),
+    pytest.param(event(article_id="x" * 128), ("x" * 128, "national", NOW, 1.0), id="id-128-chars"),
     pytest.param(
-        event(article_id="x" * 128), View("x" * 128, "national", NOW, 1.0), id="id-128-chars"
+        event(article_id="Az09._:-"), ("Az09._:-", "national", NOW, 1.0), id="id-all-classes"
     ),
-    pytest.param(
-        event(article_id="Az09._:-"), View("Az09._:-", "national", NOW, 1.0), id="id-all-classes"
-    ),
-    pytest.param(event(section="sports"), View("a1", "sports", NOW, 1.0), id="other-section"),
+    pytest.param(event(section="sports"), ("a1", "sports", NOW, 1.0), id="other-section"),
     pytest.param(
         event(color="red", nested={"a": [1]}, visitor_id="v-1"),
-        View("a1", "national", NOW, 1.0),
+        ("a1", "national", NOW, 1.0),
         id="unknown-fields-ignored",
     ),
-    pytest.param(event(title=None, url=None), View("a1", "national", NOW, 1.0), id="null-meta"),
-    pytest.param(
-        event(url="/news/1?x=1#y"), View("a1", "national", NOW, 1.0), id="site-relative-url"
-    ),
+    pytest.param(event(title=None, url=None), ("a1", "national", NOW, 1.0), id="null-meta"),
+    pytest.param(event(url="/news/1?x=1#y"), ("a1", "national", NOW, 1.0), id="site-relative-url"),
 ]
 
 REJECTED = [
@@ -118,8 +116,8 @@ def test_valid_event_is_accepted(item: dict[str, Any], expected: View) -> None:
     parsed = parse_one(item)
     assert parsed.rejected == []
     assert parsed.views == [expected]
-    assert type(parsed.views[0].weight) is float
-    assert type(parsed.views[0].ts) is float
+    assert type(parsed.views[0][3]) is float
+    assert type(parsed.views[0][2]) is float
 
 
 @pytest.mark.parametrize(("item", "code"), REJECTED)
@@ -127,7 +125,7 @@ def test_invalid_event_is_rejected_alone(item: object, code: str) -> None:
     # Wrapped between two good events: the bad one goes, its neighbours stay.
     first, last = event(article_id="first"), event(article_id="last", section="sports")
     parsed = parse(orjson.dumps([first, item, last]))
-    assert [v.article_id for v in parsed.views] == ["first", "last"]
+    assert [v[0] for v in parsed.views] == ["first", "last"]
     assert [(r.index, r.code) for r in parsed.rejected] == [(1, code)]
     assert parsed.rejected[0].message
     assert "a1" not in parsed.metadata
@@ -135,7 +133,7 @@ def test_invalid_event_is_rejected_alone(item: object, code: str) -> None:
 
 def test_single_object_body_is_one_event() -> None:
     parsed = parse(orjson.dumps(event(weight=3)))
-    assert parsed.views == [View("a1", "national", NOW, 3.0)]
+    assert parsed.views == [("a1", "national", NOW, 3.0)]
     assert parsed.rejected == []
 
 
@@ -143,9 +141,9 @@ def test_json_array_keeps_order_and_duplicates() -> None:
     items = [event(article_id="b"), event(article_id="a", section="sports"), event(article_id="b")]
     parsed = parse(orjson.dumps(items))
     assert parsed.views == [
-        View("b", "national", NOW, 1.0),
-        View("a", "sports", NOW, 1.0),
-        View("b", "national", NOW, 1.0),
+        ("b", "national", NOW, 1.0),
+        ("a", "sports", NOW, 1.0),
+        ("b", "national", NOW, 1.0),
     ]
 
 
@@ -162,7 +160,7 @@ def test_ndjson_skips_blank_lines(content_type: str) -> None:
         b'{"article_id":"b","section":"sports"}\n'
     )
     parsed = parse(body, content_type)
-    assert parsed.views == [View("a", "national", NOW, 1.0), View("b", "sports", NOW, 1.0)]
+    assert parsed.views == [("a", "national", NOW, 1.0), ("b", "sports", NOW, 1.0)]
     assert parsed.rejected == []
 
 
@@ -190,7 +188,7 @@ def test_ndjson_bad_line_is_rejected_alone_at_its_index(bad_line: bytes, code: s
         ]
     )
     parsed = parse(body, NDJSON)
-    assert [v.article_id for v in parsed.views] == ["a", "b"]
+    assert [v[0] for v in parsed.views] == ["a", "b"]
     assert [(r.index, r.code) for r in parsed.rejected] == [(1, code)]
     assert parsed.metadata == {"b": ("B", None)}
 
@@ -200,7 +198,7 @@ def test_ndjson_splits_only_on_newlines(separator: str) -> None:
     line = orjson.dumps(event(title=f"first{separator}second"))
     assert separator.encode("utf-8") in line  # orjson leaves it raw, as JSON allows
     parsed = parse(line + b"\n" + orjson.dumps(event(article_id="b")), NDJSON)
-    assert [v.article_id for v in parsed.views] == ["a1", "b"]
+    assert [v[0] for v in parsed.views] == ["a1", "b"]
     assert parsed.rejected == []
 
 
@@ -243,7 +241,7 @@ def test_first_title_and_url_per_article_fill_metadata() -> None:
 )
 def test_utf8_charsets_are_accepted(content_type: str, charset: str | None) -> None:
     parsed = parse(orjson.dumps(event(title=KOREAN_TITLE)), content_type, charset)
-    assert parsed.views == [View("a1", "national", NOW, 1.0)]
+    assert parsed.views == [("a1", "national", NOW, 1.0)]
 
 
 @pytest.mark.parametrize(
@@ -292,3 +290,50 @@ def test_body_errors_carry_status_and_code(
     error: type[RankerError], status: int, code: str
 ) -> None:
     assert (error.status, error.code) == (status, code)
+
+
+def reference_parse(items: list[Any]) -> tuple[list[View], list[tuple[int, str]]]:
+    """What parse_events must give, from _validate alone, event by event (no fast path)."""
+    views: list[View] = []
+    rejected: list[tuple[int, str]] = []
+    metadata: dict[str, tuple[str | None, str | None]] = {}
+    for index, item in enumerate(items):
+        try:
+            views.append(_validate(item, NOW, NOW + MAX_FUTURE_S, SECTIONS, metadata))
+        except _Rejected as exc:
+            rejected.append((index, exc.code))
+    return views, rejected
+
+
+FIELD_VALUES: dict[str, list[Any]] = {
+    "article_id": ["a1", "a2", "", "x" * 129, "a b", 5, None, [1], {"a": 1}, "기사"],
+    "section": ["national", "sports", "weather", 5, None, ["national"], {"s": 1}],
+    "ts": [NOW, NOW - 10.5, NOW + 300, NOW + 301, 0.0, -1.0, 0, int(NOW), "1", None, True, [1]],
+    "weight": [1.0, 0.5, 1000.0, 1000.5, 0.0, -1.0, 2, 0, None, False, "2", {"w": 1}],
+    "title": ["T", "", 5, None],
+    "url": ["/a", "ftp://x", None],
+    "visitor_id": ["v", "", None],
+    "extra": [1, None],
+}
+
+
+def test_the_fast_path_agrees_with_the_full_validation_on_every_event() -> None:
+    rng = random.Random(20261128)
+    items: list[Any] = [1, "a1", None, [event()]]
+    for _ in range(5000):
+        item: dict[str, Any] = {}
+        for name, values in FIELD_VALUES.items():
+            # The core fields are usually there; the others rarely.
+            if rng.random() < (0.95 if name in ("article_id", "section") else 0.25):
+                # Mostly one of the first values of each list, which are valid.
+                item[name] = rng.choice(values[:2] if rng.random() < 0.8 else values)
+        items.append(item)
+    # Twice: the second time every valid id is known, so the fast path takes more events.
+    for _ in range(2):
+        parsed = parse(orjson.dumps(items))
+        views, rejected = reference_parse(orjson.loads(orjson.dumps(items)))
+        assert parsed.views == views
+        assert [(r.index, r.code) for r in parsed.rejected] == rejected
+        assert all(type(ts) is float and type(weight) is float for _, _, ts, weight in views)
+    assert len(views) > 1000
+    assert len(rejected) > 1000

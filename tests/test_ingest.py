@@ -166,11 +166,11 @@ async def test_eight_hours_at_one_minute_half_life_rebases_and_stays_exact(
 def test_plan_flush_coalesces_views_into_one_amount_per_ranking_and_article() -> None:
     settings = Settings(sections=("sports", "world"), section_half_lives={"world": 100.0})
     views = [
-        View("a", "sports", 1000.0, 1.0),
-        View("a", "sports", 1000.0 - 7200.0, 2.0),
-        View("b", "world", 900.0, 3.0),
+        ("a", "sports", 1000.0, 1.0),
+        ("a", "sports", 1000.0 - 7200.0, 2.0),
+        ("b", "world", 900.0, 3.0),
     ]
-    plan = plan_flush(views, {"a": ("Title", None)}, settings)
+    plan = plan_flush([views[:1], views[1:]], {"a": ("Title", None)}, settings)
     assert plan.reference_ts == 1000.0
     assert dict(plan.increments["sports"]) == {"a": pytest.approx(2.0)}
     assert dict(plan.increments["world"]) == {"b": pytest.approx(1.5)}
@@ -205,7 +205,7 @@ async def test_shutdown_flushes_views_already_queued(
     runner = web.AppRunner(app)
     await runner.setup()
     ingestor = app[INGESTOR]
-    submitted = asyncio.ensure_future(ingestor.submit([View("late", "sports", clock.now, 1.0)], {}))
+    submitted = asyncio.ensure_future(ingestor.submit([("late", "sports", clock.now, 1.0)], {}))
     await asyncio.sleep(0)
     await runner.cleanup()
     await submitted
@@ -215,7 +215,7 @@ async def test_shutdown_flushes_views_already_queued(
 
 
 def views(count: int, now: float, prefix: str = "v") -> list[View]:
-    return [View(f"{prefix}{i}", "sports", now, 1.0) for i in range(count)]
+    return [(f"{prefix}{i}", "sports", now, 1.0) for i in range(count)]
 
 
 async def test_a_full_queue_refuses_at_once_and_counts_nothing(

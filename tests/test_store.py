@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -196,3 +196,21 @@ async def test_an_unknown_article_is_none_and_an_empty_ranking_is_empty(
     store = make_store()
     assert await store.get_article("nobody", T0) is None
     assert await store.top("sports", 10, T0) == Ranking(None, [])
+
+
+async def test_a_flush_of_thousands_of_articles_adds_exactly_like_zincrby(
+    make_store: Callable[..., RankingStore], redis: Redis
+) -> None:
+    # More articles than the script writes per chunk, over two flushes: every score must be
+    # the exact double sum, as ZINCRBY would leave it, across chunk boundaries.
+    store = make_store(max_set_size=10_000)
+    first = {f"a{n}": 1.0 + n / 7 for n in range(2345)}
+    second = {f"a{n}": 0.1 * n + 1 / 3 for n in range(0, 2345, 3)}
+    await store.apply(FlushPlan(T0, {"sports": first}), T0)
+    await store.apply(FlushPlan(T0, {"sports": second}), T0)
+    pairs = await redis.zrange(store.keys.scores("sports"), 0, -1, withscores=True)
+    stored = dict(cast("list[tuple[str, float]]", pairs))
+    expected = {name: first[name] + second.get(name, 0.0) for name in first}
+    assert len(stored) == len(expected)
+    mismatched = [name for name in expected if stored[name] != expected[name]]
+    assert mismatched == []
