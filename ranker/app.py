@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -12,11 +14,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from . import views
+from .cache import RankingCache
 from .config import Settings
 from .ingest import Ingestor
 from .metrics import Metrics
 from .middleware import error_middleware, metrics_middleware
-from .state import CLOCK, INGESTOR, METRICS, REDIS, SETTINGS, STORE
+from .state import CACHE, CACHE_CONTROL, CLOCK, INGESTOR, METRICS, REDIS, SETTINGS, STORE
 from .store import RankingStore
 
 
@@ -32,7 +35,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[CLOCK] = clock
+    app[CACHE_CONTROL] = settings.cache_control
     app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_cache_ctx)
     app.cleanup_ctx.append(_ingestor_ctx)
     app.router.add_post("/v1/events", views.post_events)
     app.router.add_get("/v1/rankings/{section}", views.get_ranking)
@@ -78,8 +83,20 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await flush_client.aclose()
 
 
+async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    cache = RankingCache(app[STORE], app[SETTINGS], app[METRICS], app[CLOCK])
+    app[CACHE] = cache
+    refresher = asyncio.create_task(cache.run(), name="ranker-refresh")
+    yield
+    refresher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await refresher
+
+
 async def _ingestor_ctx(app: web.Application) -> AsyncIterator[None]:
-    ingestor = Ingestor(app[STORE], app[SETTINGS], app[METRICS], app[CLOCK])
+    ingestor = Ingestor(
+        app[STORE], app[SETTINGS], app[METRICS], app[CLOCK], on_applied=app[CACHE].mark_written
+    )
     ingestor.start()
     app[INGESTOR] = ingestor
     yield

@@ -59,6 +59,9 @@ class Settings:
     max_set_size: int = 5000
     max_pending_events: int = 200_000
     prune_below: float = 0.01
+    refresh_interval_s: float = 1.0
+    stale_while_revalidate_s: int = 10
+    stale_if_error_s: int = 300
     redis_timeout_s: float = 2.0
     redis_max_connections: int = 32
     data_dir: Path = Path("ranker-data")
@@ -76,6 +79,14 @@ class Settings:
             _check_half_life(value, "RANKER_SECTION_HALF_LIVES")
         _check_half_life(self.half_life_s, "RANKER_HALF_LIFE_S")
         _check_positive(self.redis_timeout_s, "RANKER_REDIS_TIMEOUT_S")
+        if not (math.isfinite(self.refresh_interval_s) and 0.01 <= self.refresh_interval_s <= 3600):
+            raise ConfigError("RANKER_REFRESH_INTERVAL_S: must be from 0.01 to 3600 seconds")
+        for value, name in (
+            (self.stale_while_revalidate_s, "RANKER_STALE_WHILE_REVALIDATE_S"),
+            (self.stale_if_error_s, "RANKER_STALE_IF_ERROR_S"),
+        ):
+            if not 0 <= value <= 31_536_000:
+                raise ConfigError(f"{name}: must be a whole number of seconds from 0 to 31536000")
         if not 0 < self.port < 65536:
             raise ConfigError(f"RANKER_PORT (or --port): {self.port} is not a TCP port (1-65535)")
         if not KEY_PREFIX_RE.fullmatch(self.key_prefix):
@@ -94,6 +105,15 @@ class Settings:
             raise ConfigError(f"RANKER_PRUNE_BELOW: must be at least {MIN_PRUNE_BELOW} and below 1")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"RANKER_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
+
+    @property
+    def cache_control(self) -> str:
+        """The ``Cache-Control`` of a ranking answer: fresh for one refresh interval."""
+        return (
+            f"public, max-age={math.ceil(self.refresh_interval_s)}, "
+            f"stale-while-revalidate={self.stale_while_revalidate_s}, "
+            f"stale-if-error={self.stale_if_error_s}"
+        )
 
     @property
     def rankings(self) -> tuple[str, ...]:
@@ -131,6 +151,13 @@ class Settings:
                 "RANKER_MAX_PENDING_EVENTS", _parse_int, defaults.max_pending_events
             ),
             prune_below=get("RANKER_PRUNE_BELOW", _parse_float, defaults.prune_below),
+            refresh_interval_s=get(
+                "RANKER_REFRESH_INTERVAL_S", _parse_float, defaults.refresh_interval_s
+            ),
+            stale_while_revalidate_s=get(
+                "RANKER_STALE_WHILE_REVALIDATE_S", _parse_int, defaults.stale_while_revalidate_s
+            ),
+            stale_if_error_s=get("RANKER_STALE_IF_ERROR_S", _parse_int, defaults.stale_if_error_s),
             redis_timeout_s=get("RANKER_REDIS_TIMEOUT_S", _parse_float, defaults.redis_timeout_s),
             redis_max_connections=get(
                 "RANKER_REDIS_MAX_CONNECTIONS", _parse_int, defaults.redis_max_connections

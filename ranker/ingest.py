@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from math import exp2
 
 from redis.exceptions import RedisError
@@ -80,9 +80,16 @@ class Ingestor:
     """Owns the flush loop. ``submit`` returns once the views are applied in Redis."""
 
     def __init__(
-        self, store: RankingStore, settings: Settings, metrics: Metrics, clock: Clock
+        self,
+        store: RankingStore,
+        settings: Settings,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        on_applied: Callable[[Iterable[str]], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_applied = on_applied
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
@@ -162,8 +169,9 @@ class Ingestor:
             for article_id, (title, url) in request.metadata.items():
                 merge_metadata(metadata, article_id, title, url)
         error: Exception | None = None
+        plan = plan_flush(views, metadata, self._settings)
         try:
-            await self._store.apply(plan_flush(views, metadata, self._settings), self._clock())
+            await self._store.apply(plan, self._clock())
         except RedisError as exc:
             log.warning("flush of %d views failed: %s", len(views), exc)
             self._metrics.redis_errors.labels(operation="flush").inc()
@@ -176,6 +184,8 @@ class Ingestor:
             log.exception("flush of %d views failed", len(views))
             error = exc
         if error is None:
+            if self._on_applied is not None:
+                self._on_applied(plan.increments)
             self._metrics.flush_duration.observe(time.perf_counter() - started)
             self._metrics.flush_events.observe(len(views))
         for request in batch:

@@ -60,6 +60,18 @@ class Metrics:
             "Views waiting for the next flush.",
             registry=r,
         )
+        self.ranking_age = Gauge(
+            "ranker_ranking_age_seconds",
+            "Seconds since the cached lists of a ranking were last read from Redis.",
+            ["ranking"],
+            registry=r,
+        )
+        self.ranking_members = Gauge(
+            "ranker_ranking_members",
+            "Articles held in a ranking's sorted set, as of the last read.",
+            ["ranking"],
+            registry=r,
+        )
         self.redis_errors = Counter(
             "ranker_redis_errors",
             "Redis commands that failed, by operation.",

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from aiohttp import web
 from redis.asyncio import Redis
 
+from .cache import RankingCache
 from .config import Settings
 from .ingest import Ingestor
 from .metrics import Metrics
@@ -18,3 +19,5 @@ CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", RankingStore)
 INGESTOR = web.AppKey("ingestor", Ingestor)
+CACHE = web.AppKey("cache", RankingCache)
+CACHE_CONTROL = web.AppKey("cache_control", str)

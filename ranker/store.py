@@ -40,10 +40,12 @@ class RankedItem(NamedTuple):
 
 
 class Ranking(NamedTuple):
-    """A ranking's best items, and the half-life their scores decay by (None when empty)."""
+    """A ranking's best items, the half-life their scores decay by (None when empty), and how
+    many articles its set holds in all."""
 
     half_life_s: float | None
     items: list[RankedItem]
+    members: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,7 @@ class RankingStore:
         extra = 0
         while True:
             wanted = limit + extra
-            landmark, half_life, *flat = await self._top(keys=keys, args=[wanted])
+            landmark, half_life, members, *flat = await self._top(keys=keys, args=[wanted])
             if landmark is None:
                 return Ranking(None, [])
             candidates = [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
@@ -164,6 +166,7 @@ class RankingStore:
                 RankedItem(article_id, decayed(stored, landmark_f, half_life_f, now), title, url)
                 for article_id, stored, title, url in visible[:limit]
             ],
+            int(members),
         )
 
     async def get_article(self, article_id: str, now: float) -> Article | None:

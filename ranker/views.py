@@ -8,14 +8,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .articles import check_article_id, parse_article_update
+from .cache import DEFAULT_LIMIT, MAX_LIMIT, etag_matches
 from .errors import ArticleNotFound, InvalidLimit, PayloadTooLarge, RankerError, UnknownSection
 from .events import parse_events
 from .responses import json_response
-from .state import CLOCK, INGESTOR, METRICS, SETTINGS, STORE
+from .state import CACHE, CACHE_CONTROL, CLOCK, INGESTOR, METRICS, SETTINGS, STORE
 from .store import Article
-
-DEFAULT_LIMIT = 10
-MAX_LIMIT = 100
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -50,34 +48,23 @@ async def post_events(request: web.Request) -> web.Response:
 
 
 async def get_ranking(request: web.Request) -> web.Response:
-    """The top ``limit`` articles of a section (or ``all``), scored as of ``generated_at``."""
+    """The top ``limit`` articles of a section (or ``all``), scored as of ``generated_at``.
+
+    Served from the in-memory cache: the common query strings are one dict lookup, and only a
+    list asked for the first time waits for Redis.
+    """
     app = request.app
-    settings = app[SETTINGS]
     section = request.match_info["section"]
-    if section not in settings.rankings:
-        raise UnknownSection(f"no ranking named {section[:64]!r}")
-    limit = _parse_limit(request.query.get("limit"))
-    now = app[CLOCK]()
-    ranking = await app[STORE].top(section, limit, now)
-    return json_response(
-        {
-            "section": section,
-            "generated_at": now,
-            # What the scores actually decay by: the configured value can be newer than the
-            # stored one for up to a settle period after a change.
-            "half_life_s": ranking.half_life_s or settings.half_life_for(section),
-            "items": [
-                {
-                    "rank": rank,
-                    "article_id": item.article_id,
-                    "score": item.score,
-                    "title": item.title,
-                    "url": item.url,
-                }
-                for rank, item in enumerate(ranking.items, start=1)
-            ],
-        }
-    )
+    cached = app[CACHE].lookup(section, request.query_string)
+    if cached is None:
+        if section not in app[SETTINGS].rankings:
+            raise UnknownSection(f"no ranking named {section[:64]!r}")
+        cached = await app[CACHE].get(section, _parse_limit(request.query.get("limit")))
+    headers = {"ETag": cached.etag, "Cache-Control": app[CACHE_CONTROL]}
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None and etag_matches(if_none_match, cached.etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=cached.body, headers=headers, content_type="application/json")
 
 
 async def get_article(request: web.Request) -> web.Response:
@@ -99,6 +86,10 @@ async def put_article(request: web.Request) -> web.Response:
     changes = parse_article_update(body, request.content_type, request.charset, settings.sections)
     store = app[STORE]
     await store.put_article(article_id, changes)
+    if "hidden" in changes or "title" in changes or "url" in changes:
+        # The editor who hid or retitled a story sees it in this replica's lists at once;
+        # other replicas within one refresh interval.
+        await app[CACHE].refresh()
     article = await store.get_article(article_id, app[CLOCK]())
     # Clearing every field of an article with no views leaves nothing stored: say so plainly.
     return json_response(article or Article.blank(article_id))

@@ -21,6 +21,7 @@ from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis
 from ranker.keys import Keys
+from ranker.state import CACHE
 
 Client = TestClient[web.Request, web.Application]
 
@@ -39,6 +40,11 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+async def refreshed(client: Client) -> None:
+    """Bring the app's cached lists up to date with Redis now, as its next refresh would."""
+    await client.app[CACHE].refresh()
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from ranker.ingest import MAX_FLUSH_VIEWS, Ingestor, plan_flush
 from ranker.metrics import Metrics
 from ranker.state import INGESTOR, METRICS, STORE
 from ranker.store import RankingStore
-from tests.conftest import AiohttpClient, Client, FakeClock
+from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.oracle import Oracle, assert_list_matches
 
 SECTIONS = ("national", "business", "sports", "entertainment", "world")
@@ -62,6 +62,7 @@ async def post(client: Client, batch: Sequence[dict[str, Any]]) -> None:
 
 
 async def check_all_lists(client: Client, oracle: Oracle, settings: Settings) -> None:
+    await refreshed(client)
     for ranking in ("all", *SECTIONS):
         for limit in (10, 20):
             response = await client.get(f"/v1/rankings/{ranking}", params={"limit": str(limit)})

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from ranker.config import Settings
 from ranker.keys import Keys
-from tests.conftest import Client, FakeClock
+from tests.conftest import Client, FakeClock, refreshed
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -137,6 +137,12 @@ async def get_json(client: Client, path: str, status: int = 200) -> Any:
     return await resp.json()
 
 
+async def get_ranking(client: Client, path: str) -> Any:
+    """A ranking as of now: the cache is brought up to date first, as its refresh would."""
+    await refreshed(client)
+    return await get_json(client, path)
+
+
 async def assert_error(resp: ClientResponse, status: int, code: str) -> None:
     assert resp.status == status, await resp.text()
     assert resp.content_type == JSON
@@ -149,7 +155,7 @@ async def assert_error(resp: ClientResponse, status: int, code: str) -> None:
 
 async def all_lists(client: Client, settings: Settings) -> dict[str, list[dict[str, Any]]]:
     return {
-        ranking: (await get_json(client, f"/v1/rankings/{ranking}?limit=100"))["items"]
+        ranking: (await get_ranking(client, f"/v1/rankings/{ranking}?limit=100"))["items"]
         for ranking in settings.rankings
     }
 
@@ -219,7 +225,7 @@ async def test_default_ts_is_clock_now_and_weights_add_up(client: Client, clock:
         {"article_id": "heavy", "section": "sports", "weight": 2.5},
         {"article_id": "old", "section": "sports", "ts": clock.now - 7200},
     )
-    ranking = await get_json(client, "/v1/rankings/sports")
+    ranking = await get_ranking(client, "/v1/rankings/sports")
     heavy, one, old = ranking.pop("items")
     assert ranking == {"section": "sports", "generated_at": clock.now, "half_life_s": 7200.0}
     assert heavy == item(1, "heavy", 2.5)
@@ -232,7 +238,7 @@ async def test_default_ts_is_clock_now_and_weights_add_up(client: Client, clock:
 
     # The default ts was the clock's now: one half-life later the view is worth half.
     clock.now += 7200
-    ranking = await get_json(client, "/v1/rankings/all")
+    ranking = await get_ranking(client, "/v1/rankings/all")
     assert ranking["generated_at"] == clock.now
     assert ranking["items"][1]["article_id"] == "one"
     assert ranking["items"][1]["score"] == pytest.approx(0.5, rel=1e-12)
@@ -254,11 +260,11 @@ async def test_limit_defaults_to_10_and_caps_the_list(client: Client) -> None:
     await ingest(
         client, *({"article_id": f"w{w}", "section": "business", "weight": w} for w in range(1, 13))
     )
-    default = (await get_json(client, "/v1/rankings/business"))["items"]
+    default = (await get_ranking(client, "/v1/rankings/business"))["items"]
     assert [i["article_id"] for i in default] == [f"w{w}" for w in range(12, 2, -1)]
     assert [i["rank"] for i in default] == list(range(1, 11))
-    assert len((await get_json(client, "/v1/rankings/business?limit=100"))["items"]) == 12
-    top = (await get_json(client, "/v1/rankings/all?limit=1"))["items"]
+    assert len((await get_ranking(client, "/v1/rankings/business?limit=100"))["items"]) == 12
+    top = (await get_ranking(client, "/v1/rankings/all?limit=1"))["items"]
     assert top == [item(1, "w12", 12.0)]
 
 
@@ -366,12 +372,12 @@ async def test_hidden_article_keeps_its_score_and_reappears(
             ["plain"] if ranking in ("all", "sports") else []
         )
     for path in ("/v1/rankings/all?limit=1", "/v1/rankings/sports?limit=1"):
-        assert (await get_json(client, path))["items"] == [item(1, "plain", 1.0)]
+        assert (await get_ranking(client, path))["items"] == [item(1, "plain", 1.0)]
     star = await get_json(client, "/v1/articles/star")
     assert (star["hidden"], star["scores"]) == (True, {"all": 4.0, "sports": 4.0})
 
     assert (await client.put("/v1/articles/star", json={"hidden": False})).status == 200
-    items = (await get_json(client, "/v1/rankings/sports"))["items"]
+    items = (await get_ranking(client, "/v1/rankings/sports"))["items"]
     assert items == [item(1, "star", 4.0), item(2, "plain", 1.0)]
 
 
@@ -384,7 +390,7 @@ async def test_event_metadata_fills_only_what_the_cms_left_unset(client: Client)
         {"article_id": "b-1", "section": "world", "title": KOREAN_TITLE},
     )
     await ingest(client, {"article_id": "b-1", "section": "world", "title": "Later title"})
-    items = (await get_json(client, "/v1/rankings/world"))["items"]
+    items = (await get_ranking(client, "/v1/rankings/world"))["items"]
     assert items == [
         item(1, "b-1", 2.0, title=KOREAN_TITLE),
         item(2, "a-1", 1.0, title="CMS title", url="/world/a-1"),

@@ -1,12 +1,13 @@
 -- Read one ranking's decay state and its best members that are not hidden, in one atomic step,
 -- so a concurrent rebase can never pair old scores with a new landmark.
 -- KEYS[1] scores, KEYS[2] decay state, KEYS[3] hidden ids; ARGV[1] how many members.
--- Returns {landmark, half_life, id1, score1, id2, score2, ...}; landmark false when empty.
+-- Returns {landmark, half_life, members, id1, score1, id2, score2, ...}; landmark false when
+-- empty. members is the size of the whole set, for the ops who watch it fill.
 local state = redis.call('HMGET', KEYS[2], 'landmark', 'half_life')
 if not state[1] then
-  return {false, false}
+  return {false, false, 0}
 end
-local result = {state[1], state[2]}
+local result = {state[1], state[2], redis.call('ZCARD', KEYS[1])}
 local wanted = tonumber(ARGV[1])
 local found, start, page = 0, 0, wanted + 8
 while found < wanted do

@@ -1,0 +1,310 @@
+"""Every ranking answer served from memory, as ready bytes, refreshed in the background.
+
+Each process keeps the serialized answer of every (ranking, limit) pair asked for recently.
+One task refreshes them: every ``refresh_interval_s``, one Redis read per ranking (at the
+deepest limit asked for) re-renders all of that ranking's answers. So a poll costs a dict
+lookup whatever the request rate, and a list no one asks for costs nothing: it is dropped after
+``IDLE_AFTER_S`` without a request.
+
+A ranking this process has just written to (a flush, an editorial change) is refreshed early,
+at most every ``EARLY_REFRESH_GAP_S``, so lists on the replica that took the events are
+fresher still, at a bounded cost to Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from .config import Settings
+from .metrics import Metrics
+from .store import Ranking, RankingStore
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 100
+
+IDLE_AFTER_S = 60.0
+"""An answer no one has asked for in this long is dropped and no longer refreshed."""
+
+EARLY_REFRESH_GAP_S = 0.1
+"""After a local write, a ranking is refreshed this long after its last refresh at the
+earliest, instead of waiting for the next tick: at most ten extra reads a second."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachedList:
+    """One rendered answer: the body, its strong ETag, and the time its scores are as of."""
+
+    body: bytes
+    etag: str
+    generated_at: float
+
+
+def render(section: str, generated_at: float, half_life_s: float, items: list[Any]) -> CachedList:
+    """Serialize one answer. ``items`` are already-ranked item dicts, at most ``limit`` long."""
+    body = orjson.dumps(
+        {
+            "section": section,
+            "generated_at": generated_at,
+            "half_life_s": half_life_s,
+            "items": items,
+        }
+    )
+    # A digest of the bytes: replicas that render the same bytes give the same ETag, so a CDN
+    # in front of several of them still gets its 304s.
+    etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+    return CachedList(body, etag, generated_at)
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 weak comparison of an ``If-None-Match`` value against our strong ETag."""
+    if if_none_match == etag:
+        return True
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+class Slot:
+    """One (ranking, limit) answer. Requests only read ``current`` and set ``requested``."""
+
+    __slots__ = ("current", "idle_since", "limit", "requested")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.current: CachedList | None = None
+        self.requested = True
+        self.idle_since: float | None = None
+
+
+class _RankingState:
+    __slots__ = ("dirty", "fetch", "name", "refreshed_at", "slots", "snapshot")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.slots: dict[int, Slot] = {}
+        # The last read: when its scores are as of (clock time), the ranking, how deep it went.
+        self.snapshot: tuple[float, Ranking, int] | None = None
+        self.fetch: asyncio.Task[None] | None = None
+        self.refreshed_at = -math.inf  # event-loop time of the last successful read
+        self.dirty = False
+
+
+class RankingCache:
+    """Serialized ranking answers for the lists being polled, refreshed by :meth:`run`."""
+
+    def __init__(
+        self, store: RankingStore, settings: Settings, metrics: Metrics, clock: Clock
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        self._interval = settings.refresh_interval_s
+        self._rankings: dict[str, _RankingState] = {}
+        # (section, raw query string) -> slot, for the query strings a slot is known by; the
+        # request path is one dict lookup with no parsing.
+        self._by_query: dict[tuple[str, str], Slot] = {}
+        self._wakeup = asyncio.Event()
+        self._failing = False
+
+    def lookup(self, section: str, query_string: str) -> CachedList | None:
+        """The answer for a request, when it is cached under this exact query string."""
+        slot = self._by_query.get((section, query_string))
+        if slot is None:
+            return None
+        slot.requested = True
+        return slot.current
+
+    async def get(self, section: str, limit: int) -> CachedList:
+        """The answer for a ranking and limit, reading Redis only if it is not cached yet.
+
+        ``section`` must be a configured ranking. Raises what the store raises when the first
+        read of a ranking fails.
+        """
+        state = self._rankings.get(section)
+        if state is None:
+            state = self._rankings[section] = _RankingState(section)
+        slot = state.slots.get(limit)
+        if slot is None:
+            slot = state.slots[limit] = Slot(limit)
+            for query in _query_strings(limit):
+                self._by_query[(section, query)] = slot
+            if state.snapshot is not None and state.snapshot[2] >= limit:
+                self._render(state, slot)
+        slot.requested = True
+        while slot.current is None:
+            await self._read(state)
+        return slot.current
+
+    def active(self) -> dict[str, list[int]]:
+        """The lists being kept, as ranking -> limits: what each refresh reads and renders."""
+        return {name: sorted(state.slots) for name, state in self._rankings.items()}
+
+    def mark_written(self, rankings: Iterable[str]) -> None:
+        """Rankings this process just changed in Redis: refresh them early."""
+        woken = False
+        for name in rankings:
+            state = self._rankings.get(name)
+            if state is not None:
+                state.dirty = woken = True
+        if woken:
+            self._wakeup.set()
+
+    async def refresh(self, rankings: Iterable[str] | None = None) -> None:
+        """Re-read the given rankings (default: every cached one) now, and wait for it."""
+        names = self._rankings if rankings is None else rankings
+        states = [self._rankings[name] for name in names if name in self._rankings]
+        await asyncio.gather(*(self._read(state) for state in states))
+
+    async def run(self) -> None:
+        """Refresh every ``refresh_interval_s``, at a fixed rate, until cancelled."""
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + self._interval
+        min_gap = min(EARLY_REFRESH_GAP_S, self._interval)
+        while True:
+            now = loop.time()
+            wake_at = next_tick
+            for state in self._rankings.values():
+                if state.dirty:
+                    wake_at = min(wake_at, state.refreshed_at + min_gap)
+            if wake_at > now:
+                self._wakeup.clear()
+                try:
+                    async with asyncio.timeout(wake_at - now):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    pass
+                continue
+            if now >= next_tick:
+                # Missed ticks (a stalled loop) are skipped, not made up in a burst.
+                next_tick = max(next_tick + self._interval, now + min_gap)
+                self._drop_idle(now)
+                due = list(self._rankings.values())
+            else:
+                due = [s for s in self._rankings.values() if s.dirty]
+            await self._refresh_all(due)
+            self._report_ages()
+
+    async def _refresh_all(self, states: list[_RankingState]) -> None:
+        results = await asyncio.gather(
+            *(self._read(state) for state in states), return_exceptions=True
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            if isinstance(failure, RedisError):
+                self._metrics.redis_errors.labels(operation="refresh").inc()
+            elif not isinstance(failure, asyncio.CancelledError):
+                # A bug, not an outage: log it with its traceback and keep serving.
+                log.error("refreshing a ranking failed", exc_info=failure)
+        if failures and not self._failing:
+            log.warning("refreshing rankings failed, serving the last good lists: %s", failures[0])
+        elif self._failing and not failures:
+            log.info("refreshing rankings works again")
+        self._failing = bool(failures)
+
+    async def _read(self, state: _RankingState) -> None:
+        """Read a ranking, sharing a read that is already running when it covers the need."""
+        while True:
+            fetch = state.fetch
+            if fetch is None:
+                fetch = state.fetch = asyncio.create_task(self._fetch(state))
+                await asyncio.shield(fetch)
+                return
+            await asyncio.shield(fetch)
+            # That read started before this caller came: it may have been too shallow for a
+            # new limit, or have missed a write made since. Read again if so.
+            snapshot = state.snapshot
+            if snapshot is not None and snapshot[2] >= _depth(state) and not state.dirty:
+                return
+
+    async def _fetch(self, state: _RankingState) -> None:
+        depth = _depth(state)
+        # Cleared before the read: a write that lands while it runs marks the ranking again.
+        state.dirty = False
+        generated_at = self._clock()
+        try:
+            ranking = await self._store.top(state.name, depth, generated_at)
+        except BaseException:
+            # The next tick retries; a write made meanwhile must not turn a Redis outage into
+            # a loop of early refreshes.
+            state.dirty = False
+            raise
+        finally:
+            # Cleared here, not in a done callback: a waiter resumed before such a callback
+            # would find the finished task still set and spin on it.
+            state.fetch = None
+        state.snapshot = (generated_at, ranking, depth)
+        state.refreshed_at = asyncio.get_running_loop().time()
+        self._metrics.ranking_members.labels(ranking=state.name).set(ranking.members)
+        for slot in state.slots.values():
+            if slot.limit <= depth:
+                self._render(state, slot)
+
+    def _render(self, state: _RankingState, slot: Slot) -> None:
+        assert state.snapshot is not None
+        generated_at, ranking, _ = state.snapshot
+        items = [
+            {
+                "rank": rank,
+                "article_id": item.article_id,
+                "score": item.score,
+                "title": item.title,
+                "url": item.url,
+            }
+            for rank, item in enumerate(ranking.items[: slot.limit], start=1)
+        ]
+        # What the scores actually decay by: the configured value can be newer than the
+        # stored one for up to a settle period after a change.
+        half_life = ranking.half_life_s or self._settings.half_life_for(state.name)
+        slot.current = render(state.name, generated_at, half_life, items)
+
+    def _drop_idle(self, now: float) -> None:
+        for name, state in list(self._rankings.items()):
+            for limit, slot in list(state.slots.items()):
+                if slot.requested:
+                    slot.requested = False
+                    slot.idle_since = None
+                elif slot.idle_since is None:
+                    slot.idle_since = now
+                elif now - slot.idle_since >= IDLE_AFTER_S:
+                    del state.slots[limit]
+                    for query in _query_strings(limit):
+                        self._by_query.pop((name, query), None)
+            if not state.slots and state.fetch is None:
+                del self._rankings[name]
+                for gauge in (self._metrics.ranking_age, self._metrics.ranking_members):
+                    # Absent when the ranking was never read successfully.
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(name)
+
+    def _report_ages(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for name, state in self._rankings.items():
+            if state.snapshot is not None:
+                self._metrics.ranking_age.labels(ranking=name).set(now - state.refreshed_at)
+
+
+def _depth(state: _RankingState) -> int:
+    return max(state.slots, default=1)
+
+
+def _query_strings(limit: int) -> tuple[str, ...]:
+    """The query strings a request for this limit arrives with, in their common spellings."""
+    canonical = f"limit={limit}"
+    return (canonical, "") if limit == DEFAULT_LIMIT else (canonical,)

@@ -1,0 +1,264 @@
+"""The ranking cache: lists served from memory, refreshed once for all callers, HTTP caching."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from ranker import cache as cache_module
+from ranker.app import create_app
+from ranker.cache import etag_matches
+from ranker.config import Settings
+from ranker.embedded import EmbeddedRedis
+from ranker.state import CACHE, METRICS, STORE
+from ranker.store import Ranking
+from tests.conftest import AiohttpClient, Client, FakeClock
+
+Reads = dict[str, int]
+
+
+def count_reads(client: Client, monkeypatch: pytest.MonkeyPatch) -> Reads:
+    """Count the store's ranking reads per ranking, from here on."""
+    store = client.app[STORE]
+    real_top = store.top
+    reads: Reads = {}
+
+    async def top(ranking: str, limit: int, now: float) -> Ranking:
+        reads[ranking] = reads.get(ranking, 0) + 1
+        return await real_top(ranking, limit, now)
+
+    monkeypatch.setattr(store, "top", top)
+    return reads
+
+
+async def post(client: Client, *events: dict[str, Any]) -> None:
+    response = await client.post("/v1/events", json=list(events))
+    assert response.status == 200, await response.text()
+
+
+async def ids(client: Client, path: str) -> list[str]:
+    response = await client.get(path)
+    assert response.status == 200
+    return [item["article_id"] for item in (await response.json())["items"]]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], deadline_s: float = 20.0) -> None:
+    """Wait for a condition the background refresh makes true; a generous deadline, since
+    shared machines stall, and never an assertion on how long it took."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline_s
+    while not await check():
+        assert loop.time() < give_up, "the condition never became true"
+        await asyncio.sleep(0.02)
+
+
+async def test_concurrent_requests_share_one_read_and_repeat_requests_read_nothing(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await post(client, {"article_id": "a", "section": "sports"})
+    reads = count_reads(client, monkeypatch)
+    paths = ["/v1/rankings/sports", "/v1/rankings/all?limit=10", "/v1/rankings/all?limit=3"]
+    responses = await asyncio.gather(*(client.get(paths[i % 3]) for i in range(300)))
+    assert {r.status for r in responses} == {200}
+    # One read per ranking however many callers: limit 3 of "all" is cut from the same read
+    # (or, if it came first, the deeper read replaced it and covered both).
+    assert reads["sports"] == 1
+    assert reads["all"] in (1, 2)
+    before = dict(reads)
+    for path in paths * 20:
+        assert (await client.get(path)).status == 200
+    assert reads == before
+
+
+async def test_a_shallower_limit_is_cut_from_the_deeper_read(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await post(
+        client, *({"article_id": f"a{n}", "section": "world", "weight": n} for n in range(1, 30))
+    )
+    reads = count_reads(client, monkeypatch)
+    deep = await ids(client, "/v1/rankings/world?limit=25")
+    assert reads == {"world": 1}
+    assert await ids(client, "/v1/rankings/world?limit=5") == deep[:5]
+    assert await ids(client, "/v1/rankings/world") == deep[:10]
+    assert reads == {"world": 1}
+
+
+async def test_every_spelling_of_a_query_gets_the_same_answer(client: Client) -> None:
+    await post(client, {"article_id": "a", "section": "sports"})
+    bodies = set()
+    for path in (
+        "/v1/rankings/sports",
+        "/v1/rankings/sports?limit=10",
+        "/v1/rankings/sports?limit=010",
+        "/v1/rankings/sports?utm_source=x&limit=10",
+    ):
+        response = await client.get(path)
+        assert response.status == 200
+        bodies.add(await response.read())
+    assert len(bodies) == 1
+    assert client.app[CACHE].active() == {"sports": [10]}
+
+
+async def test_etag_and_if_none_match(client: Client, settings: Settings) -> None:
+    await post(client, {"article_id": "a", "section": "sports"})
+    first = await client.get("/v1/rankings/sports")
+    etag = first.headers["ETag"]
+    assert re.fullmatch(r'"[0-9a-f]{32}"', etag)
+    assert first.headers["Cache-Control"] == (
+        "public, max-age=1, stale-while-revalidate=10, stale-if-error=300"
+    )
+    for header in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        response = await client.get("/v1/rankings/sports", headers={"If-None-Match": header})
+        assert response.status == 304, header
+        assert await response.read() == b""
+        assert response.headers["ETag"] == etag
+        assert response.headers["Cache-Control"] == settings.cache_control
+    stale = await client.get("/v1/rankings/sports", headers={"If-None-Match": '"other"'})
+    assert stale.status == 200
+    assert await stale.read() == await first.read()
+
+
+def test_etag_comparison_is_weak_as_rfc_9110_asks() -> None:
+    assert etag_matches('"x"', '"x"')
+    assert etag_matches('W/"x"', '"x"')
+    assert etag_matches(' "a" ,W/"x"', '"x"')
+    assert etag_matches("*", '"x"')
+    assert not etag_matches('"y"', '"x"')
+    assert not etag_matches("x", '"x"')
+    assert not etag_matches("", '"x"')
+
+
+async def test_cache_control_follows_the_settings(
+    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings], redis: Redis
+) -> None:
+    settings = make_settings(
+        refresh_interval_s=2.5, stale_while_revalidate_s=30, stale_if_error_s=0
+    )
+    client = await aiohttp_client(create_app(settings))
+    response = await client.get("/v1/rankings/all")
+    assert response.headers["Cache-Control"] == (
+        "public, max-age=3, stale-while-revalidate=30, stale-if-error=0"
+    )
+
+
+async def test_the_background_refresh_picks_up_writes_from_another_replica(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    settings = make_settings(refresh_interval_s=0.1)
+    reader = await aiohttp_client(create_app(settings, clock=clock))
+    writer = await aiohttp_client(create_app(settings, clock=clock))
+    assert await ids(reader, "/v1/rankings/sports") == []
+    await post(writer, {"article_id": "elsewhere", "section": "sports"})
+
+    async def visible() -> bool:
+        return await ids(reader, "/v1/rankings/sports") == ["elsewhere"]
+
+    await eventually(visible)
+
+
+async def test_a_local_write_refreshes_early(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    # An hour between ticks: only the early refresh after the flush can show the view.
+    client = await aiohttp_client(create_app(make_settings(refresh_interval_s=3600), clock=clock))
+    assert await ids(client, "/v1/rankings/sports") == []
+    await post(client, {"article_id": "here", "section": "sports"})
+
+    async def visible() -> bool:
+        return await ids(client, "/v1/rankings/sports") == ["here"]
+
+    await eventually(visible)
+
+
+async def test_hiding_an_article_shows_in_this_replicas_lists_at_once(client: Client) -> None:
+    await post(client, {"article_id": "a", "section": "sports", "weight": 2})
+    await post(client, {"article_id": "b", "section": "sports"})
+    await client.app[CACHE].refresh()
+    assert await ids(client, "/v1/rankings/sports") == ["a", "b"]
+    assert (await client.put("/v1/articles/a", json={"hidden": True})).status == 200
+    assert await ids(client, "/v1/rankings/sports") == ["b"]
+    assert await ids(client, "/v1/rankings/all") == ["b"]
+
+
+async def test_lists_no_one_asks_for_are_dropped(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cache_module, "IDLE_AFTER_S", 0.0)
+    client = await aiohttp_client(create_app(make_settings(refresh_interval_s=0.05)))
+    assert (await client.get("/v1/rankings/sports?limit=5")).status == 200
+    cache = client.app[CACHE]
+    assert cache.active() == {"sports": [5]}
+
+    async def dropped() -> bool:
+        return cache.active() == {}
+
+    await eventually(dropped)
+    reads = count_reads(client, monkeypatch)
+    await asyncio.sleep(0.3)
+    assert reads == {}
+    # Asked again, it comes back.
+    assert (await client.get("/v1/rankings/sports?limit=5")).status == 200
+    assert cache.active() == {"sports": [5]}
+
+
+async def test_age_and_members_are_reported(client: Client) -> None:
+    await post(client, *({"article_id": f"a{n}", "section": "video"} for n in range(7)))
+    await client.app[CACHE].refresh()
+    assert len(await ids(client, "/v1/rankings/video")) == 7
+    registry = client.app[METRICS].registry
+
+    async def reported() -> bool:
+        age = registry.get_sample_value("ranker_ranking_age_seconds", {"ranking": "video"})
+        return age is not None and age >= 0
+
+    await eventually(reported)
+    assert registry.get_sample_value("ranker_ranking_members", {"ranking": "video"}) == 7
+
+
+async def test_lists_keep_answering_from_memory_while_redis_is_down(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    # A private server: this test stops it.
+    server = EmbeddedRedis(tmp_path / "redis", persist=False)
+    server.start()
+    try:
+        settings = make_settings(redis_url=server.url, refresh_interval_s=0.05)
+        client = await aiohttp_client(create_app(settings, clock=clock))
+        await post(client, {"article_id": "a", "section": "sports"})
+        await client.app[CACHE].refresh()
+        before = await (await client.get("/v1/rankings/sports")).read()
+    finally:
+        server.stop()
+    registry = client.app[METRICS].registry
+
+    async def refresh_failed() -> bool:
+        value = registry.get_sample_value("ranker_redis_errors_total", {"operation": "refresh"})
+        return value is not None and value > 0
+
+    await eventually(refresh_failed)
+    response = await client.get("/v1/rankings/sports")
+    assert response.status == 200
+    assert await response.read() == before
+    assert orjson.loads(before)["items"][0]["article_id"] == "a"
+    # A list never read before has nothing to fall back on.
+    assert (await client.get("/v1/rankings/world")).status == 503
