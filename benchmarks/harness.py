@@ -216,17 +216,17 @@ def parse_wrk(output: str) -> WrkResult:
     return WrkResult(float(rps[1]), latency("50"), latency("99"), int(requests[1]), errors)
 
 
-def wrk_argv(url: str, connections: int, duration: float) -> list[str]:
-    return ["wrk", "-t2", f"-c{connections}", f"-d{duration:g}s", "--latency", url]
+def wrk_argv(url: str, connections: int, duration: int) -> list[str]:
+    # wrk takes whole seconds only.
+    return ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url]
 
 
-def run_wrk(url: str, connections: int, duration: float, warmup: float) -> WrkResult:
+def run_wrk(url: str, connections: int, duration: int, warmup: int) -> WrkResult:
     """A warm-up (discarded: fills caches, settles the pools), then the measured run."""
-    if warmup > 0:
-        subprocess.run(wrk_argv(url, connections, warmup), capture_output=True, check=True)
-    done = subprocess.run(
-        wrk_argv(url, connections, duration), capture_output=True, text=True, check=True
-    )
+    for seconds in (warmup, duration) if warmup > 0 else (duration,):
+        done = subprocess.run(wrk_argv(url, connections, seconds), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}{done.stderr}")
     return parse_wrk(done.stdout)
 
 

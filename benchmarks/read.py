@@ -41,12 +41,12 @@ def alternate(
 
 
 def rows(results: dict[str, list[WrkResult]]) -> list[list[str]]:
-    """One row per run and server, then the medians."""
-    table = []
-    for name, runs in results.items():
-        for run, r in enumerate(runs, start=1):
-            table.append([name, str(run), f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}"])
-            table[-1].append(str(r.errors))
+    """One row per run and server, then the medians (and all the runs' errors)."""
+    table = [
+        [name, str(n), f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", str(r.errors)]
+        for name, runs in results.items()
+        for n, r in enumerate(runs, start=1)
+    ]
     for name, runs in results.items():
         table.append(
             [
@@ -55,7 +55,7 @@ def rows(results: dict[str, list[WrkResult]]) -> list[list[str]]:
                 f"**{median(r.rps for r in runs):,.0f}**",
                 f"{median(r.p50_ms for r in runs):.2f}",
                 f"{median(r.p99_ms for r in runs):.2f}",
-                str(sum(r.errors for r in runs)),
+                f"{sum(r.errors for r in runs)} in all",
             ]
         )
     return table
@@ -70,7 +70,7 @@ def read_section(report: Report, args: argparse.Namespace) -> None:
         stack.callback(harness.delete_keys, args.redis_url, prefix)
         ranker = stack.enter_context(harness.ranker_server(args.redis_url, prefix))
         harness.seed_views(ranker.base)
-        with urllib.request.urlopen(ranker.base + harness.RANKING_PATH) as response:
+        with urllib.request.urlopen(ranker.base + RANKING_PATH) as response:
             body = response.read()
         body_file = Path(stack.enter_context(tempfile.TemporaryDirectory()), "body.json")
         body_file.write_bytes(body)
@@ -82,8 +82,9 @@ def read_section(report: Report, args: argparse.Namespace) -> None:
         report.add(
             "## ranker vs bare aiohttp",
             f"`GET {RANKING_PATH}`; bare serves the body ranker answered ({len(body)} bytes). "
-            f"Each run: `wrk -t2 -c<C> -d{args.duration:g}s --latency <url>` after a "
-            f"{args.warmup:g} s warm-up; runs alternate ranker, bare, ranker, ...",
+            f"Each run: `wrk -t2 -c<C> -d{args.duration}s --latency <url>` after a "
+            f"{args.warmup} s warm-up; runs alternate ranker, bare, ranker, ... Errors are wrk's "
+            "socket errors plus non-2xx answers; a run with errors does not compare.",
         )
         for connections in args.connections:
             results = alternate([ranker, bare], connections, args)
@@ -111,8 +112,8 @@ def workers_section(report: Report, args: argparse.Namespace) -> None:
         harness.seed_views(one.base)
         results = alternate([one, two], args.workers_connections, args)
         report.add(
-            f"`wrk -t2 -c{args.workers_connections} -d{args.duration:g}s --latency <url>` after "
-            f"a {args.warmup:g} s warm-up; runs alternate --workers 1, --workers 2, ..."
+            f"`wrk -t2 -c{args.workers_connections} -d{args.duration}s --latency <url>` after "
+            f"a {args.warmup} s warm-up; runs alternate --workers 1, --workers 2, ..."
         )
         report.table(HEADER, rows(results))
         rps = [median(x.rps for x in runs) for runs in results.values()]
@@ -124,8 +125,8 @@ def main() -> None:
     parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL)
     parser.add_argument("--only", choices=["read", "workers"], help="run one section only")
     parser.add_argument("--runs", type=int, default=5, help="runs per server and setting")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per run")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run, 0: none")
     parser.add_argument(
         "--connections",
         type=lambda s: [int(c) for c in s.split(",")],
