@@ -13,13 +13,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from . import views
 from .cache import RankingCache
 from .config import Settings
 from .ingest import Ingestor
 from .metrics import Metrics
-from .middleware import error_middleware, metrics_middleware
-from .state import CACHE, CACHE_CONTROL, CLOCK, INGESTOR, METRICS, REDIS, SETTINGS, STORE
+from .routes import add_routes
+from .state import CACHE, CLOCK, INGESTOR, METRICS, REDIS, SETTINGS, STORE
 from .store import RankingStore
 
 
@@ -28,24 +27,14 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     starts the embedded server); ``clock`` is the time source for event defaults and scores."""
     if settings.redis_url is None:
         raise ValueError("settings.redis_url is required to create the app")
-    app = web.Application(
-        middlewares=[metrics_middleware, error_middleware],
-        client_max_size=settings.max_body_bytes,
-    )
+    app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[CLOCK] = clock
-    app[CACHE_CONTROL] = settings.cache_control
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_cache_ctx)
     app.cleanup_ctx.append(_ingestor_ctx)
-    app.router.add_post("/v1/events", views.post_events)
-    app.router.add_get("/v1/rankings/{section}", views.get_ranking)
-    app.router.add_get("/v1/articles/{article_id}", views.get_article)
-    app.router.add_put("/v1/articles/{article_id}", views.put_article)
-    app.router.add_get("/healthz", views.healthz)
-    app.router.add_get("/readyz", views.readyz)
-    app.router.add_get("/metrics", views.metrics)
+    add_routes(app)
     return app
 
 

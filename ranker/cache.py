@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from multidict import CIMultiDict
 from redis.exceptions import RedisError
 
 from .config import Settings
@@ -46,14 +47,18 @@ earliest, instead of waiting for the next tick: at most ten extra reads a second
 
 @dataclass(frozen=True, slots=True)
 class CachedList:
-    """One rendered answer: the body, its strong ETag, and the time its scores are as of."""
+    """One rendered answer: the body, its strong ETag, the time its scores are as of, and the
+    response headers (copied per response: aiohttp adds to them)."""
 
     body: bytes
     etag: str
     generated_at: float
+    headers: CIMultiDict[str]
 
 
-def render(section: str, generated_at: float, half_life_s: float, items: list[Any]) -> CachedList:
+def render(
+    section: str, generated_at: float, half_life_s: float, items: list[Any], cache_control: str
+) -> CachedList:
     """Serialize one answer. ``items`` are already-ranked item dicts, at most ``limit`` long."""
     body = orjson.dumps(
         {
@@ -66,7 +71,10 @@ def render(section: str, generated_at: float, half_life_s: float, items: list[An
     # A digest of the bytes: replicas that render the same bytes give the same ETag, so a CDN
     # in front of several of them still gets its 304s.
     etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-    return CachedList(body, etag, generated_at)
+    headers = CIMultiDict(
+        {"Content-Type": "application/json", "ETag": etag, "Cache-Control": cache_control}
+    )
+    return CachedList(body, etag, generated_at, headers)
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:
@@ -83,10 +91,11 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
 class Slot:
     """One (ranking, limit) answer. Requests only read ``current`` and set ``requested``."""
 
-    __slots__ = ("current", "idle_since", "limit", "requested")
+    __slots__ = ("aliases", "current", "idle_since", "limit", "requested")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, aliases: tuple[str, ...]) -> None:
         self.limit = limit
+        self.aliases = aliases
         self.current: CachedList | None = None
         self.requested = True
         self.idle_since: float | None = None
@@ -117,24 +126,25 @@ class RankingCache:
         self._clock = clock
         self._interval = settings.refresh_interval_s
         self._rankings: dict[str, _RankingState] = {}
-        # (section, raw query string) -> slot, for the query strings a slot is known by; the
-        # request path is one dict lookup with no parsing.
-        self._by_query: dict[tuple[str, str], Slot] = {}
+        # Request key (the raw request target, in its common spellings) -> slot: a poll is one
+        # dict lookup, with no parsing.
+        self._by_alias: dict[str, Slot] = {}
         self._wakeup = asyncio.Event()
         self._failing = False
 
-    def lookup(self, section: str, query_string: str) -> CachedList | None:
-        """The answer for a request, when it is cached under this exact query string."""
-        slot = self._by_query.get((section, query_string))
+    def lookup(self, alias: str) -> CachedList | None:
+        """The answer cached under a request key given to :meth:`get`, if any."""
+        slot = self._by_alias.get(alias)
         if slot is None:
             return None
         slot.requested = True
         return slot.current
 
-    async def get(self, section: str, limit: int) -> CachedList:
+    async def get(self, section: str, limit: int, aliases: Iterable[str] = ()) -> CachedList:
         """The answer for a ranking and limit, reading Redis only if it is not cached yet.
 
-        ``section`` must be a configured ranking. Raises what the store raises when the first
+        ``section`` must be a configured ranking; ``aliases`` are request keys that
+        :meth:`lookup` will find it by from now on. Raises what the store raises when the first
         read of a ranking fails.
         """
         state = self._rankings.get(section)
@@ -142,9 +152,9 @@ class RankingCache:
             state = self._rankings[section] = _RankingState(section)
         slot = state.slots.get(limit)
         if slot is None:
-            slot = state.slots[limit] = Slot(limit)
-            for query in _query_strings(limit):
-                self._by_query[(section, query)] = slot
+            slot = state.slots[limit] = Slot(limit, tuple(aliases))
+            for alias in slot.aliases:
+                self._by_alias[alias] = slot
             if state.snapshot is not None and state.snapshot[2] >= limit:
                 self._render(state, slot)
         slot.requested = True
@@ -272,7 +282,9 @@ class RankingCache:
         # What the scores actually decay by: the configured value can be newer than the
         # stored one for up to a settle period after a change.
         half_life = ranking.half_life_s or self._settings.half_life_for(state.name)
-        slot.current = render(state.name, generated_at, half_life, items)
+        slot.current = render(
+            state.name, generated_at, half_life, items, self._settings.cache_control
+        )
 
     def _drop_idle(self, now: float) -> None:
         for name, state in list(self._rankings.items()):
@@ -284,8 +296,8 @@ class RankingCache:
                     slot.idle_since = now
                 elif now - slot.idle_since >= IDLE_AFTER_S:
                     del state.slots[limit]
-                    for query in _query_strings(limit):
-                        self._by_query.pop((name, query), None)
+                    for alias in slot.aliases:
+                        self._by_alias.pop(alias, None)
             if not state.slots and state.fetch is None:
                 del self._rankings[name]
                 for gauge in (self._metrics.ranking_age, self._metrics.ranking_members):
@@ -302,9 +314,3 @@ class RankingCache:
 
 def _depth(state: _RankingState) -> int:
     return max(state.slots, default=1)
-
-
-def _query_strings(limit: int) -> tuple[str, ...]:
-    """The query strings a request for this limit arrives with, in their common spellings."""
-    canonical = f"limit={limit}"
-    return (canonical, "") if limit == DEFAULT_LIMIT else (canonical,)

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+from typing import cast
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString as _untyped_float_to_go_string
+
+# How prometheus-client spells a bucket bound in an `le` label (it ships no annotation).
+float_to_go_string = cast(Callable[[float], str], _untyped_float_to_go_string)
 
 # Reads are served in about a millisecond: resolve that range finely, keep a tail for stalls.
 LATENCY_BUCKETS = (
@@ -12,19 +22,60 @@ LATENCY_BUCKETS = (
 FLUSH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000)
 
 
+class RequestLatency(Collector):
+    """The request latency histogram, observed without locks or label lookups.
+
+    Every request goes through it, and prometheus-client's Histogram costs a few microseconds
+    per observation (a lock per bucket and sum, label resolution): a sixth of what serving a
+    cached list costs. Here an observation is one dict lookup and a bisect. Only the event loop
+    thread observes and collects, so no lock is needed.
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._bounds = tuple(sorted(buckets))
+        self._le = [float_to_go_string(bound) for bound in self._bounds] + ["+Inf"]
+        # (route, method, status) -> per-bucket counts (the last is +Inf), then the sum.
+        self._series: dict[tuple[str, str, int], list[float]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        series = self._series.get((route, method, status))
+        if series is None:
+            series = self._series[(route, method, status)] = [0] * (len(self._bounds) + 2)
+        series[bisect_left(self._bounds, seconds)] += 1
+        series[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(
+            self.name, self.documentation, labels=["route", "method", "status"]
+        )
+        for (route, method, status), series in sorted(self._series.items()):
+            cumulative, buckets = 0.0, []
+            for le, count in zip(self._le, series, strict=False):
+                cumulative += count
+                buckets.append((le, cumulative))
+            family.add_metric([route, method, str(status)], buckets, series[-1])
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(
+            self.name, self.documentation, labels=["route", "method", "status"]
+        )
+
+
 class Metrics:
     """Every metric ranker exports."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.http_request_duration = Histogram(
+        self.http_request_duration = RequestLatency(
             "ranker_http_request_duration_seconds",
             "HTTP request latency; its _count is the number of requests.",
-            ["route", "method", "status"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
         )
+        r.register(self.http_request_duration)
         self.events_accepted = Counter(
             "ranker_events_accepted",
             "Page-view events accepted and applied, by section.",

@@ -8,11 +8,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .articles import check_article_id, parse_article_update
-from .cache import DEFAULT_LIMIT, MAX_LIMIT, etag_matches
+from .cache import DEFAULT_LIMIT, MAX_LIMIT, CachedList, etag_matches
 from .errors import ArticleNotFound, InvalidLimit, PayloadTooLarge, RankerError, UnknownSection
 from .events import parse_events
 from .responses import json_response
-from .state import CACHE, CACHE_CONTROL, CLOCK, INGESTOR, METRICS, SETTINGS, STORE
+from .state import CACHE, CLOCK, INGESTOR, METRICS, SETTINGS, STORE
 from .store import Article
 
 
@@ -47,24 +47,34 @@ async def post_events(request: web.Request) -> web.Response:
     )
 
 
+def cached_ranking(request: web.Request) -> web.Response | None:
+    """A poll for a list in a common spelling (``?limit=N``, or no query for the default),
+    answered from the cache by its raw request target with one dict lookup; None if not there.
+    """
+    cached = request.app[CACHE].lookup(request.raw_path)
+    return None if cached is None else _ranking_response(request, cached)
+
+
 async def get_ranking(request: web.Request) -> web.Response:
     """The top ``limit`` articles of a section (or ``all``), scored as of ``generated_at``.
 
-    Served from the in-memory cache: the common query strings are one dict lookup, and only a
-    list asked for the first time waits for Redis.
+    Served from the in-memory cache; only a list asked for the first time waits for Redis.
     """
     app = request.app
     section = request.match_info["section"]
-    cached = app[CACHE].lookup(section, request.query_string)
-    if cached is None:
-        if section not in app[SETTINGS].rankings:
-            raise UnknownSection(f"no ranking named {section[:64]!r}")
-        cached = await app[CACHE].get(section, _parse_limit(request.query.get("limit")))
-    headers = {"ETag": cached.etag, "Cache-Control": app[CACHE_CONTROL]}
+    if section not in app[SETTINGS].rankings:
+        raise UnknownSection(f"no ranking named {section[:64]!r}")
+    limit = _parse_limit(request.query.get("limit"))
+    cached = await app[CACHE].get(section, limit, _ranking_targets(section, limit))
+    return _ranking_response(request, cached)
+
+
+def _ranking_response(request: web.Request, cached: CachedList) -> web.Response:
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match is not None and etag_matches(if_none_match, cached.etag):
+        headers = {"ETag": cached.etag, "Cache-Control": request.app[SETTINGS].cache_control}
         return web.Response(status=304, headers=headers)
-    return web.Response(body=cached.body, headers=headers, content_type="application/json")
+    return web.Response(body=cached.body, headers=cached.headers.copy())
 
 
 async def get_article(request: web.Request) -> web.Response:
@@ -120,6 +130,13 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytes:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"body is larger than {max_bytes} bytes") from None
+
+
+def _ranking_targets(section: str, limit: int) -> tuple[str, ...]:
+    """The raw request targets a poll for this list usually arrives with."""
+    path = f"/v1/rankings/{section}"
+    canonical = f"{path}?limit={limit}"
+    return (canonical, path) if limit == DEFAULT_LIMIT else (canonical,)
 
 
 def _parse_limit(raw: str | None) -> int:

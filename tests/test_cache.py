@@ -262,3 +262,12 @@ async def test_lists_keep_answering_from_memory_while_redis_is_down(
     assert orjson.loads(before)["items"][0]["article_id"] == "a"
     # A list never read before has nothing to fall back on.
     assert (await client.get("/v1/rankings/world")).status == 503
+
+
+async def test_head_answers_the_headers_of_a_get(client: Client) -> None:
+    get = await client.get("/v1/rankings/sports")
+    head = await client.head("/v1/rankings/sports")
+    assert head.status == 200
+    assert await head.read() == b""
+    assert head.headers["ETag"] == get.headers["ETag"]
+    assert head.headers["Content-Length"] == get.headers["Content-Length"]

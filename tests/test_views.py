@@ -417,6 +417,7 @@ async def test_routing_errors_are_json(
     await assert_error(resp, status, code)
     if status == 405:
         assert resp.headers["Allow"]
+        assert method not in resp.headers["Allow"].split(", ")
 
 
 async def test_health_and_readiness(client: Client) -> None:
