@@ -16,6 +16,8 @@ from . import __version__
 from .app import create_app
 from .config import ConfigError, Settings
 from .embedded import EmbeddedRedis, EmbeddedServerError
+from .logs import configure_logging
+from .workers import PortInUse, serve_workers
 
 log = logging.getLogger("ranker")
 
@@ -25,6 +27,7 @@ settings come from RANKER_* environment variables (see the README); the most use
                       server with append-only persistence under RANKER_DATA_DIR.
   RANKER_HOST         address to listen on (default 127.0.0.1)
   RANKER_PORT         port to listen on (default 8080)
+  RANKER_WORKERS      processes serving the port (default 1)
   RANKER_HALF_LIFE_S  half-life of a view's weight, seconds (default 7200)
   RANKER_SECTIONS     comma-separated section slugs
 """
@@ -45,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="listen address (overrides RANKER_HOST)")
     serve.add_argument("--port", type=int, help="listen port (overrides RANKER_PORT)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="processes serving the port, e.g. one per core (overrides RANKER_WORKERS; default 1)",
+    )
     return parser
 
 
@@ -52,16 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env(os.environ)
-        overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        given = (("host", args.host), ("port", args.port), ("workers", args.workers))
+        overrides = {name: value for name, value in given if value is not None}
         settings = dataclasses.replace(settings, **overrides)
     except ConfigError as exc:
         print(f"ranker: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings)
     return serve(settings)
 
 
@@ -83,6 +88,14 @@ def serve(settings: Settings) -> int:
                 server.data_dir,
             )
             settings = dataclasses.replace(settings, redis_url=server.url)
+        if settings.workers > 1:
+            try:
+                status = serve_workers(settings, settings.workers)
+            except PortInUse as exc:
+                print(f"ranker: {exc}", file=sys.stderr)
+                return 1
+            log.info("stopped")
+            return status
         web.run_app(
             create_app(settings),
             host=settings.host,

@@ -32,6 +32,7 @@ KEY_PREFIX_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 MIN_HALF_LIFE_S = 1.0
 # Below this a rebase could leave scores too small for a double before pruning removes them.
 MIN_PRUNE_BELOW = 1e-12
+MAX_WORKERS = 256
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 T = TypeVar("T")
@@ -67,6 +68,7 @@ class Settings:
     data_dir: Path = Path("ranker-data")
     redis_server: str | None = None
     log_level: str = "INFO"
+    workers: int = 1
 
     def __post_init__(self) -> None:
         _check_sections(self.sections, "RANKER_SECTIONS")
@@ -103,6 +105,8 @@ class Settings:
             raise ConfigError("RANKER_REDIS_MAX_CONNECTIONS: must be from 2 to 10000")
         if not MIN_PRUNE_BELOW <= self.prune_below < 1:
             raise ConfigError(f"RANKER_PRUNE_BELOW: must be at least {MIN_PRUNE_BELOW} and below 1")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"RANKER_WORKERS (or --workers): must be from 1 to {MAX_WORKERS}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"RANKER_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
 
@@ -165,6 +169,7 @@ class Settings:
             data_dir=get("RANKER_DATA_DIR", lambda raw, _: Path(raw), defaults.data_dir),
             redis_server=get("RANKER_REDIS_SERVER", _parse_str, None),
             log_level=get("RANKER_LOG_LEVEL", lambda raw, _: raw.upper(), defaults.log_level),
+            workers=get("RANKER_WORKERS", _parse_int, defaults.workers),
         )
 
 

@@ -69,7 +69,7 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Linux only: the server gets SIGTERM if ranker dies without stopping it (even by SIGKILL).
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_pdeathsig = 1
@@ -139,7 +139,7 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
             # A session of its own: a Ctrl-C or a KillMode=control-group stop reaches ranker
             # alone, which flushes what is queued before it stops the server.
             start_new_session=True,

@@ -1,0 +1,154 @@
+"""``ranker serve --workers N``: N processes serving one port, so every core of a box serves.
+
+Each worker is a whole ranker (its own event loop, list cache, Redis connections and flush loop)
+listening on the same port with SO_REUSEPORT; the kernel spreads connections across them. The
+supervisor, the process that was started, runs no app: it starts the workers, restarts one that
+dies, and on SIGTERM or SIGINT passes SIGTERM on once and waits while each finishes its
+requests and flushes its queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from aiohttp import web
+
+from .app import create_app
+from .config import Settings
+from .embedded import die_with_parent
+from .logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 60.0
+"""How long a worker may take to stop (finish requests, flush) before it is killed."""
+
+FAST_FAILURE_S = 10.0
+MAX_FAST_FAILURES = 5
+"""A worker that dies within FAST_FAILURE_S of starting, this many times in a row, stops the
+service: it is failing at start-up (a bad setting, a port it may not bind) and restarting it
+again will not help."""
+
+
+class PortInUse(RuntimeError):
+    """Something already listens on the port ranker was told to use."""
+
+
+def check_port_is_free(host: str, port: int) -> None:
+    """Fail fast when something listens on the port. Workers bind with SO_REUSEPORT, which
+    would otherwise let them quietly share the port with another ranker run by the same user.
+    """
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, proto) as sock:
+            # Connections of an earlier run in TIME_WAIT are no reason to refuse; a listener is.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def serve_workers(settings: Settings, workers: int) -> int:
+    """Run ``workers`` worker processes until SIGTERM or SIGINT; the exit status to return."""
+    check_port_is_free(settings.host, settings.port)
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    running: dict[int, tuple[BaseProcess, float]] = {}  # slot -> (process, started at)
+    fast_failures = 0
+    status = 0
+    try:
+
+        def start(slot: int) -> None:
+            process = context.Process(
+                target=_worker_main,
+                args=(settings,),
+                name=f"ranker-worker-{slot}",
+            )
+            process.start()
+            running[slot] = (process, time.monotonic())
+            log.info("worker %d started (pid %s)", slot, process.pid)
+
+        for slot in range(workers):
+            start(slot)
+        while not stopping:
+            wait([process.sentinel for process, _ in running.values()], timeout=0.5)
+            for slot, (process, started) in list(running.items()):
+                if process.is_alive() or stopping:
+                    continue
+                lived = time.monotonic() - started
+                log.error(
+                    "worker %d (pid %s) exited with %s after %.1f s",
+                    slot,
+                    process.pid,
+                    process.exitcode,
+                    lived,
+                )
+                fast_failures = fast_failures + 1 if lived < FAST_FAILURE_S else 0
+                if fast_failures >= MAX_FAST_FAILURES:
+                    log.critical("workers keep failing at start-up; stopping")
+                    stopping, status = True, 1
+                    break
+                start(slot)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        status = max(status, _stop_all([process for process, _ in running.values()]))
+    return status
+
+
+def _stop_all(processes: list[BaseProcess]) -> int:
+    for process in processes:
+        if process.is_alive() and process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):  # it ended since
+                os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    status = 0
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            log.error(
+                "worker pid %s did not stop in %.0f s; killing it", process.pid, STOP_TIMEOUT_S
+            )
+            process.kill()
+            process.join()
+            status = 1
+        elif process.exitcode not in (0, -signal.SIGTERM):
+            status = 1
+    return status
+
+
+def _worker_main(settings: Settings) -> None:
+    # Its own process group, so a terminal's Ctrl-C reaches only the supervisor, which passes
+    # one SIGTERM on (a second signal would interrupt the final flush); and if the supervisor
+    # dies without stopping it, even by SIGKILL, it gets SIGTERM.
+    os.setpgrp()
+    if sys.platform == "linux":
+        die_with_parent()
+    configure_logging(settings)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        reuse_port=True,
+        access_log=None,
+        print=None,
+    )
+    log.info("worker pid %d stopped", os.getpid())

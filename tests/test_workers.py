@@ -1,0 +1,141 @@
+"""``ranker serve --workers N``: real processes on one port, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from ranker.embedded import free_port
+from tests.test_cli import RANKER, clean_env, http_json
+
+
+def listening_pids(port: int) -> set[int]:
+    """The processes with a listening TCP socket on ``port`` (read from /proc, Linux)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    inodes.add(fields[9])
+    pids = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        fd_dir = Path("/proc", pid, "fd")
+        try:
+            links = [os.readlink(fd) for fd in fd_dir.iterdir()]
+        except (FileNotFoundError, PermissionError):
+            continue
+        if any(link.startswith("socket:[") and link[8:-1] in inodes for link in links):
+            pids.add(int(pid))
+    return pids
+
+
+def wait_until(check: Callable[[], bool], what: str, deadline_s: float = 30.0) -> None:
+    """Wait for something the processes do in their own time; never a bound on that time."""
+    give_up = time.monotonic() + deadline_s
+    while not check():
+        if time.monotonic() > give_up:
+            pytest.fail(f"{what} never happened")
+        time.sleep(0.05)
+
+
+@contextmanager
+def serving_workers(
+    redis_url: str, key_prefix: str, workers: int
+) -> Iterator[tuple[str, int, subprocess.Popen[str]]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [RANKER, "serve", "--port", str(port), "--workers", str(workers)],
+        env=clean_env(RANKER_REDIS_URL=redis_url, RANKER_KEY_PREFIX=key_prefix),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        return len(listening_pids(port)) == workers
+
+    try:
+        wait_until(ready, f"{workers} workers listening")
+        yield base, port, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=90)
+
+
+def ranked(base: str, section: str) -> list[str]:
+    body = http_json(f"{base}/v1/rankings/{section}")
+    assert isinstance(body, dict)
+    return [item["article_id"] for item in body["items"]]
+
+
+def test_workers_share_the_port_and_stop_cleanly_counting_every_view(
+    redis_url: str, key_prefix: str, redis: Redis
+) -> None:
+    with serving_workers(redis_url, key_prefix, 2) as (base, port, process):
+        pids = listening_pids(port)
+        assert process.pid not in pids  # the supervisor serves nothing itself
+        for n in range(40):
+            event = orjson.dumps({"article_id": f"a{n % 4}", "section": "sports"})
+            assert http_json(f"{base}/v1/events", event) == {"accepted": 1, "rejected": []}
+        # Whichever worker answers, it reads the same Redis within a refresh interval.
+        wait_until(lambda: sorted(ranked(base, "sports")) == ["a0", "a1", "a2", "a3"], "lists")
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=90)
+        assert process.returncode == 0, output
+        assert "worker" in output
+    assert not listening_pids(port)
+    assert all(not Path("/proc", str(pid)).exists() for pid in pids)
+
+
+def test_a_worker_that_dies_is_replaced(redis_url: str, key_prefix: str, redis: Redis) -> None:
+    with serving_workers(redis_url, key_prefix, 2) as (base, port, process):
+        victim = min(listening_pids(port))
+        os.kill(victim, signal.SIGKILL)
+        wait_until(
+            lambda: len(listening_pids(port)) == 2 and victim not in listening_pids(port),
+            "a replacement worker",
+        )
+        assert ranked(base, "world") == []
+        assert process.poll() is None
+
+
+def test_a_port_in_use_is_refused_at_once(redis_url: str, key_prefix: str, redis: Redis) -> None:
+    with serving_workers(redis_url, key_prefix, 2) as (_, port, _process):
+        result = subprocess.run(
+            [RANKER, "serve", "--port", str(port), "--workers", "2"],
+            env=clean_env(RANKER_REDIS_URL=redis_url, RANKER_KEY_PREFIX=key_prefix),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert "Address already in use" in result.stderr
+        # The running service was not joined by the second one's workers.
+        assert len(listening_pids(port)) == 2
+
+
+def test_workers_are_checked_like_every_setting() -> None:
+    result = subprocess.run(
+        [RANKER, "serve", "--workers", "0"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "RANKER_WORKERS" in result.stderr
