@@ -1,0 +1,227 @@
+"""Ingest benchmark: acknowledged views per second, ranker against a naive ZINCRBY server.
+
+    .venv/bin/python -m benchmarks.ingest [--runs 3] [--duration 10] [--senders 8] [--workers 1]
+
+``--senders`` concurrent senders (asyncio tasks in one process, or spread over ``--procs``
+processes) POST pre-encoded batches of 500-1,000 Zipf-distributed views (exponent 1.1 over
+5,000 articles in all 11 default sections). The pool of bodies is rebuilt before every run, so
+each ``ts`` is at most a run old and never ahead. Runs alternate ``ranker serve`` and
+``benchmarks.naive``; acknowledged views are the ``accepted`` of 200 answers over wall time.
+``redis-benchmark`` pipelining ZINCRBY gives the Redis ceiling. CPU seconds per run show where
+the two cores went: the server's process tree, the load generator, Redis (INFO; on a shared
+Redis that includes everyone else's commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import re
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+import redis
+
+from benchmarks import harness
+from benchmarks.harness import Server, Zipf, log
+from benchmarks.report import Report, median, ratio
+
+MODULE = "benchmarks.ingest"
+HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass
+class Load:
+    """What one run's senders saw, and what it cost the generator."""
+
+    accepted: int = 0
+    failures: Counter[str] = field(default_factory=Counter)  # non-200 status (or error) -> n
+    wall_s: float = 0.0
+    generator_cpu_s: float = 0.0
+
+
+async def _send(url: str, bodies: list[bytes], senders: int, duration: float) -> Load:
+    load = Load()
+    deadline = time.perf_counter() + duration
+
+    async def sender(offset: int, session: aiohttp.ClientSession) -> None:
+        i = offset
+        while time.perf_counter() < deadline:
+            i += 1
+            try:
+                async with session.post(url, data=bodies[i % len(bodies)], headers=HEADERS) as r:
+                    answer = await r.read()
+                    if r.status == 200:
+                        load.accepted += orjson.loads(answer)["accepted"]
+                    else:
+                        load.failures[str(r.status)] += 1
+            except aiohttp.ClientError as exc:
+                load.failures[type(exc).__name__] += 1
+                await asyncio.sleep(0.01)  # do not spin on a refused connection
+
+    cpu, started = time.process_time(), time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        # Spread the starting points so concurrent senders do not send the same bodies.
+        step = len(bodies) // senders or 1
+        await asyncio.gather(*(sender(n * step, session) for n in range(senders)))
+    load.wall_s = time.perf_counter() - started
+    load.generator_cpu_s = time.process_time() - cpu
+    return load
+
+
+def _send_in_process(job: tuple[str, list[bytes], int, float]) -> Load:
+    return asyncio.run(_send(*job))
+
+
+def generate(url: str, bodies: list[bytes], senders: int, procs: int, duration: float) -> Load:
+    """The load, from this process or from ``procs`` forked ones, each with its share of the
+    senders and of the bodies; wall time is the slowest process's."""
+    if procs == 1:
+        return _send_in_process((url, bodies, senders, duration))
+    jobs = [(url, bodies[p::procs], max(1, senders // procs), duration) for p in range(procs)]
+    with multiprocessing.get_context("fork").Pool(procs) as pool:
+        loads = pool.map(_send_in_process, jobs)
+    total = Load(wall_s=max(load.wall_s for load in loads))
+    for load in loads:
+        total.accepted += load.accepted
+        total.failures += load.failures
+        total.generator_cpu_s += load.generator_cpu_s
+    return total
+
+
+@dataclass(frozen=True)
+class Run:
+    load: Load
+    server_cpu_s: float
+    redis_cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.load.accepted / self.load.wall_s
+
+
+def measure(target: Server, args: argparse.Namespace, zipf: Zipf) -> Run:
+    bodies = zipf.pool(args.pool)  # fresh timestamps, built outside the measured time
+    server_cpu, redis_cpu = target.cpu_seconds(), harness.redis_cpu_seconds(args.redis_url)
+    load = generate(target.base + "/v1/events", bodies, args.senders, args.procs, args.duration)
+    return Run(
+        load,
+        target.cpu_seconds() - server_cpu,
+        harness.redis_cpu_seconds(args.redis_url) - redis_cpu,
+    )
+
+
+def redis_ceiling(redis_url: str, key: str) -> float:
+    """ZINCRBY ops/s that redis-benchmark gets, pipelining 64 deep over 5,000 members."""
+    url = urlsplit(redis_url)
+    argv = ["redis-benchmark", "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 6379)]
+    argv += ["--dbnum", (url.path.strip("/") or "0")] + (
+        ["-a", url.password] if url.password else []
+    )
+    argv += ["-P", "64", "-n", "2000000", "-r", "5000", "-q", "zincrby", key, "1", "__rand_int__"]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    finally:
+        redis.Redis.from_url(redis_url).delete(key)
+    return parse_redis_benchmark(out)
+
+
+def parse_redis_benchmark(output: str) -> float:
+    """Requests per second from ``redis-benchmark -q`` output."""
+    # -q still writes progress lines, separated by \r; the last figure is the final one.
+    found = re.findall(r"([\d.]+) requests per second", output)
+    if not found:
+        raise ValueError(f"unexpected redis-benchmark output: {output!r}")
+    return float(found[-1])
+
+
+def report_runs(report: Report, results: dict[str, list[Run]], args: argparse.Namespace) -> None:
+    header = ["server", "run", "events/s", "accepted", "wall s", "failures"]
+    header += ["server CPU s", "generator CPU s", "Redis CPU s"]
+    rows = []
+    for name, runs in results.items():
+        for n, run in enumerate(runs, start=1):
+            failures = ", ".join(f"{k}: {v}" for k, v in sorted(run.load.failures.items()))
+            rows.append(
+                [
+                    name,
+                    str(n),
+                    f"{run.rate:,.0f}",
+                    f"{run.load.accepted:,}",
+                    f"{run.load.wall_s:.2f}",
+                    failures or "0",
+                    f"{run.server_cpu_s:.2f}",
+                    f"{run.load.generator_cpu_s:.2f}",
+                    f"{run.redis_cpu_s:.2f}",
+                ]
+            )
+    for name, runs in results.items():
+        rows.append(
+            [f"**{name}**", "median", f"**{median(r.rate for r in runs):,.0f}**"] + [""] * 6
+        )
+    report.table(header, rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL)
+    parser.add_argument("--runs", type=int, default=3, help="runs per server")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    parser.add_argument("--senders", type=int, default=8, help="concurrent senders in all")
+    parser.add_argument("--procs", type=int, default=1, help="load-generator processes")
+    parser.add_argument("--pool", type=int, default=300, help="distinct bodies per run")
+    parser.add_argument("--workers", type=int, default=1, help="server processes, both servers")
+    parser.add_argument("--skip-ceiling", action="store_true", help="no redis-benchmark run")
+    args = parser.parse_args()
+    if args.workers != 1 and not harness.ranker_has_workers():
+        parser.error("this ranker's serve has no --workers option yet")
+    report = Report("Ingest benchmark", MODULE, args.redis_url)
+    ranker_prefix, naive_prefix = harness.unique_prefix("ingest"), harness.unique_prefix("naive")
+    results: dict[str, list[Run]] = {"ranker": [], "naive": []}
+    zipf = Zipf(seed=1)
+    with contextlib.ExitStack() as stack:
+        for prefix in (ranker_prefix, naive_prefix):
+            stack.callback(harness.delete_keys, args.redis_url, prefix)
+        # Pass --workers only to a ranker that knows it; without it ranker runs one process.
+        workers = args.workers if harness.ranker_has_workers() else None
+        ranker = stack.enter_context(harness.ranker_server(args.redis_url, ranker_prefix, workers))
+        naive = stack.enter_context(
+            harness.python_server(
+                "naive", "benchmarks.naive", "--redis-url", args.redis_url,
+                "--key-prefix", naive_prefix, workers=args.workers,
+            )
+        )  # fmt: skip
+        for number in range(1, args.runs + 1):
+            for name, target in (("ranker", ranker), ("naive", naive)):
+                run = measure(target, args, zipf)
+                log(f"  run {number} {name}: {run.rate:,.0f} events/s")
+                results[name].append(run)
+        ceiling = (
+            0.0 if args.skip_ceiling else redis_ceiling(args.redis_url, f"{naive_prefix}:scratch")
+        )
+    report.add(
+        f"{args.senders} senders in {args.procs} generator process(es), a pool of {args.pool} "
+        f"bodies per run, {args.duration:g} s per run, `--workers {args.workers}` for both "
+        "servers; runs alternate ranker, naive, ranker, ...",
+    )
+    report_runs(report, results, args)
+    r, n = (median(run.rate for run in results[name]) for name in ("ranker", "naive"))
+    report.add(f"ranker/naive events/s: {ratio(r, n)}")
+    if ceiling:
+        report.add(
+            f"Redis ceiling (`redis-benchmark -P 64 -n 2000000 -r 5000 -q zincrby`): "
+            f"{ceiling:,.0f} ZINCRBY/s. ranker events/s / ceiling: {ratio(r, ceiling)}; naive "
+            f"sends 2 ZINCRBY per event, so it uses {ratio(2 * n, ceiling)} of the ceiling.",
+        )
+    report.print()
+
+
+if __name__ == "__main__":
+    main()
