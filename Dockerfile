@@ -34,11 +34,14 @@ RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheels . \
 # ---------------------------------------------------------------------------------------------
 FROM python:3.11-slim-bookworm
 
-# Fixed ids, so that a volume or bind mount can be chowned to 10001:10001 ahead of time.
+# Fixed ids, so that a volume or bind mount can be chowned to 10001:10001 ahead of time (and
+# deploy/k8s/deployment.yaml can name them). The base image's own pip, setuptools and wheel go:
+# nothing is installed at run time, so the image holds no installer nor build tooling.
 RUN groupadd --system --gid 10001 ranker \
     && useradd --system --uid 10001 --gid ranker --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin ranker \
-    && install -d -o ranker -g ranker -m 0750 /var/lib/ranker
+    && install -d -o ranker -g ranker -m 0750 /var/lib/ranker \
+    && python -m pip uninstall --no-cache-dir --yes --quiet pip setuptools wheel
 
 COPY --from=builder /opt/venv /opt/venv
 
@@ -65,5 +68,6 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('RANKER_PORT', '8080'), timeout=4)"]
 
-ENTRYPOINT ["ranker"]
-CMD ["serve"]
+# `docker run IMAGE --port 9000` passes options to `ranker serve`;
+# `docker run --entrypoint ranker IMAGE --version` runs another command.
+ENTRYPOINT ["ranker", "serve"]

@@ -1,0 +1,449 @@
+"""The deployment files against the service they deploy.
+
+Every metric an alert rule or a dashboard panel names is one a running ranker exports; a real
+Prometheus (Debian's ``prometheus`` package) scrapes a running ranker and counts the views it
+was sent; the image, the compose stack and the Kubernetes manifests agree on user, port and
+health endpoints. promtool, hadolint and kubernetes-validate run in .ci/run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import ClientError, ClientSession, ClientTimeout
+
+from ranker.app import create_app
+from ranker.config import Settings
+from ranker.embedded import free_port
+from tests.conftest import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "ranker.json"
+COMPOSE = DEPLOY / "docker-compose.yml"
+K8S = DEPLOY / "k8s"
+DOCKERFILE = ROOT / "Dockerfile"
+
+JSON = {"Content-Type": "application/json"}
+
+# Series Prometheus records itself for every target; alerts may use them, the dashboard not.
+PROMETHEUS_SERIES = frozenset({"up"})
+
+# The series names a metric family of each type is queried by, after its `# TYPE` name
+# (prometheus_client already writes counters' TYPE lines as `name_total`).
+SERIES_SUFFIXES = {
+    "counter": ("",),
+    "gauge": ("",),
+    "untyped": ("",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("", "_sum", "_count"),
+}
+
+# ---------------------------------------------------------------------------------------------
+# Metric names in PromQL
+# ---------------------------------------------------------------------------------------------
+
+PROMQL_KEYWORDS = frozenset(
+    {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right"}
+    | {"offset", "bool", "inf", "nan"}
+)
+STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+LABEL_MATCHERS = re.compile(r"\{[^{}]*\}")
+RANGE = re.compile(r"\[[^\[\]]*\]")
+GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
+IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+LABEL_VALUES = re.compile(r"^\s*label_values\((?P<selector>.*),\s*[A-Za-z_]\w*\s*\)\s*$", re.S)
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects: what is left once strings, label
+    matchers, ranges, grouping clauses, functions, keywords and numbers are taken out."""
+    expr = STRING.sub('""', expr)
+    expr = LABEL_MATCHERS.sub(" ", expr)
+    expr = RANGE.sub(" ", expr)
+    expr = GROUPING.sub(" ", expr)
+    names = set()
+    for match in IDENTIFIER.finditer(expr):
+        name, start = match.group(), match.start()
+        if start > 0 and (expr[start - 1].isalnum() or expr[start - 1] in "._$"):
+            continue  # the tail of a number (1e3, 5m), or a Grafana variable
+        if expr[match.end() :].lstrip().startswith("("):
+            continue  # a function
+        if name.lower() in PROMQL_KEYWORDS:
+            continue
+        names.add(name)
+    return names
+
+
+def test_metric_names_finds_the_selected_metrics_only() -> None:
+    expr = """
+        histogram_quantile(0.99, sum by (route, le) (rate(
+            ranker_http_request_duration_seconds_bucket{route="/v1/rankings/{section}",
+                                                        instance=~"$instance"}[$__rate_interval])))
+        / on() group_left() (sum(rate(ranker_events_accepted_total[5m] offset 1h)) or vector(0))
+        > bool 1e3 and absent(up{job="ranker"} == 1) unless ranker_redis_up
+    """
+    assert metric_names(expr) == {
+        "ranker_http_request_duration_seconds_bucket",
+        "ranker_events_accepted_total",
+        "up",
+        "ranker_redis_up",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# What the files name
+# ---------------------------------------------------------------------------------------------
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    document = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    return [rule for group in document["groups"] for rule in group["rules"]]
+
+
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return loaded
+
+
+def walk_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for panel in panels:
+        yield panel
+        yield from walk_panels(panel.get("panels", []))
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(where, PromQL) for every panel target and every query variable of the dashboard."""
+    board = dashboard()
+    queries = [
+        (f"panel {panel['title']!r}", target["expr"])
+        for panel in walk_panels(board["panels"])
+        for target in panel.get("targets", [])
+    ]
+    for variable in board["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        query = variable["query"]
+        query = query["query"] if isinstance(query, dict) else query
+        match = LABEL_VALUES.match(query)
+        assert match, f"variable {variable['name']}: expected label_values(...), got {query!r}"
+        queries.append((f"variable ${variable['name']}", match["selector"]))
+    return queries
+
+
+def exported_series(exposition: str) -> tuple[set[str], set[str]]:
+    """(families, series names) from Prometheus text: families by their `# TYPE` lines (there
+    even before a labelled metric has a sample), series names as queries must spell them."""
+    families: set[str] = set()
+    series: set[str] = set()
+    for line in exposition.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, family, kind = line.split(maxsplit=3)
+            families.add(family)
+            series.update(family + suffix for suffix in SERIES_SUFFIXES[kind])
+    sampled = {
+        re.split(r"[{\s]", line, maxsplit=1)[0]
+        for line in exposition.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert sampled <= series, f"samples under no TYPE line: {sorted(sampled - series)}"
+    return families, series
+
+
+@pytest.fixture
+async def exported(client: Client) -> tuple[set[str], set[str]]:
+    """The metric families and series names of a running app, after one request of each kind,
+    so labelled series have samples too."""
+    events = [
+        {"article_id": "2026-11-28-election", "section": "national"},
+        {"article_id": "bad id!", "section": "national"},
+    ]
+    assert (await client.post("/v1/events", json=events)).status == 200
+    assert (await client.post("/v1/events", data=b"[", headers=JSON)).status == 400
+    assert (await client.get("/v1/rankings/all")).status == 200
+    assert (await client.put("/v1/articles/a-1", json={"title": "T"})).status == 200
+    assert (await client.get("/v1/articles/a-1")).status == 200
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 200
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    return exported_series(await resp.text())
+
+
+def test_every_alert_and_panel_has_a_query() -> None:
+    rules = alert_rules()
+    assert {rule["alert"] for rule in rules} >= {
+        "RankerDown",
+        "RankerHighErrorRatio",
+        "RankerSlowReads",
+        "RankerRankingsStale",
+        "RankerRedisUnreachable",
+        "RankerEventsRejected",
+    }
+    for rule in rules:
+        assert metric_names(rule["expr"]), rule["alert"]
+        assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+        assert {"summary", "description", "runbook"} <= rule["annotations"].keys(), rule["alert"]
+    for where, query in dashboard_queries():
+        assert metric_names(query), where
+
+
+async def test_alert_rules_name_only_metrics_ranker_exports(
+    exported: tuple[set[str], set[str]],
+) -> None:
+    families, series = exported
+    unknown: dict[str, set[str]] = {}
+    for rule in alert_rules():
+        where = f"{rule['alert']} ({rule['labels']['severity']})"
+        missing = metric_names(rule["expr"]) - series - PROMETHEUS_SERIES
+        # The annotations may name a family (a histogram's own name) in prose, or a series.
+        for text in rule["annotations"].values():
+            missing |= set(re.findall(r"\branker_\w+", text)) - series - families
+        if missing:
+            unknown[where] = missing
+    assert unknown == {}, f"alert rules name metrics ranker does not export: {unknown}"
+
+
+async def test_dashboard_names_only_metrics_ranker_exports(
+    exported: tuple[set[str], set[str]],
+) -> None:
+    _, series = exported
+    unknown: dict[str, set[str]] = {}
+    for where, query in dashboard_queries():
+        missing = metric_names(query) - series
+        if missing:
+            unknown.setdefault(where, set()).update(missing)
+    assert unknown == {}, f"dashboard queries name metrics ranker does not export: {unknown}"
+
+
+def test_dashboard_panels_use_the_datasource_variable() -> None:
+    board = dashboard()
+    assert board["uid"] == "ranker"
+    ids = [panel["id"] for panel in walk_panels(board["panels"])]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for panel in walk_panels(board["panels"]):
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
+# ---------------------------------------------------------------------------------------------
+# A real Prometheus scraping a running ranker
+# ---------------------------------------------------------------------------------------------
+
+DEADLINE_S = 60.0
+
+
+async def eventually(
+    observe: Callable[[], Awaitable[Any]],
+    done: Callable[[Any], bool],
+    what: str,
+    log: Path,
+    deadline_s: float = DEADLINE_S,
+) -> Any:
+    """Observe until ``done(observation)``, and return that observation; fail after the
+    deadline with the last observation and Prometheus's log. Errors count as "not yet"."""
+    until = time.monotonic() + deadline_s
+    last: object = None
+    while time.monotonic() < until:
+        try:
+            last = await observe()
+        except (TimeoutError, ClientError, OSError, KeyError, ValueError) as exc:
+            last = exc
+        else:
+            if done(last):
+                return last
+        await asyncio.sleep(0.25)
+    pytest.fail(
+        f"{what}: not within {deadline_s:.0f} s (last seen: {last!r})\nprometheus log:\n{tail(log)}"
+    )
+
+
+def tail(log: Path) -> str:
+    return log.read_text(encoding="utf-8", errors="replace")[-4000:]
+
+
+@pytest.fixture
+def prometheus_binary() -> str:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("the prometheus binary is not on PATH; .ci/run installs it (apt)")
+        pytest.skip("the prometheus binary is not on PATH (apt-get install prometheus)")
+    return binary
+
+
+@pytest.fixture
+async def prometheus(
+    prometheus_binary: str, client: Client, tmp_path: Path
+) -> AsyncIterator[tuple[str, Path]]:
+    """A Prometheus on a free loopback port that scrapes ``client``'s app every second and
+    loads the alert rules; yields its base URL and its log file."""
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        json.dumps(  # JSON is YAML
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(ALERTS)],
+                "scrape_configs": [
+                    {
+                        "job_name": "ranker",
+                        "static_configs": [{"targets": [f"{client.host}:{client.port}"]}],
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    port = free_port()
+    log = tmp_path / "prometheus.log"
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            prometheus_binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=info",
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield f"http://127.0.0.1:{port}", log
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+@pytest.mark.timeout(240)
+async def test_prometheus_scrapes_the_views_ranker_counted(
+    client: Client, prometheus: tuple[str, Path]
+) -> None:
+    base, log = prometheus
+    async with ClientSession(timeout=ClientTimeout(total=10)) as http:
+
+        async def get_json(path: str, **params: str) -> Any:
+            async with http.get(f"{base}{path}", params=params) as resp:
+                resp.raise_for_status()
+                return await resp.json()
+
+        async def ready() -> int:
+            async with http.get(f"{base}/-/ready") as resp:
+                return resp.status
+
+        await eventually(ready, lambda status: status == 200, "Prometheus ready", log)
+
+        sent = 0
+        for batch in range(3):
+            events = [
+                {"article_id": f"2026-11-28-story-{batch}-{i}", "section": "sports"}
+                for i in range(batch + 2)
+            ] + [{"article_id": "bad id!", "section": "sports"}]
+            resp = await client.post("/v1/events", json=events)
+            assert resp.status == 200
+            body = await resp.json()
+            assert body["accepted"] == batch + 2
+            sent += body["accepted"]
+        assert sent == 9
+
+        async def query(promql: str) -> list[float]:
+            answer = await get_json("/api/v1/query", query=promql)
+            return [float(sample["value"][1]) for sample in answer["data"]["result"]]
+
+        for promql, want in [
+            ("sum(ranker_events_accepted_total)", [sent]),
+            ("sum(ranker_events_rejected_total)", [3]),
+            ('up{job="ranker"}', [1]),
+        ]:
+            await eventually(functools.partial(query, promql), want.__eq__, promql, log)
+
+        # The real Prometheus loads the alert rules and evaluates each without an error.
+        want_rules = {rule["alert"] for rule in alert_rules()}
+
+        async def rule_health() -> dict[str, set[str]]:
+            answer = await get_json("/api/v1/rules", type="alert")
+            health: dict[str, set[str]] = {}
+            for group in answer["data"]["groups"]:
+                for rule in group["rules"]:
+                    health.setdefault(rule["name"], set()).add(rule["health"])
+            return health
+
+        def evaluated(health: dict[str, set[str]]) -> bool:
+            return set(health) == want_rules and not any("unknown" in h for h in health.values())
+
+        health = await eventually(rule_health, evaluated, "alert rules evaluated", log)
+        assert all(h == {"ok"} for h in health.values()), health
+
+
+# ---------------------------------------------------------------------------------------------
+# The image, the compose stack and the manifests agree
+# ---------------------------------------------------------------------------------------------
+
+
+def k8s_documents() -> dict[str, dict[str, Any]]:
+    documents = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            documents[document["kind"]] = document
+    return documents
+
+
+def test_image_and_manifests_agree_on_user_port_and_health_endpoints(settings: Settings) -> None:
+    dockerfile = DOCKERFILE.read_text(encoding="utf-8")
+    assert re.search(r"^USER 10001:10001$", dockerfile, re.M)
+    assert re.search(r"^EXPOSE 8080$", dockerfile, re.M)
+    assert re.search(r'^ENTRYPOINT \["ranker", "serve"\]$', dockerfile, re.M)
+    assert "/healthz" in dockerfile.split("HEALTHCHECK", 1)[1]
+
+    docs = k8s_documents()
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["runAsGroup"] == 10001
+    (container,) = pod["containers"]
+    assert container["ports"][0]["containerPort"] == 8080
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert docs["ConfigMap"]["data"]["RANKER_HOST"] == "0.0.0.0"
+    assert docs["ConfigMap"]["data"]["RANKER_PORT"] == "8080"
+    annotations = docs["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "8080"
+
+    # Every path the image and the manifests probe or scrape is a route of the app.
+    routes = {resource.canonical for resource in create_app(settings).router.resources()}
+    assert {"/healthz", "/readyz", annotations["prometheus.io/path"]} <= routes
+
+
+def test_compose_mounts_files_that_exist() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    services = compose["services"]
+    assert services["ranker"]["deploy"]["replicas"] == 2
+    assert (COMPOSE.parent / services["ranker"]["build"]["context"] / "Dockerfile").is_file()
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (COMPOSE.parent / source).exists(), (name, volume)
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text("utf-8"))
+    (job,) = [job for job in prometheus["scrape_configs"] if job["job_name"] == "ranker"]
+    assert job["dns_sd_configs"][0]["names"] == ["ranker"]
+    assert job["dns_sd_configs"][0]["port"] == 8080
