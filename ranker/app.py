@@ -6,32 +6,45 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .cache import RankingCache
 from .config import Settings
 from .ingest import Ingestor
 from .metrics import Metrics
 from .routes import add_routes
-from .state import CACHE, CLOCK, INGESTOR, METRICS, REDIS, SETTINGS, STORE
+from .state import CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, REDIS, SETTINGS, STORE
 from .store import RankingStore
+from .worker_metrics import keep_writing_snapshots
 
 
-def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    metrics_dir: Path | None = None,
+) -> web.Application:
     """Build the app. ``settings.redis_url`` must be set (``ranker serve`` fills it in when it
-    starts the embedded server); ``clock`` is the time source for event defaults and scores."""
+    starts the embedded server); ``clock`` is the time source for event defaults and scores.
+    ``metrics_dir``, set for each of several workers, is where they share their metrics."""
     if settings.redis_url is None:
         raise ValueError("settings.redis_url is required to create the app")
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[CLOCK] = clock
+    if metrics_dir is not None:
+        app[METRICS_DIR] = metrics_dir
+        app.cleanup_ctx.append(_metrics_snapshot_ctx)
     app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_redis_watch_ctx)
     app.cleanup_ctx.append(_cache_ctx)
     app.cleanup_ctx.append(_ingestor_ctx)
     add_routes(app)
@@ -66,10 +79,45 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     # never retried: a retried increment script could count a flush twice (see RankingStore).
     flush_client = _client(settings, 1, Retry(NoBackoff(), 0))
     app[REDIS] = client
-    app[STORE] = RankingStore(client, settings, flush_redis=flush_client)
+    app[STORE] = RankingStore(client, settings, flush_redis=flush_client, metrics=app[METRICS])
     yield
     await client.aclose()
     await flush_client.aclose()
+
+
+async def _metrics_snapshot_ctx(app: web.Application) -> AsyncIterator[None]:
+    writer = asyncio.create_task(
+        keep_writing_snapshots(app[METRICS].registry, app[METRICS_DIR]), name="ranker-metrics"
+    )
+    yield
+    # Last of all to stop (cleanup runs in reverse): the final snapshot has the final flush.
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+
+
+REDIS_CHECK_INTERVAL_S = 5.0
+"""How often Redis is PINGed, so ``ranker_redis_up`` is current when no traffic touches it."""
+
+
+async def _watch_redis(store: RankingStore, metrics: Metrics) -> None:
+    version_known = False
+    while True:
+        # The store's timing keeps ranker_redis_up current; an outage is the alert's to report.
+        with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+            await store.ping()
+            if not version_known:
+                metrics.set_build_info(await store.server_version())
+                version_known = True
+        await asyncio.sleep(REDIS_CHECK_INTERVAL_S)
+
+
+async def _redis_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    watcher = asyncio.create_task(_watch_redis(app[STORE], app[METRICS]), name="ranker-redis")
+    yield
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
 
 
 async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -16,7 +16,7 @@ from . import __version__
 from .app import create_app
 from .config import ConfigError, Settings
 from .embedded import EmbeddedRedis, EmbeddedServerError
-from .logs import configure_logging
+from .logs import access_log_options, configure_logging
 from .workers import PortInUse, serve_workers
 
 log = logging.getLogger("ranker")
@@ -100,8 +100,8 @@ def serve(settings: Settings) -> int:
             create_app(settings),
             host=settings.host,
             port=settings.port,
-            access_log=None,
-            print=lambda message: log.info("%s", message.strip()),
+            print=lambda message: log.info("%s", message.splitlines()[0]),
+            **access_log_options(settings),
         )
         log.info("stopped")
     return 0

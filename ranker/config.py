@@ -33,6 +33,7 @@ MIN_HALF_LIFE_S = 1.0
 # Below this a rebase could leave scores too small for a double before pruning removes them.
 MIN_PRUNE_BELOW = 1e-12
 MAX_WORKERS = 256
+LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 T = TypeVar("T")
@@ -69,6 +70,8 @@ class Settings:
     redis_server: str | None = None
     log_level: str = "INFO"
     workers: int = 1
+    log_format: str = "json"
+    access_log: bool = False
     section_set: frozenset[str] = field(init=False, repr=False, compare=False)
     """``sections`` as a set, for the per-event membership test."""
 
@@ -110,6 +113,8 @@ class Settings:
             raise ConfigError(f"RANKER_PRUNE_BELOW: must be at least {MIN_PRUNE_BELOW} and below 1")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError(f"RANKER_WORKERS (or --workers): must be from 1 to {MAX_WORKERS}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"RANKER_LOG_FORMAT: must be one of {', '.join(LOG_FORMATS)}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"RANKER_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
 
@@ -173,6 +178,8 @@ class Settings:
             redis_server=get("RANKER_REDIS_SERVER", _parse_str, None),
             log_level=get("RANKER_LOG_LEVEL", lambda raw, _: raw.upper(), defaults.log_level),
             workers=get("RANKER_WORKERS", _parse_int, defaults.workers),
+            log_format=get("RANKER_LOG_FORMAT", lambda raw, _: raw.lower(), defaults.log_format),
+            access_log=get("RANKER_ACCESS_LOG", _parse_bool, defaults.access_log),
         )
 
 
@@ -185,6 +192,15 @@ def _parse_int(raw: str, name: str) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name}: {raw!r} is not a whole number") from None
+
+
+def _parse_bool(raw: str, name: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: {raw!r} is not one of true, false, 1, 0, yes, no, on, off")
 
 
 def _parse_float(raw: str, name: str) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from typing import cast
@@ -10,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _untyped_float_to_go_string
+
+from . import __version__
 
 # How prometheus-client spells a bucket bound in an `le` label (it ships no annotation).
 float_to_go_string = cast(Callable[[float], str], _untyped_float_to_go_string)
@@ -123,9 +126,39 @@ class Metrics:
             ["ranking"],
             registry=r,
         )
+        self.redis_command_duration = Histogram(
+            "ranker_redis_command_duration_seconds",
+            "Time for one Redis round of work (a command, script or pipeline), by operation.",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.redis_up = Gauge(
+            "ranker_redis_up",
+            "1 when the last Redis command succeeded, 0 when Redis could not be reached.",
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "ranker_build_info",
+            "Always 1; the labels say what is running.",
+            ["version", "python", "redis_version"],
+            registry=r,
+        )
+        self._build_labels: tuple[str, str, str] | None = None
+        self.set_build_info("unknown")
         self.redis_errors = Counter(
             "ranker_redis_errors",
             "Redis commands that failed, by operation.",
             ["operation"],
             registry=r,
         )
+
+    def set_build_info(self, redis_version: str) -> None:
+        """Label ``ranker_build_info`` with the versions running, Redis's once it is known."""
+        labels = (__version__, platform.python_version(), redis_version)
+        if labels == self._build_labels:
+            return
+        if self._build_labels is not None:
+            self.build_info.remove(*self._build_labels)
+        self.build_info.labels(*labels).set(1)
+        self._build_labels = labels

@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import views
 from .errors import NotFound, RankerError
+from .logs import CURRENT_REQUEST, REQUEST_ID_HEADER, request_id
 from .metrics import RequestLatency
 from .responses import error_response
 from .state import METRICS
@@ -83,6 +84,7 @@ def observed(
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started = perf_counter()
+        CURRENT_REQUEST.set(request)  # for the request id in anything logged from here on
         try:
             response = None if fast is None else fast(request)
             if response is None:
@@ -115,6 +117,9 @@ def observed(
         except Exception:
             log.exception("unhandled error during %s %s", request.method, request.path)
             response = error_response(500, "internal_error", "internal error; it has been logged")
+        if response.status >= 400:
+            # What a client quotes when it reports a failure; the same id is in our logs.
+            response.headers[REQUEST_ID_HEADER] = request_id(request)
         latency.observe(route, request.method, response.status, perf_counter() - started)
         return response
 

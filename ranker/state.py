@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -20,3 +21,7 @@ REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", RankingStore)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CACHE = web.AppKey("cache", RankingCache)
+METRICS_DIR = web.AppKey("metrics_dir", Path)
+"""Set only for one of several workers: where they share their metrics."""
+REQUEST_ID = web.RequestKey("request_id", str)
+"""Per request: its id, once something needed it (see logs.request_id)."""

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from itertools import chain
-from typing import Any, NamedTuple
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
 from .config import Settings
 from .keys import Keys
+from .metrics import Metrics
 from .scoring import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES, decayed
 
 
@@ -80,12 +83,51 @@ class Article:
         return cls(article_id, None, None, None, None, hidden=False, scores={})
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _observed(
+    operation: str,
+) -> Callable[
+    [Callable[Concatenate[RankingStore, P], Coroutine[Any, Any, T]]],
+    Callable[Concatenate[RankingStore, P], Coroutine[Any, Any, T]],
+]:
+    """Time a store method as one Redis operation, and keep ``ranker_redis_up`` current."""
+
+    def decorate(
+        method: Callable[Concatenate[RankingStore, P], Coroutine[Any, Any, T]],
+    ) -> Callable[Concatenate[RankingStore, P], Coroutine[Any, Any, T]]:
+        async def observed(self: RankingStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            metrics = self.metrics
+            started = time.perf_counter()
+            try:
+                result = await method(self, *args, **kwargs)
+            except (RedisConnectionError, RedisTimeoutError):
+                metrics.redis_up.set(0)
+                raise
+            metrics.redis_up.set(1)
+            metrics.redis_command_duration.labels(operation).observe(time.perf_counter() - started)
+            return result
+
+        functools.update_wrapper(observed, method)
+        return observed
+
+    return decorate
+
+
 class RankingStore:
     """Decaying rankings and article metadata in Redis."""
 
     def __init__(
-        self, redis: Redis, settings: Settings, *, flush_redis: Redis | None = None
+        self,
+        redis: Redis,
+        settings: Settings,
+        *,
+        flush_redis: Redis | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics if metrics is not None else Metrics()
         self._redis = redis
         self._flush_redis = flush_redis if flush_redis is not None else redis
         self._settings = settings
@@ -95,9 +137,17 @@ class RankingStore:
         self._score = redis.register_script(_SCORE)
         self._flush_proven_at = -math.inf
 
+    @_observed("ping")
     async def ping(self) -> None:
         await self._redis.ping()
 
+    @_observed("server_info")
+    async def server_version(self) -> str:
+        """The Redis (or Valkey) server's version."""
+        info = await self._redis.info("server")
+        return str(info.get("valkey_version") or info.get("redis_version") or "unknown")
+
+    @_observed("flush")
     async def apply(self, plan: FlushPlan, now: float) -> None:
         """Apply a flush: one atomic script call per ranking, all in one pipeline.
 
@@ -137,6 +187,7 @@ class RankingStore:
             await pipe.execute()
         self._flush_proven_at = time.monotonic()
 
+    @_observed("top")
     async def top(self, ranking: str, limit: int, now: float) -> Ranking:
         """The ``limit`` best visible articles of a ranking, scored as of ``now``."""
         keys = [self.keys.scores(ranking), self.keys.decay(ranking), self.keys.hidden(ranking)]
@@ -173,6 +224,7 @@ class RankingStore:
             int(members),
         )
 
+    @_observed("article_get")
     async def get_article(self, article_id: str, now: float) -> Article | None:
         """An article's metadata and scores, or None when ranker knows nothing of it."""
         rankings = self._settings.rankings
@@ -200,6 +252,7 @@ class RankingStore:
             scores=scores,
         )
 
+    @_observed("article_put")
     async def put_article(self, article_id: str, changes: Mapping[str, Any]) -> None:
         """Set the given metadata fields; a field given as None is cleared."""
         key = self.keys.article(article_id)

@@ -12,8 +12,9 @@ from .cache import DEFAULT_LIMIT, MAX_LIMIT, CachedList, etag_matches
 from .errors import ArticleNotFound, InvalidLimit, PayloadTooLarge, RankerError, UnknownSection
 from .events import parse_events
 from .responses import json_response
-from .state import CACHE, CLOCK, INGESTOR, METRICS, SETTINGS, STORE
+from .state import CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, SETTINGS, STORE
 from .store import Article
+from .worker_metrics import merged_exposition
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -115,7 +116,13 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
+    """Prometheus text format; with several workers, all of theirs merged."""
+    app = request.app
+    registry = app[METRICS].registry
+    if METRICS_DIR in app:
+        body = merged_exposition(registry, app[METRICS_DIR])
+    else:
+        body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -13,12 +13,15 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 
 from aiohttp import web
@@ -26,7 +29,7 @@ from aiohttp import web
 from .app import create_app
 from .config import Settings
 from .embedded import die_with_parent
-from .logs import configure_logging
+from .logs import access_log_options, configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ def serve_workers(settings: Settings, workers: int) -> int:
     """Run ``workers`` worker processes until SIGTERM or SIGINT; the exit status to return."""
     check_port_is_free(settings.host, settings.port)
     context = multiprocessing.get_context("spawn")
+    metrics_dir = Path(tempfile.mkdtemp(prefix="ranker-metrics-"))
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -79,7 +83,7 @@ def serve_workers(settings: Settings, workers: int) -> int:
         def start(slot: int) -> None:
             process = context.Process(
                 target=_worker_main,
-                args=(settings,),
+                args=(settings, metrics_dir),
                 name=f"ranker-worker-{slot}",
             )
             process.start()
@@ -111,6 +115,7 @@ def serve_workers(settings: Settings, workers: int) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         status = max(status, _stop_all([process for process, _ in running.values()]))
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return status
 
 
@@ -135,7 +140,7 @@ def _stop_all(processes: list[BaseProcess]) -> int:
     return status
 
 
-def _worker_main(settings: Settings) -> None:
+def _worker_main(settings: Settings, metrics_dir: Path) -> None:
     # Its own process group, so a terminal's Ctrl-C reaches only the supervisor, which passes
     # one SIGTERM on (a second signal would interrupt the final flush); and if the supervisor
     # dies without stopping it, even by SIGKILL, it gets SIGTERM.
@@ -144,11 +149,11 @@ def _worker_main(settings: Settings) -> None:
         die_with_parent()
     configure_logging(settings)
     web.run_app(
-        create_app(settings),
+        create_app(settings, metrics_dir=metrics_dir),
         host=settings.host,
         port=settings.port,
         reuse_port=True,
-        access_log=None,
         print=None,
+        **access_log_options(settings),
     )
     log.info("worker pid %d stopped", os.getpid())

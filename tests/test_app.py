@@ -8,13 +8,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from redis.asyncio import Redis
 
 from ranker import store as store_module
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.embedded import EmbeddedRedis
+from ranker.embedded import EmbeddedRedis, free_port
 from ranker.state import METRICS, REDIS, SETTINGS, STORE
+from ranker.store import FlushPlan
 from tests.conftest import AiohttpClient, FakeClock
 
 
@@ -105,3 +107,53 @@ async def test_pooled_connections_recover_after_redis_restarts(
         assert await burst() == {200}
         assert await post() == 200
         assert await post() == 200
+
+
+async def test_shutdown_stops_accepting_finishes_in_flight_requests_then_flushes(
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What SIGTERM sets off in `ranker serve`: aiohttp's runner cleanup.
+    app = create_app(make_settings(), clock=clock)
+    runner = web.AppRunner(app, shutdown_timeout=30)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    store = app[STORE]
+    real_apply = store.apply
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def held_apply(plan: FlushPlan, now: float) -> None:
+        # Holds the first flush until the test lets it go: a request is in flight meanwhile.
+        entered.set()
+        await release.wait()
+        await real_apply(plan, now)
+
+    monkeypatch.setattr(store, "apply", held_apply)
+    async with aiohttp.ClientSession() as session:
+        in_flight = asyncio.ensure_future(
+            session.post(
+                f"http://127.0.0.1:{port}/v1/events",
+                json=[{"article_id": "in-flight", "section": "sports"}],
+            )
+        )
+        await entered.wait()
+        stopping = asyncio.ensure_future(runner.cleanup())
+        give_up = asyncio.get_running_loop().time() + 30
+        while True:  # the listener closes first: new connections are refused
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except ConnectionError:  # refused, or reset while the listener closes
+                break
+            writer.close()
+            assert asyncio.get_running_loop().time() < give_up, "still accepting connections"
+            await asyncio.sleep(0.01)
+        assert not in_flight.done()
+        release.set()
+        response = await in_flight
+        assert response.status == 200
+        assert await response.json() == {"accepted": 1, "rejected": []}
+        await stopping
+    assert await redis.zscore(store.keys.scores("sports"), "in-flight") is not None

@@ -6,12 +6,14 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from ranker.embedded import free_port
@@ -139,3 +141,29 @@ def test_workers_are_checked_like_every_setting() -> None:
     )
     assert result.returncode == 2
     assert "RANKER_WORKERS" in result.stderr
+
+
+def test_any_workers_metrics_count_every_workers_events(
+    redis_url: str, key_prefix: str, redis: Redis
+) -> None:
+    with serving_workers(redis_url, key_prefix, 2) as (base, _port, _process):
+        for n in range(30):
+            # A new connection each time, so the kernel spreads them over both workers.
+            event = orjson.dumps({"article_id": f"a{n}", "section": "video"})
+            assert http_json(f"{base}/v1/events", event) == {"accepted": 1, "rejected": []}
+
+        def every_scrape_counts_all() -> bool:
+            for _ in range(6):
+                with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+                    text = response.read().decode()
+                counted = [
+                    s.value
+                    for family in text_string_to_metric_families(text)
+                    for s in family.samples
+                    if s.name == "ranker_events_accepted_total" and s.labels == {"section": "video"}
+                ]
+                if counted != [30.0]:
+                    return False
+            return True
+
+        wait_until(every_scrape_counts_all, "every scrape counting all 30 events")

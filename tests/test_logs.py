@@ -1,0 +1,119 @@
+"""Structured logs: one JSON object per line, request ids, the opt-in access log."""
+
+from __future__ import annotations
+
+import io
+import logging
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+
+import orjson
+import pytest
+
+from ranker.app import create_app
+from ranker.config import Settings
+from ranker.embedded import free_port
+from ranker.logs import JsonFormatter
+from tests.conftest import AiohttpClient
+from tests.test_cli import RANKER, clean_env
+from tests.test_workers import listening_pids, wait_until
+
+
+@pytest.fixture
+def json_lines() -> Iterator[Callable[[], list[dict[str, object]]]]:
+    """Everything logged under ``ranker`` while the test runs, as parsed JSON lines."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("ranker")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    yield lambda: [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+def test_a_record_is_one_line_of_json_with_its_extras(
+    json_lines: Callable[[], list[dict[str, object]]],
+) -> None:
+    log = logging.getLogger("ranker.test")
+    log.info("flushed %d views", 3, extra={"views": 3})
+    try:
+        raise ValueError("boom\nsecond line")
+    except ValueError:
+        log.exception("it failed")
+    first, second = json_lines()
+    assert first["message"] == "flushed 3 views"
+    assert first["views"] == 3
+    assert first["level"] == "INFO"
+    assert first["logger"] == "ranker.test"
+    assert isinstance(first["time"], str)
+    assert "request_id" not in first
+    assert second["level"] == "ERROR"
+    assert "ValueError: boom" in str(second["exception"])
+
+
+async def test_logs_and_errors_carry_the_request_id(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    json_lines: Callable[[], list[dict[str, object]]],
+) -> None:
+    # No Redis listens here: reading a list fails, logs a warning, answers 503.
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.5)
+    client = await aiohttp_client(create_app(settings))
+    sent = await client.get("/v1/rankings/sports", headers={"X-Request-ID": "edge-42"})
+    assert sent.status == 503
+    assert sent.headers["X-Request-ID"] == "edge-42"
+    made = await client.get("/v1/rankings/world", headers={"X-Request-ID": "bad id\u00e9"})
+    assert made.status == 503
+    made_id = made.headers["X-Request-ID"]
+    assert made_id != "bad id\u00e9"
+    assert len(made_id) == 32
+    ids = {line.get("request_id") for line in json_lines() if line["level"] == "WARNING"}
+    assert {"edge-42", made_id} <= ids
+    ok = await client.get("/healthz")
+    assert "X-Request-ID" not in ok.headers  # successful answers stay lean
+
+
+@pytest.mark.parametrize("access_log", [False, True], ids=["default", "access-log-on"])
+def test_the_access_log_is_off_unless_switched_on(
+    redis_url: str, key_prefix: str, access_log: bool
+) -> None:
+    port = free_port()
+    env = clean_env(
+        RANKER_REDIS_URL=redis_url,
+        RANKER_KEY_PREFIX=key_prefix,
+        RANKER_PORT=str(port),
+        RANKER_ACCESS_LOG="true" if access_log else "false",
+    )
+    process = subprocess.Popen(
+        [RANKER, "serve"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    try:
+        wait_until(lambda: bool(listening_pids(port)), "ranker listening")
+        for _ in range(3):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10):
+                pass
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/nope", timeout=10)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0
+    lines = [orjson.loads(line) for line in stderr.splitlines()]
+    access = [line for line in lines if line["logger"] == "ranker.access"]
+    if access_log:
+        assert [(line["path"], line["status"]) for line in access] == [
+            ("/healthz", 200),
+            ("/healthz", 200),
+            ("/healthz", 200),
+            ("/nope", 404),
+        ]
+        assert all(isinstance(line["duration_ms"], float) for line in access)
+    else:
+        assert access == []
+    assert any(line["message"] == "stopped" for line in lines)
