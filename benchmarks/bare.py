@@ -3,9 +3,11 @@
     python -m benchmarks.bare --port P --body-file F [--workers N]
 
 ``GET /v1/rankings/all`` answers the contents of ``--body-file`` with ``Content-Type:
-application/json`` from a plain handler: no middleware, no access log, the default asyncio loop,
-as ranker runs. Whatever ranker's read endpoint costs beyond this is ranker's own work (Redis
-round trips, middleware, JSON encoding); what both share is aiohttp and the kernel.
+application/json`` (and any ``--header``: the read benchmark passes ranker's ``ETag`` and
+``Cache-Control``, so both send the same bytes) from a plain handler: no middleware, no access
+log, the default asyncio loop, as ranker runs. Whatever ranker's read endpoint costs beyond
+this is ranker's own work (cache lookup, timing, ETag check); what both share is aiohttp and the
+kernel.
 
 ``serve_workers`` is shared with ``benchmarks.naive``.
 """
@@ -51,9 +53,11 @@ def serve_workers(make_app: Callable[[], web.Application], port: int, workers: i
         child.join(timeout=10)
 
 
-def make_app(body: bytes) -> web.Application:
+def make_app(body: bytes, headers: dict[str, str] | None = None) -> web.Application:
+    fixed = {"Content-Type": "application/json", **(headers or {})}
+
     async def ranking(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json")
+        return web.Response(body=body, headers=fixed)
 
     app = web.Application()
     # The same path as ranker's route (the query string plays no part in routing either).
@@ -66,9 +70,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--body-file", type=Path, required=True)
     parser.add_argument("--workers", type=int, default=1, help="processes on one port")
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="a header to answer with as well (repeatable)",
+    )
     args = parser.parse_args()
     body = args.body_file.read_bytes()
-    serve_workers(lambda: make_app(body), args.port, args.workers)
+    headers = dict(h.split(":", 1) for h in args.header)
+    serve_workers(lambda: make_app(body, headers), args.port, args.workers)
 
 
 if __name__ == "__main__":

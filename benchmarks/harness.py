@@ -216,15 +216,23 @@ def parse_wrk(output: str) -> WrkResult:
     return WrkResult(float(rps[1]), latency("50"), latency("99"), int(requests[1]), errors)
 
 
-def wrk_argv(url: str, connections: int, duration: int) -> list[str]:
+PIPELINE_SCRIPT = Path(__file__).with_name("pipeline.lua")
+
+
+def wrk_argv(url: str, connections: int, duration: int, pipeline: int = 0) -> list[str]:
+    """wrk's command line; ``pipeline`` > 0 writes that many requests at a time per connection."""
     # wrk takes whole seconds only.
-    return ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url]
+    argv = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency"]
+    if pipeline:
+        return [*argv, "-s", str(PIPELINE_SCRIPT), url, "--", str(pipeline)]
+    return [*argv, url]
 
 
-def run_wrk(url: str, connections: int, duration: int, warmup: int) -> WrkResult:
+def run_wrk(url: str, connections: int, duration: int, warmup: int, pipeline: int = 0) -> WrkResult:
     """A warm-up (discarded: fills caches, settles the pools), then the measured run."""
     for seconds in (warmup, duration) if warmup > 0 else (duration,):
-        done = subprocess.run(wrk_argv(url, connections, seconds), capture_output=True, text=True)
+        argv = wrk_argv(url, connections, seconds, pipeline)
+        done = subprocess.run(argv, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}{done.stderr}")
     return parse_wrk(done.stdout)

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import resource
 import tempfile
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import harness
@@ -24,44 +27,98 @@ from benchmarks.harness import RANKING_PATH, Server, WrkResult, log
 from benchmarks.report import Report, median, ratio
 
 MODULE = "benchmarks.read"
+CACHE_HEADERS = ("ETag", "Cache-Control")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured wrk run, and the CPU the server and wrk spent in it, per request."""
+
+    wrk: WrkResult
+    server_cpu_us: float
+    wrk_cpu_us: float
+
+
+def measure(server: Server, connections: int, args: argparse.Namespace, pipeline: int) -> Run:
+    url = server.base + RANKING_PATH
+    if args.warmup > 0:
+        harness.run_wrk(url, connections, args.warmup, 0, pipeline)
+    server_cpu = server.cpu_seconds()
+    wrk_cpu = _children_cpu_seconds()
+    result = harness.run_wrk(url, connections, args.duration, 0, pipeline)
+    if pipeline:
+        # wrk times a pipelined batch, not its requests: no latency to report.
+        result = dataclasses.replace(result, p50_ms=0.0, p99_ms=0.0)
+    per_request = 1e6 / max(result.requests, 1)
+    return Run(
+        result,
+        (server.cpu_seconds() - server_cpu) * per_request,
+        (_children_cpu_seconds() - wrk_cpu) * per_request,
+    )
+
+
+def _children_cpu_seconds() -> float:
+    # wrk runs as our child and has been waited for: its CPU is in RUSAGE_CHILDREN.
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def alternate(
-    servers: list[Server], connections: int, args: argparse.Namespace
-) -> dict[str, list[WrkResult]]:
+    servers: list[Server], connections: int, args: argparse.Namespace, pipeline: int = 0
+) -> dict[str, list[Run]]:
     """``args.runs`` rounds, each running every server once in turn, so drift in the machine's
     load (it is shared) falls on all of them alike."""
-    results: dict[str, list[WrkResult]] = {s.name: [] for s in servers}
+    results: dict[str, list[Run]] = {s.name: [] for s in servers}
     for run in range(1, args.runs + 1):
         for s in servers:
-            result = harness.run_wrk(s.base + RANKING_PATH, connections, args.duration, args.warmup)
-            log(f"  c={connections} run {run} {s.name}: {result.rps:,.0f} req/s")
-            results[s.name].append(result)
+            measured = measure(s, connections, args, pipeline)
+            log(f"  c={connections} run {run} {s.name}: {measured.wrk.rps:,.0f} req/s")
+            results[s.name].append(measured)
     return results
 
 
-def rows(results: dict[str, list[WrkResult]]) -> list[list[str]]:
+def rows(results: dict[str, list[Run]]) -> list[list[str]]:
     """One row per run and server, then the medians (and all the runs' errors)."""
+
+    def cells(r: Run) -> list[str]:
+        w = r.wrk
+        latency = [f"{w.p50_ms:.2f}", f"{w.p99_ms:.2f}"] if w.p50_ms > 0 else ["-", "-"]
+        return [f"{w.rps:,.0f}", *latency, f"{r.server_cpu_us:.1f}", f"{r.wrk_cpu_us:.1f}"]
+
     table = [
-        [name, str(n), f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", str(r.errors)]
+        [name, str(n), *cells(r), str(r.wrk.errors)]
         for name, runs in results.items()
         for n, r in enumerate(runs, start=1)
     ]
     for name, runs in results.items():
+        middle = Run(
+            WrkResult(
+                median(r.wrk.rps for r in runs),
+                median(r.wrk.p50_ms for r in runs),
+                median(r.wrk.p99_ms for r in runs),
+                0,
+                0,
+            ),
+            median(r.server_cpu_us for r in runs),
+            median(r.wrk_cpu_us for r in runs),
+        )
+        rps, *rest = cells(middle)
         table.append(
-            [
-                f"**{name}**",
-                "median",
-                f"**{median(r.rps for r in runs):,.0f}**",
-                f"{median(r.p50_ms for r in runs):.2f}",
-                f"{median(r.p99_ms for r in runs):.2f}",
-                f"{sum(r.errors for r in runs)} in all",
-            ]
+            [f"**{name}**", "median", f"**{rps}**", *rest, f"{sum(r.wrk.errors for r in runs)}"]
         )
     return table
 
 
-HEADER = ["server", "run", "req/s", "p50 ms", "p99 ms", "errors"]
+HEADER = [
+    "server",
+    "run",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "server CPU µs/req",
+    "wrk CPU µs/req",
+    "errors",
+]
 
 
 def read_section(report: Report, args: argparse.Namespace) -> None:
@@ -72,16 +129,23 @@ def read_section(report: Report, args: argparse.Namespace) -> None:
         harness.seed_views(ranker.base)
         with urllib.request.urlopen(ranker.base + RANKING_PATH) as response:
             body = response.read()
+            same_headers = [f"{name}:{response.headers[name]}" for name in CACHE_HEADERS]
         body_file = Path(stack.enter_context(tempfile.TemporaryDirectory()), "body.json")
         body_file.write_bytes(body)
         bare = stack.enter_context(
             harness.python_server(
-                "bare", "benchmarks.bare", "--body-file", str(body_file), ready_path=RANKING_PATH
+                "bare",
+                "benchmarks.bare",
+                "--body-file",
+                str(body_file),
+                *(arg for header in same_headers for arg in ("--header", header)),
+                ready_path=RANKING_PATH,
             )
         )
         report.add(
             "## ranker vs bare aiohttp",
-            f"`GET {RANKING_PATH}`; bare serves the body ranker answered ({len(body)} bytes). "
+            f"`GET {RANKING_PATH}`; bare serves the body ranker answered ({len(body)} bytes) "
+            "with the same ETag and Cache-Control, so both send the same bytes. "
             f"Each run: `wrk -t2 -c<C> -d{args.duration}s --latency <url>` after a "
             f"{args.warmup} s warm-up; runs alternate ranker, bare, ranker, ... Errors are wrk's "
             "socket errors plus non-2xx answers; a run with errors does not compare.",
@@ -93,8 +157,10 @@ def read_section(report: Report, args: argparse.Namespace) -> None:
             r, b = results["ranker"], results["bare"]
             report.add(
                 f"ranker/bare at {connections} connections: req/s "
-                f"{ratio(median(x.rps for x in r), median(x.rps for x in b))}, p99 "
-                f"{ratio(median(x.p99_ms for x in r), median(x.p99_ms for x in b))}"
+                f"{ratio(median(x.wrk.rps for x in r), median(x.wrk.rps for x in b))}, p99 "
+                f"{ratio(median(x.wrk.p99_ms for x in r), median(x.wrk.p99_ms for x in b))}, "
+                "server CPU per request "
+                f"{ratio(median(x.server_cpu_us for x in r), median(x.server_cpu_us for x in b))}"
             )
 
 
@@ -110,14 +176,19 @@ def workers_section(report: Report, args: argparse.Namespace) -> None:
         one = stack.enter_context(harness.ranker_server(args.redis_url, prefix, workers=1))
         two = stack.enter_context(harness.ranker_server(args.redis_url, prefix, workers=2))
         harness.seed_views(one.base)
-        results = alternate([one, two], args.workers_connections, args)
-        report.add(
-            f"`wrk -t2 -c{args.workers_connections} -d{args.duration}s --latency <url>` after "
-            f"a {args.warmup} s warm-up; runs alternate --workers 1, --workers 2, ..."
-        )
-        report.table(HEADER, rows(results))
-        rps = [median(x.rps for x in runs) for runs in results.values()]
-        report.add(f"req/s --workers 2 / --workers 1: {ratio(rps[1], rps[0])}")
+        for pipeline in (0, args.pipeline):
+            how = f"{pipeline} requests written at a time" if pipeline else "one at a time"
+            results = alternate([one, two], args.workers_connections, args, pipeline)
+            report.add(
+                f"### {how}",
+                f"`wrk -t2 -c{args.workers_connections} -d{args.duration}s --latency "
+                + (f"-s benchmarks/pipeline.lua <url> -- {pipeline}` " if pipeline else "<url>` ")
+                + f"after a {args.warmup} s warm-up; runs alternate --workers 1, --workers 2, "
+                "...",
+            )
+            report.table(HEADER, rows(results))
+            rps = [median(x.wrk.rps for x in runs) for runs in results.values()]
+            report.add(f"req/s --workers 2 / --workers 1 ({how}): {ratio(rps[1], rps[0])}")
 
 
 def main() -> None:
@@ -134,6 +205,12 @@ def main() -> None:
         help="comma-separated wrk -c values for the read section",
     )
     parser.add_argument("--workers-connections", type=int, default=64)
+    parser.add_argument(
+        "--pipeline",
+        type=int,
+        default=8,
+        help="requests per write in the second workers comparison (the load generator's share)",
+    )
     args = parser.parse_args()
     report = Report("Read benchmark", MODULE, args.redis_url)
     if args.only in (None, "read"):
