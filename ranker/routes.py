@@ -11,6 +11,7 @@ pass the same boundary and get the same JSON errors.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from time import perf_counter
@@ -26,7 +27,7 @@ from .errors import NotFound, RankerError
 from .logs import CURRENT_REQUEST, REQUEST_ID_HEADER, request_id
 from .metrics import RequestLatency
 from .responses import error_response
-from .state import METRICS
+from .state import METRICS, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,11 @@ HTTP_ERROR_CODES = {
 FastPath = Callable[[web.Request], web.StreamResponse | None]
 """Answers a request without awaiting anything when it can (a cache hit), else None."""
 
+RANKING_ROUTE = "/v1/rankings/{section}"
+
 ROUTES: tuple[tuple[str, str, Handler, FastPath | None], ...] = (
     ("POST", "/v1/events", views.post_events, None),
-    ("GET", "/v1/rankings/{section}", views.get_ranking, views.cached_ranking),
+    ("GET", RANKING_ROUTE, views.get_ranking, views.cached_ranking),
     ("GET", "/v1/articles/{article_id}", views.get_article, None),
     ("PUT", "/v1/articles/{article_id}", views.put_article, None),
     ("GET", "/healthz", views.healthz, None),
@@ -59,17 +62,27 @@ ROUTES: tuple[tuple[str, str, Handler, FastPath | None], ...] = (
 def add_routes(app: web.Application) -> None:
     """Register every route, each behind :func:`observed`."""
     latency = app[METRICS].http_request_duration
-    methods: dict[str, list[str]] = {}
-    for method, path, handler, fast in ROUTES:
+    methods: dict[str, tuple[str, list[str]]] = {}  # path -> (its route label, its methods)
+
+    def add(method: str, path: str, label: str, handler: Handler, fast: FastPath | None) -> None:
         resource = app.router.add_resource(path)
-        resource.add_route(method, observed(path, handler, latency, fast))
+        resource.add_route(method, observed(label, handler, latency, fast))
         if method == "GET":
-            resource.add_route("HEAD", observed(path, handler, latency, fast))
-        methods.setdefault(path, []).append(method)
-    for path, allowed in methods.items():
+            resource.add_route("HEAD", observed(label, handler, latency, fast))
+        methods.setdefault(path, (label, []))[1].append(method)
+
+    # Each configured ranking also gets a static route: aiohttp finds those with a dict lookup,
+    # while the dynamic route costs a regex match and a match dict per request, a few percent
+    # of a cached poll. The dynamic route stays for the names that are not rankings (404).
+    for name in app[SETTINGS].rankings:
+        get_one = functools.partial(views.get_ranking, section=name)
+        add("GET", f"/v1/rankings/{name}", RANKING_ROUTE, get_one, views.cached_ranking)
+    for method, path, handler, fast in ROUTES:
+        add(method, path, path, handler, fast)
+    for path, (label, allowed) in methods.items():
         # Any other method on a known path: last, so the methods above match first.
         resource = app.router.add_resource(path)
-        resource.add_route("*", observed(path, _method_not_allowed(allowed), latency))
+        resource.add_route("*", observed(label, _method_not_allowed(allowed), latency))
     app.router.add_route("*", "/{path:.*}", observed(UNMATCHED, _not_found, latency))
 
 
@@ -84,16 +97,20 @@ def observed(
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started = perf_counter()
-        CURRENT_REQUEST.set(request)  # for the request id in anything logged from here on
         try:
             response = None if fast is None else fast(request)
             if response is None:
+                # For the request id in anything logged from here on. The fast path logs
+                # nothing, and skips even this; an error it raises is logged below.
+                CURRENT_REQUEST.set(request)
                 response = await handler(request)
         except RankerError as exc:
+            CURRENT_REQUEST.set(request)
             response = error_response(
                 exc.status, exc.code, exc.message, retry_after=exc.retry_after
             )
         except web.HTTPException as exc:
+            CURRENT_REQUEST.set(request)
             if exc.status < 400:  # a redirect: aiohttp sends it on its own
                 latency.observe(route, request.method, exc.status, perf_counter() - started)
                 raise
@@ -115,6 +132,7 @@ def observed(
             latency.observe(route, request.method, 499, perf_counter() - started)
             raise
         except Exception:
+            CURRENT_REQUEST.set(request)
             log.exception("unhandled error during %s %s", request.method, request.path)
             response = error_response(500, "internal_error", "internal error; it has been logged")
         if response.status >= 400:

@@ -51,16 +51,22 @@ def cached_ranking(request: web.Request) -> web.Response | None:
     answered from the cache by its raw request target with one dict lookup; None if not there.
     """
     cached = request.app[CACHE].lookup(request.raw_path)
-    return None if cached is None else _ranking_response(request, cached)
+    if cached is None:
+        return None
+    if "If-None-Match" in request.headers:
+        return _ranking_response(request, cached)
+    return web.Response(body=cached.body, headers=cached.headers.copy())
 
 
-async def get_ranking(request: web.Request) -> web.Response:
+async def get_ranking(request: web.Request, section: str | None = None) -> web.Response:
     """The top ``limit`` articles of a section (or ``all``), scored as of ``generated_at``.
 
     Served from the in-memory cache; only a list asked for the first time waits for Redis.
+    ``section`` is given by a ranking's own route, else taken from the path.
     """
     app = request.app
-    section = request.match_info["section"]
+    if section is None:
+        section = request.match_info["section"]
     if section not in app[SETTINGS].rankings:
         raise UnknownSection(f"no ranking named {section[:64]!r}")
     limit = _parse_limit(request.query.get("limit"))

@@ -164,9 +164,9 @@ def exported_series(exposition: str) -> tuple[set[str], set[str]]:
 
 
 @pytest.fixture
-async def exported(client: Client) -> tuple[set[str], set[str]]:
-    """The metric families and series names of a running app, after one request of each kind,
-    so labelled series have samples too."""
+async def exposition(client: Client) -> str:
+    """A running app's /metrics, after one request of each kind, so labelled series have
+    samples too."""
     events = [
         {"article_id": "2026-11-28-election", "section": "national"},
         {"article_id": "bad id!", "section": "national"},
@@ -180,7 +180,32 @@ async def exported(client: Client) -> tuple[set[str], set[str]]:
     assert (await client.get("/readyz")).status == 200
     resp = await client.get("/metrics")
     assert resp.status == 200
-    return exported_series(await resp.text())
+    return await resp.text()
+
+
+@pytest.fixture
+def exported(exposition: str) -> tuple[set[str], set[str]]:
+    """The metric families and series names of a running app."""
+    return exported_series(exposition)
+
+
+def test_metrics_pass_promtool_check_metrics(exposition: str) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is not on PATH; .ci/run installs it (apt)")
+        pytest.skip("promtool is not on PATH (apt-get install prometheus)")
+    # promtool prints each naming or format problem and exits non-zero if there is any.
+    checked = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.strip() == "", checked.stdout
 
 
 def test_every_alert_and_panel_has_a_query() -> None:
