@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .cache import RankingCache
@@ -23,6 +25,8 @@ from .routes import add_routes
 from .state import CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, REDIS, SETTINGS, STORE
 from .store import RankingStore
 from .worker_metrics import keep_writing_snapshots
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -107,13 +111,30 @@ async def _watch_redis(store: RankingStore, metrics: Metrics) -> None:
         with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
             await store.ping()
             if not version_known:
-                metrics.set_build_info(await store.server_version())
+                try:
+                    metrics.set_build_info(await store.server_version())
+                except RedisError as exc:  # e.g. INFO refused by an ACL: the version stays unknown
+                    log.warning("cannot read the Redis server's version: %s", exc)
                 version_known = True
         await asyncio.sleep(REDIS_CHECK_INTERVAL_S)
 
 
+async def _keep_watching_redis(store: RankingStore, metrics: Metrics) -> None:
+    # Whatever goes wrong, the watcher must not end: ranker_redis_up would freeze.
+    while True:
+        try:
+            await _watch_redis(store, metrics)
+        except RedisError as exc:
+            log.warning("Redis check failed: %s", exc)
+        except Exception:
+            log.exception("Redis check failed")
+        await asyncio.sleep(REDIS_CHECK_INTERVAL_S)
+
+
 async def _redis_watch_ctx(app: web.Application) -> AsyncIterator[None]:
-    watcher = asyncio.create_task(_watch_redis(app[STORE], app[METRICS]), name="ranker-redis")
+    watcher = asyncio.create_task(
+        _keep_watching_redis(app[STORE], app[METRICS]), name="ranker-redis"
+    )
     yield
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -128,6 +149,7 @@ async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
     refresher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await refresher
+    await cache.close()
 
 
 async def _ingestor_ctx(app: web.Application) -> AsyncIterator[None]:

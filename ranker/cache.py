@@ -177,10 +177,22 @@ class RankingCache:
             self._wakeup.set()
 
     async def refresh(self, rankings: Iterable[str] | None = None) -> None:
-        """Re-read the given rankings (default: every cached one) now, and wait for it."""
+        """Re-read the given rankings (default: every cached one) with a read that starts after
+        this call, so it sees every write made before it, and wait for that."""
         names = self._rankings if rankings is None else rankings
         states = [self._rankings[name] for name in names if name in self._rankings]
+        for state in states:
+            # A read already running may predate the caller's write: dirty makes _read
+            # wait for it and then read again.
+            state.dirty = True
         await asyncio.gather(*(self._read(state) for state in states))
+
+    async def close(self) -> None:
+        """Cancel reads still running, so none outlives the Redis client it uses."""
+        fetches = [s.fetch for s in self._rankings.values() if s.fetch is not None]
+        for fetch in fetches:
+            fetch.cancel()
+        await asyncio.gather(*fetches, return_exceptions=True)
 
     async def run(self) -> None:
         """Refresh every ``refresh_interval_s``, at a fixed rate, until cancelled."""

@@ -182,8 +182,9 @@ class Ingestor:
             for article_id, (title, url) in request.metadata.items():
                 merge_metadata(metadata, article_id, title, url)
         error: Exception | None = None
-        plan = plan_flush((request.views for request in batch), metadata, self._settings)
+        plan: FlushPlan | None = None
         try:
+            plan = plan_flush((request.views for request in batch), metadata, self._settings)
             await self._store.apply(plan, self._clock())
         except RedisError as exc:
             log.warning("flush of %d views failed: %s", views, exc)
@@ -196,7 +197,7 @@ class Ingestor:
             # A bug must fail the requests sharing this flush, not kill the loop for later ones.
             log.exception("flush of %d views failed", views)
             error = exc
-        if error is None:
+        if error is None and plan is not None:
             for section, count in plan.views_by_section.items():
                 self._metrics.events_accepted.labels(section=section).inc(count)
             if self._on_applied is not None:

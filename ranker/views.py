@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 
 from .articles import check_article_id, parse_article_update
 from .cache import DEFAULT_LIMIT, MAX_LIMIT, CachedList, etag_matches
@@ -15,6 +17,8 @@ from .responses import json_response
 from .state import CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, SETTINGS, STORE
 from .store import Article
 from .worker_metrics import merged_exposition
+
+log = logging.getLogger(__name__)
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -103,8 +107,12 @@ async def put_article(request: web.Request) -> web.Response:
     await store.put_article(article_id, changes)
     if "hidden" in changes or "title" in changes or "url" in changes:
         # The editor who hid or retitled a story sees it in this replica's lists at once;
-        # other replicas within one refresh interval.
-        await app[CACHE].refresh()
+        # other replicas within one refresh interval. The change is made by now: a failed
+        # refresh must not report it failed (the next one picks it up).
+        try:
+            await app[CACHE].refresh()
+        except RedisError as exc:
+            log.warning("lists not refreshed after an article update: %s", exc)
     article = await store.get_article(article_id, app[CLOCK]())
     # Clearing every field of an article with no views leaves nothing stored: say so plainly.
     return json_response(article or Article.blank(article_id))

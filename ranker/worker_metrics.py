@@ -6,15 +6,23 @@ directory the supervisor made, every ``SNAPSHOT_INTERVAL_S`` and when it stops, 
 answers a scrape with its live numbers merged with the others' snapshots: counters and
 histograms summed, each gauge by the rule that makes sense for it.
 
-A worker that died leaves its last snapshot: its counts stay in the sums, so they never go
-backwards, while its gauges are left out once they are ``GAUGE_STALE_AFTER_S`` old.
+A scrape shows only what is on disk: the worker answering writes its own snapshot first, then
+reads every file, its own included. So a count, once shown, stays in the sums even if its
+worker is killed a moment later (a scrape never shows live numbers that a crash could take
+back, which Prometheus would read as a counter reset). A worker that died leaves its last
+snapshot: its counts stay, while its gauges are left out once they are
+``GAUGE_STALE_AFTER_S`` old. File names carry a random token as well as the pid, so a new
+process that is given a dead one's pid never overwrites its counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +32,8 @@ import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_INTERVAL_S = 1.0
 GAUGE_STALE_AFTER_S = 5.0
@@ -55,9 +65,20 @@ def snapshot(registry: CollectorRegistry) -> bytes:
     )
 
 
+@functools.cache
+def _file_name(pid: int) -> str:
+    # Keyed by pid, so a forked child would get a name of its own too.
+    return f"{pid}-{secrets.token_hex(6)}.json"
+
+
+def snapshot_path(directory: Path) -> Path:
+    """This process's snapshot file."""
+    return directory / _file_name(os.getpid())
+
+
 def write_snapshot(registry: CollectorRegistry, directory: Path) -> None:
     """Replace this process's snapshot file atomically, so a reader never sees half of one."""
-    path = directory / f"{os.getpid()}.json"
+    path = snapshot_path(directory)
     partial = path.with_suffix(".tmp")
     partial.write_bytes(snapshot(registry))
     os.replace(partial, path)
@@ -65,22 +86,30 @@ def write_snapshot(registry: CollectorRegistry, directory: Path) -> None:
 
 async def keep_writing_snapshots(registry: CollectorRegistry, directory: Path) -> None:
     """Write a snapshot every SNAPSHOT_INTERVAL_S until cancelled, and once more then."""
+    failing = False
     try:
         while True:
-            write_snapshot(registry, directory)
+            try:
+                write_snapshot(registry, directory)
+            except OSError as exc:  # a full or vanished directory: the others see older numbers
+                if not failing:
+                    log.warning("cannot write the metrics snapshot to %s: %s", directory, exc)
+                failing = True
+            else:
+                failing = False
             await asyncio.sleep(SNAPSHOT_INTERVAL_S)
     finally:
-        write_snapshot(registry, directory)
+        with contextlib.suppress(OSError):
+            write_snapshot(registry, directory)
 
 
 def merged_exposition(registry: CollectorRegistry, directory: Path) -> bytes:
-    """This process's live metrics merged with the other workers' snapshots, as text."""
-    own = orjson.loads(snapshot(registry))
-    sources: list[tuple[list[Any], bool]] = [(own, True)]
+    """Every worker's metrics merged, as text: this process's written first, so that what the
+    scrape shows is all on disk."""
+    write_snapshot(registry, directory)
+    sources: list[tuple[list[Any], bool]] = []
     now = time.time()
     for path in directory.glob("*.json"):
-        if path.stem == str(os.getpid()):
-            continue
         with contextlib.suppress(FileNotFoundError, orjson.JSONDecodeError):
             # A file can vanish or be replaced between listing and reading; skip it this time.
             fresh = now - path.stat().st_mtime < GAUGE_STALE_AFTER_S

@@ -72,6 +72,11 @@ def serve_workers(settings: Settings, workers: int) -> int:
 
     def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
+        if stopping:
+            # Kept installed until the workers are gone: a second SIGTERM or Ctrl-C must not
+            # kill the supervisor (and, through their parent-death signal, interrupt the
+            # workers' final flush). The stop timeout still bounds how long it takes.
+            log.warning("already stopping; waiting for the workers to finish their flushes")
         stopping = True
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -112,10 +117,13 @@ def serve_workers(settings: Settings, workers: int) -> int:
                     break
                 start(slot)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        status = max(status, _stop_all([process for process, _ in running.values()]))
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        try:
+            stopping = True
+            status = max(status, _stop_all([process for process, _ in running.values()]))
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return status
 
 

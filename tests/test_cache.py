@@ -271,3 +271,44 @@ async def test_head_answers_the_headers_of_a_get(client: Client) -> None:
     assert await head.read() == b""
     assert head.headers["ETag"] == get.headers["ETag"]
     assert head.headers["Content-Length"] == get.headers["Content-Length"]
+
+
+async def test_a_put_waits_for_a_read_that_started_after_its_write(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No tick for an hour: only the PUT's own refresh can take the hidden article out.
+    client = await aiohttp_client(create_app(make_settings(refresh_interval_s=3600), clock=clock))
+    await post(client, {"article_id": "a", "section": "sports", "weight": 2})
+    await post(client, {"article_id": "b", "section": "sports"})
+    await client.app[CACHE].refresh()
+    assert await ids(client, "/v1/rankings/sports") == ["a", "b"]
+
+    store = client.app[STORE]
+    real_top = store.top
+    read_done, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_top(ranking: str, limit: int, now: float) -> Ranking:
+        # A read that took its data before the PUT's write, and answers after it.
+        result = await real_top(ranking, limit, now)
+        if not release.is_set():
+            read_done.set()
+            await release.wait()
+        return result
+
+    monkeypatch.setattr(store, "top", slow_top)
+    in_flight = asyncio.ensure_future(client.app[CACHE].refresh(["sports"]))
+    await read_done.wait()
+    put = asyncio.ensure_future(client.put("/v1/articles/a", json={"hidden": True}))
+
+    async def written() -> bool:
+        return await redis.hget(store.keys.article("a"), "hidden") == "1"
+
+    await eventually(written)
+    release.set()
+    assert (await put).status == 200
+    await in_flight
+    assert await ids(client, "/v1/rankings/sports") == ["b"]

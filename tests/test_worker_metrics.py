@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -83,5 +84,30 @@ async def test_each_app_answers_for_both(
     assert response.status == 200
     got = values(await (await first.get("/metrics")).text())
     assert got[("ranker_events_accepted_total", (("section", "world"),))] == 5
-    # The app wrote its own snapshot on start-up, for the others to read.
-    assert (tmp_path / f"{os.getpid()}.json").exists()
+    assert own_snapshot_written(tmp_path)
+
+
+def own_snapshot_written(directory: Path) -> bool:
+    """The app writes its own snapshot, for the others to read."""
+    return any(directory.glob(f"{os.getpid()}-*.json"))
+
+
+def test_what_a_scrape_showed_survives_its_worker_being_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two workers, played in one process by giving each its own file name in turn.
+    first, second = CollectorRegistry(), CollectorRegistry()
+    counted = Counter("ranker_events_accepted", "e", ["section"], registry=first)
+    counted.labels("sports").inc(10)
+    Counter("ranker_events_accepted", "e", ["section"], registry=second).labels("sports").inc(5)
+    key = ("ranker_events_accepted_total", (("section", "sports"),))
+    monkeypatch.setattr(worker_metrics, "snapshot_path", lambda d: d / "2-b.json")
+    merged_exposition(second, tmp_path)
+    monkeypatch.setattr(worker_metrics, "snapshot_path", lambda d: d / "1-a.json")
+    shown = values(merged_exposition(first, tmp_path))[key]
+    # The first worker counts more, then is killed before it writes another snapshot.
+    counted.labels("sports").inc(7)
+    monkeypatch.setattr(worker_metrics, "snapshot_path", lambda d: d / "2-b.json")
+    after = values(merged_exposition(second, tmp_path))[key]
+    assert shown == 15  # its own 10 (written before being shown) and the other's 5
+    assert after == shown  # never less, which Prometheus would take for a counter reset

@@ -53,12 +53,12 @@ def wait_until(check: Callable[[], bool], what: str, deadline_s: float = 30.0) -
 
 @contextmanager
 def serving_workers(
-    redis_url: str, key_prefix: str, workers: int
+    redis_url: str, key_prefix: str, workers: int, **env: str
 ) -> Iterator[tuple[str, int, subprocess.Popen[str]]]:
     port = free_port()
     process = subprocess.Popen(
         [RANKER, "serve", "--port", str(port), "--workers", str(workers)],
-        env=clean_env(RANKER_REDIS_URL=redis_url, RANKER_KEY_PREFIX=key_prefix),
+        env=clean_env(RANKER_REDIS_URL=redis_url, RANKER_KEY_PREFIX=key_prefix, **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -167,3 +167,24 @@ def test_any_workers_metrics_count_every_workers_events(
             return True
 
         wait_until(every_scrape_counts_all, "every scrape counting all 30 events")
+
+
+def test_a_second_signal_waits_for_the_workers_and_still_cleans_up(
+    redis_url: str, key_prefix: str, redis: Redis, tmp_path: Path
+) -> None:
+    with serving_workers(redis_url, key_prefix, 2, TMPDIR=str(tmp_path)) as (_, port, process):
+        assert len(list(tmp_path.glob("ranker-metrics-*"))) == 1
+        slow = min(listening_pids(port))
+        os.kill(slow, signal.SIGSTOP)  # a worker that cannot finish yet
+        try:
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            process.send_signal(signal.SIGTERM)  # an impatient operator
+            time.sleep(0.5)
+            assert process.poll() is None  # still waiting for the stopped worker
+        finally:
+            os.kill(slow, signal.SIGCONT)
+        output, _ = process.communicate(timeout=90)
+        assert process.returncode == 0, output
+        assert "already stopping" in output
+    assert list(tmp_path.glob("ranker-metrics-*")) == []
