@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +28,10 @@ from redis.exceptions import RedisError
 
 from .config import Settings
 from .metrics import Metrics
+from .scoring import Clock
 from .store import Ranking, RankingStore
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], float]
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
@@ -75,17 +74,6 @@ def render(
         {"Content-Type": "application/json", "ETag": etag, "Cache-Control": cache_control}
     )
     return CachedList(body, etag, generated_at, headers)
-
-
-def etag_matches(if_none_match: str, etag: str) -> bool:
-    """RFC 9110 weak comparison of an ``If-None-Match`` value against our strong ETag."""
-    if if_none_match == etag:
-        return True
-    for candidate in if_none_match.split(","):
-        candidate = candidate.strip()
-        if candidate == "*" or candidate.removeprefix("W/") == etag:
-            return True
-    return False
 
 
 class Slot:

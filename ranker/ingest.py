@@ -22,11 +22,10 @@ from .config import SITE_WIDE, Settings
 from .errors import Overloaded, StoreUnavailable
 from .events import View, merge_metadata
 from .metrics import Metrics
+from .scoring import Clock
 from .store import FlushPlan, RankingStore
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], float]
 
 MAX_FLUSH_VIEWS = 25_000
 """Views per flush at most (whole requests are never split): keeps each script call short, so

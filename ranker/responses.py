@@ -1,4 +1,4 @@
-"""JSON responses, serialized by orjson."""
+"""JSON responses, serialized by orjson, and conditional requests."""
 
 from __future__ import annotations
 
@@ -22,3 +22,14 @@ def error_response(
 ) -> web.Response:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return json_response({"error": {"code": code, "message": message}}, status, headers)
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 weak comparison of an ``If-None-Match`` value against our strong ETag."""
+    if if_none_match == etag:
+        return True
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == etag:
+            return True
+    return False

@@ -9,7 +9,11 @@ overflow a double.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import exp2
+
+Clock = Callable[[], float]
+"""The time source scores and event defaults are taken from: epoch seconds."""
 
 REBASE_AFTER_HALF_LIVES = 256
 """Rebase once an increment lands this many half-lives past the landmark: 2**256 times any

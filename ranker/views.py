@@ -10,10 +10,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from .articles import check_article_id, parse_article_update
-from .cache import DEFAULT_LIMIT, MAX_LIMIT, CachedList, etag_matches
+from .cache import DEFAULT_LIMIT, MAX_LIMIT, CachedList
 from .errors import ArticleNotFound, InvalidLimit, PayloadTooLarge, RankerError, UnknownSection
 from .events import parse_events
-from .responses import json_response
+from .responses import etag_matches, json_response
 from .state import CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, SETTINGS, STORE
 from .store import Article
 from .worker_metrics import merged_exposition

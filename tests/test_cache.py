@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 
 from ranker import cache as cache_module
 from ranker.app import create_app
-from ranker.cache import etag_matches
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis
+from ranker.responses import etag_matches
 from ranker.state import CACHE, METRICS, STORE
 from ranker.store import Ranking
 from tests.conftest import AiohttpClient, Client, FakeClock
