@@ -32,9 +32,11 @@ class Keys:
         the read script can skip them)."""
         return f"{self.prefix}:{{r:{ranking}}}:hidden"
 
-    def hidden_pattern(self) -> str:
-        """A SCAN pattern matching every ranking's hidden set."""
-        return f"{self.prefix}:{{r:*}}:hidden"
+    def hidden_rankings(self) -> str:
+        """Set: the rankings that have a hidden set, so unhiding finds them all without a SCAN
+        (a replica with a newer section list may have hidden an article in one this one does
+        not know)."""
+        return f"{self.prefix}:hidden-rankings"
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix."""

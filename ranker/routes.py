@@ -3,8 +3,9 @@
 Each handler is wrapped once, here, instead of going through an aiohttp middleware. aiohttp's
 middleware chain (a partial per layer plus the layer it adds to track the current app) costs
 about 14,000 instructions a request, measured with callgrind: 6% of serving a cached list. A
-wrapper costs a coroutine call, and knows its route template without asking the router. Unknown paths and methods get routes of their own, so they
-pass the same boundary and get the same JSON errors.
+wrapper costs a coroutine call, and knows its route template without asking the router.
+Unknown paths and methods get routes of their own, so they pass the same boundary and get the
+same JSON errors.
 """
 
 from __future__ import annotations

@@ -265,19 +265,22 @@ class RankingStore:
                 to_set[name] = "1" if value else "0"
             else:
                 to_set[name] = repr(value) if isinstance(value, float) else str(value)
+        rankings = set(self._settings.rankings)
+        if "hidden" in changes and not changes["hidden"]:
+            # Also the rankings this process is not configured with (a replica with a newer
+            # section list may have hidden it there): none may keep hiding it.
+            known = await self._redis.smembers(self.keys.hidden_rankings())
+            rankings |= {str(name) for name in known}  # str already: decode_responses
         async with self._redis.pipeline(transaction=False) as pipe:
             if to_set:
                 pipe.hset(key, mapping=to_set)
             if to_clear:
                 pipe.hdel(key, *to_clear)
             if changes.get("hidden"):
-                for ranking in self._settings.rankings:
+                pipe.sadd(self.keys.hidden_rankings(), *rankings)
+                for ranking in rankings:
                     pipe.sadd(self.keys.hidden(ranking), article_id)
             elif "hidden" in changes:
-                # Also the rankings this process is not configured with (a replica with a
-                # newer section list may have hidden it there): none may keep hiding it.
-                configured = {self.keys.hidden(ranking) for ranking in self._settings.rankings}
-                found = {key async for key in self._redis.scan_iter(self.keys.hidden_pattern())}
-                for key in configured | found:
-                    pipe.srem(key, article_id)
+                for ranking in rankings:
+                    pipe.srem(self.keys.hidden(ranking), article_id)
             await pipe.execute()

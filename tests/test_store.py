@@ -167,12 +167,17 @@ async def test_articles_hidden_before_their_ranking_existed_are_skipped_and_the_
 
 
 async def test_unhiding_reaches_rankings_this_process_does_not_know(
-    make_store: Callable[..., RankingStore], redis: Redis
+    make_store: Callable[..., RankingStore], redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     newer = make_store(sections=("sports", "weather"))
     await newer.apply(FlushPlan(T0, {"weather": {"a": 1.0}}), T0)
     await newer.put_article("a", {"hidden": True})
     older = make_store(sections=("sports",))
+
+    def no_scan(*args: object, **kwargs: object) -> None:
+        raise AssertionError("unhiding must not walk the keyspace: it may be shared and huge")
+
+    monkeypatch.setattr(redis, "scan_iter", no_scan)
     await older.put_article("a", {"hidden": False})
     assert [item.article_id for item in (await newer.top("weather", 10, T0)).items] == ["a"]
 
