@@ -89,15 +89,27 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await flush_client.aclose()
 
 
+async def stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and wait until it has ended.
+
+    Cancelling once is not always enough: redis-py can swallow a cancellation that lands while
+    it waits on the socket, and the loop would go on to its next round (seen in a review, where
+    it left a shutdown waiting for ever). So cancel again until the task is done.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+
 async def _metrics_snapshot_ctx(app: web.Application) -> AsyncIterator[None]:
     writer = asyncio.create_task(
         keep_writing_snapshots(app[METRICS].registry, app[METRICS_DIR]), name="ranker-metrics"
     )
     yield
     # Last of all to stop (cleanup runs in reverse): the final snapshot has the final flush.
-    writer.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await writer
+    await stop_task(writer)
 
 
 REDIS_CHECK_INTERVAL_S = 5.0
@@ -136,9 +148,7 @@ async def _redis_watch_ctx(app: web.Application) -> AsyncIterator[None]:
         _keep_watching_redis(app[STORE], app[METRICS]), name="ranker-redis"
     )
     yield
-    watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher
+    await stop_task(watcher)
 
 
 async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -146,9 +156,7 @@ async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CACHE] = cache
     refresher = asyncio.create_task(cache.run(), name="ranker-refresh")
     yield
-    refresher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await refresher
+    await stop_task(refresher)
     await cache.close()
 
 

@@ -17,7 +17,7 @@ from .app import create_app
 from .config import ConfigError, Settings
 from .embedded import EmbeddedRedis, EmbeddedServerError
 from .logs import access_log_options, configure_logging
-from .workers import PortInUse, serve_workers
+from .workers import PortInUse, check_port_is_free, serve_workers
 
 log = logging.getLogger("ranker")
 
@@ -72,6 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     """Run the service, starting and stopping the embedded Redis when no URL is configured."""
+    try:
+        # Before anything starts: an address that does not resolve or a port already taken
+        # is a clear error now, not a traceback (or a wait) later.
+        check_port_is_free(settings.host, settings.port)
+    except (PortInUse, OSError) as exc:
+        print(f"ranker: RANKER_HOST/RANKER_PORT (or --host/--port): {exc}", file=sys.stderr)
+        return 1
     with contextlib.ExitStack() as stack:
         if settings.redis_url is None:
             try:
@@ -79,6 +86,12 @@ def serve(settings: Settings) -> int:
                 server.start()
             except EmbeddedServerError as exc:
                 print(f"ranker: {exc}", file=sys.stderr)
+                return 1
+            except OSError as exc:
+                print(
+                    f"ranker: RANKER_DATA_DIR: cannot use {settings.data_dir}: {exc}",
+                    file=sys.stderr,
+                )
                 return 1
             stack.callback(server.stop)
             log.info(
@@ -89,11 +102,7 @@ def serve(settings: Settings) -> int:
             )
             settings = dataclasses.replace(settings, redis_url=server.url)
         if settings.workers > 1:
-            try:
-                status = serve_workers(settings, settings.workers)
-            except PortInUse as exc:
-                print(f"ranker: {exc}", file=sys.stderr)
-                return 1
+            status = serve_workers(settings, settings.workers)
             log.info("stopped")
             return status
         web.run_app(

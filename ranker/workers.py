@@ -64,8 +64,9 @@ def check_port_is_free(host: str, port: int) -> None:
 
 
 def serve_workers(settings: Settings, workers: int) -> int:
-    """Run ``workers`` worker processes until SIGTERM or SIGINT; the exit status to return."""
-    check_port_is_free(settings.host, settings.port)
+    """Run ``workers`` worker processes until SIGTERM or SIGINT; the exit status to return.
+
+    The caller has checked that the port is free (:func:`check_port_is_free`)."""
     context = multiprocessing.get_context("spawn")
     metrics_dir = Path(tempfile.mkdtemp(prefix="ranker-metrics-"))
     stopping = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -102,3 +103,36 @@ def test_serve_on_the_embedded_default_keeps_counts_across_restarts(tmp_path: Pa
         assert isinstance(body, dict)
         assert [item["article_id"] for item in body["items"]] == ["a-1"]
         assert 0 < body["items"][0]["score"] <= 3
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_already_taken_stops_start_up_at_once(workers: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_ranker(
+            "serve", "--port", str(port), "--workers", workers,
+            env=clean_env(RANKER_REDIS_URL="redis://127.0.0.1:1/0"),
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert "RANKER_PORT" in result.stderr
+    assert "Address already in use" in result.stderr
+
+
+def test_an_address_that_does_not_resolve_is_a_clear_error() -> None:
+    result = run_ranker(
+        "serve", env=clean_env(RANKER_HOST="no-such-host.invalid", RANKER_REDIS_URL="redis://x:1/0")
+    )
+    assert result.returncode == 1
+    assert "RANKER_HOST" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_data_dir_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run_ranker("serve", env=clean_env(RANKER_DATA_DIR=str(blocker / "data")))
+    assert result.returncode == 1
+    assert "RANKER_DATA_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
