@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -98,7 +99,7 @@ class _RankingState:
         # The last read: when its scores are as of (clock time), the ranking, how deep it went.
         self.snapshot: tuple[float, Ranking, int] | None = None
         self.fetch: asyncio.Task[None] | None = None
-        self.refreshed_at = -math.inf  # event-loop time of the last successful read
+        self.refreshed_at = -math.inf  # time.monotonic() of the last successful read
         self.dirty = False
 
 
@@ -119,6 +120,7 @@ class RankingCache:
         self._by_alias: dict[str, Slot] = {}
         self._wakeup = asyncio.Event()
         self._failing = False
+        metrics.ranking_age.watch(self.ages)
 
     def lookup(self, alias: str) -> CachedList | None:
         """The answer cached under a request key given to :meth:`get`, if any."""
@@ -209,7 +211,6 @@ class RankingCache:
             else:
                 due = [s for s in self._rankings.values() if s.dirty]
             await self._refresh_all(due)
-            self._report_ages()
 
     async def _refresh_all(self, states: list[_RankingState]) -> None:
         results = await asyncio.gather(
@@ -260,7 +261,7 @@ class RankingCache:
             # would find the finished task still set and spin on it.
             state.fetch = None
         state.snapshot = (generated_at, ranking, depth)
-        state.refreshed_at = asyncio.get_running_loop().time()
+        state.refreshed_at = time.monotonic()
         self._metrics.ranking_members.labels(ranking=state.name).set(ranking.members)
         for slot in state.slots.values():
             if slot.limit <= depth:
@@ -300,16 +301,18 @@ class RankingCache:
                         self._by_alias.pop(alias, None)
             if not state.slots and state.fetch is None:
                 del self._rankings[name]
-                for gauge in (self._metrics.ranking_age, self._metrics.ranking_members):
-                    # Absent when the ranking was never read successfully.
-                    with contextlib.suppress(KeyError):
-                        gauge.remove(name)
+                # Absent when the ranking was never read successfully.
+                with contextlib.suppress(KeyError):
+                    self._metrics.ranking_members.remove(name)
 
-    def _report_ages(self) -> None:
-        now = asyncio.get_running_loop().time()
-        for name, state in self._rankings.items():
-            if state.snapshot is not None:
-                self._metrics.ranking_age.labels(ranking=name).set(now - state.refreshed_at)
+    def ages(self) -> dict[str, float]:
+        """Seconds since each cached ranking was last read from Redis."""
+        now = time.monotonic()
+        return {
+            name: now - state.refreshed_at
+            for name, state in self._rankings.items()
+            if state.snapshot is not None
+        }
 
 
 def _depth(state: _RankingState) -> int:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import platform
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _untyped_float_to_go_string
 
@@ -67,6 +67,32 @@ class RequestLatency(Collector):
         )
 
 
+class RankingAge(Collector):
+    """The age of each cached ranking, worked out when it is scraped.
+
+    A gauge set after each refresh would read about zero at every scrape (and stop growing
+    exactly when refreshes stop, which is when it matters); this asks the cache instead.
+    """
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._ages: Callable[[], Mapping[str, float]] = dict
+
+    def watch(self, ages: Callable[[], Mapping[str, float]]) -> None:
+        """Report what ``ages()`` gives: ranking -> seconds since its last good read."""
+        self._ages = ages
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["ranking"])
+        for ranking, age in sorted(self._ages().items()):
+            family.add_metric([ranking], age)
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["ranking"])
+
+
 class Metrics:
     """Every metric ranker exports."""
 
@@ -114,12 +140,11 @@ class Metrics:
             "Views waiting for the next flush.",
             registry=r,
         )
-        self.ranking_age = Gauge(
+        self.ranking_age = RankingAge(
             "ranker_ranking_age_seconds",
             "Seconds since the cached lists of a ranking were last read from Redis.",
-            ["ranking"],
-            registry=r,
         )
+        r.register(self.ranking_age)
         self.ranking_members = Gauge(
             "ranker_ranking_members",
             "Articles held in a ranking's sorted set, as of the last read.",

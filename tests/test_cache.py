@@ -218,18 +218,26 @@ async def test_lists_no_one_asks_for_are_dropped(
     assert cache.active() == {"sports": [5]}
 
 
-async def test_age_and_members_are_reported(client: Client) -> None:
+async def test_age_and_members_are_reported(
+    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings], redis: Redis
+) -> None:
+    # No tick for an hour: the age must keep growing between scrapes all the same.
+    client = await aiohttp_client(create_app(make_settings(refresh_interval_s=3600)))
     await post(client, *({"article_id": f"a{n}", "section": "video"} for n in range(7)))
     await client.app[CACHE].refresh()
     assert len(await ids(client, "/v1/rankings/video")) == 7
     registry = client.app[METRICS].registry
 
-    async def reported() -> bool:
-        age = registry.get_sample_value("ranker_ranking_age_seconds", {"ranking": "video"})
-        return age is not None and age >= 0
+    def age() -> float:
+        value = registry.get_sample_value("ranker_ranking_age_seconds", {"ranking": "video"})
+        assert value is not None
+        return value
 
-    await eventually(reported)
+    first = age()
+    await asyncio.sleep(0.05)
+    assert 0 <= first < age()
     assert registry.get_sample_value("ranker_ranking_members", {"ranking": "video"}) == 7
+    assert registry.get_sample_value("ranker_ranking_age_seconds", {"ranking": "world"}) is None
 
 
 async def test_lists_keep_answering_from_memory_while_redis_is_down(
