@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -120,8 +119,11 @@ async def _watch_redis(store: RankingStore, metrics: Metrics) -> None:
     version_known = False
     while True:
         # The store's timing keeps ranker_redis_up current; an outage is the alert's to report.
-        with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+        try:
             await store.ping()
+        except (RedisConnectionError, RedisTimeoutError):
+            metrics.redis_errors.labels(operation="ping").inc()
+        else:
             if not version_known:
                 try:
                     metrics.set_build_info(await store.server_version())

@@ -129,7 +129,8 @@ class Ingestor:
         limit = self._settings.max_pending_events
         if self._queue and self._queued_views + len(views) > limit:
             raise Overloaded(
-                f"more than {limit} views are waiting to be applied; nothing was counted"
+                f"{self._queued_views} views are waiting to be applied, and these "
+                f"{len(views)} would take the queue past {limit}; nothing was counted"
             )
         future = asyncio.get_running_loop().create_future()
         self._queue.append(_Request(views, metadata, future))
