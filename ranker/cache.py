@@ -47,12 +47,11 @@ earliest, instead of waiting for the next tick: at most ten extra reads a second
 
 @dataclass(frozen=True, slots=True)
 class CachedList:
-    """One rendered answer: the body, its strong ETag, the time its scores are as of, and the
-    response headers (copied per response: aiohttp adds to them)."""
+    """One rendered answer: the body, its strong ETag, and the response headers (copied per
+    response: aiohttp adds to them)."""
 
     body: bytes
     etag: str
-    generated_at: float
     headers: CIMultiDict[str]
 
 
@@ -74,7 +73,7 @@ def render(
     headers = CIMultiDict(
         {"Content-Type": "application/json", "ETag": etag, "Cache-Control": cache_control}
     )
-    return CachedList(body, etag, generated_at, headers)
+    return CachedList(body, etag, headers)
 
 
 class Slot:

@@ -76,7 +76,7 @@ def add_routes(app: web.Application) -> None:
     # of a cached poll. The dynamic route stays for the names that are not rankings (404).
     for name in app[SETTINGS].rankings:
         get_one = functools.partial(views.get_ranking, section=name)
-        add("GET", f"/v1/rankings/{name}", RANKING_ROUTE, get_one, views.cached_ranking)
+        add("GET", views.ranking_path(name), RANKING_ROUTE, get_one, views.cached_ranking)
     for method, path, handler, fast in ROUTES:
         add(method, path, path, handler, fast)
     for path, (label, allowed) in methods.items():

@@ -151,9 +151,14 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytes:
         raise PayloadTooLarge(f"body is larger than {max_bytes} bytes") from None
 
 
+def ranking_path(section: str) -> str:
+    """The path of a ranking's list: what routes registers, and what the cache is keyed by."""
+    return f"/v1/rankings/{section}"
+
+
 def _ranking_targets(section: str, limit: int) -> tuple[str, ...]:
     """The raw request targets a poll for this list usually arrives with."""
-    path = f"/v1/rankings/{section}"
+    path = ranking_path(section)
     canonical = f"{path}?limit={limit}"
     return (canonical, path) if limit == DEFAULT_LIMIT else (canonical,)
 
