@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,7 +38,10 @@ class Report:
 
     def __init__(self, title: str, module: str, redis_url: str) -> None:
         info = redis_info(redis_url)
-        wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+        wrk_version = "not installed"
+        if shutil.which("wrk") is not None:
+            wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+            wrk_version = (wrk.stdout + wrk.stderr).split("\n")[0].split(" Copyright")[0]
         cpu = re.search(r"^model name\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
         python = os.path.relpath(sys.executable)
         python = sys.executable if python.startswith("..") else python
@@ -53,7 +57,7 @@ class Report:
                 ["aiohttp", version("aiohttp")],
                 ["redis-py", version("redis")],
                 ["Redis server", f"{info.get('redis_version')} at {redis_url}"],
-                ["wrk", (wrk.stdout + wrk.stderr).split("\n")[0].split(" Copyright")[0]],
+                ["wrk", wrk_version],
                 ["date", time.strftime("%Y-%m-%d %H:%M:%S %z")],
                 # The machine is shared: a high load before the start explains outliers.
                 ["load average", " ".join(f"{x:.2f}" for x in os.getloadavg())],
