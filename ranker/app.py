@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,12 +17,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .admission import Admission
 from .cache import RankingCache
 from .config import Settings
 from .ingest import Ingestor
 from .metrics import Metrics
 from .routes import add_routes
-from .state import CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, REDIS, SETTINGS, STORE
+from .state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, REDIS, SETTINGS, STORE
 from .store import RankingStore
 from .worker_metrics import keep_writing_snapshots
 
@@ -43,6 +45,7 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[CLOCK] = clock
+    app[ADMISSION] = Admission(settings, app[METRICS])
     if metrics_dir is not None:
         app[METRICS_DIR] = metrics_dir
         app.cleanup_ctx.append(_metrics_snapshot_ctx)
@@ -112,12 +115,20 @@ async def _metrics_snapshot_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 REDIS_CHECK_INTERVAL_S = 5.0
-"""How often Redis is PINGed, so ``ranker_redis_up`` is current when no traffic touches it."""
+"""How often Redis is PINGed while it answers, so ``ranker_redis_up`` is current when no
+traffic touches it."""
+
+RECONNECT_BACKOFF_S = (0.05, 0.1, 0.2, 0.5)
+"""Waits between checks while Redis is down, the last repeated: ranker is ready again within
+about half a second of Redis answering, at two checks a second for a long outage."""
 
 
 async def _watch_redis(store: RankingStore, metrics: Metrics) -> None:
     version_known = False
+    failures = 0
     while True:
+        # Cleared first: a command failing while this check runs wakes the next one at once.
+        store.went_down.clear()
         # The store's timing keeps ranker_redis_up current; an outage is the alert's to report.
         try:
             await store.ping()
@@ -130,7 +141,18 @@ async def _watch_redis(store: RankingStore, metrics: Metrics) -> None:
                 except RedisError as exc:  # e.g. INFO refused by an ACL: the version stays unknown
                     log.warning("cannot read the Redis server's version: %s", exc)
                 version_known = True
-        await asyncio.sleep(REDIS_CHECK_INTERVAL_S)
+        if store.available:
+            if failures:
+                log.info("Redis answers again")
+            failures = 0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REDIS_CHECK_INTERVAL_S):
+                    await store.went_down.wait()
+        else:
+            if not failures:
+                log.warning("Redis is unavailable; checking until it answers")
+            await asyncio.sleep(RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)])
+            failures += 1
 
 
 async def _keep_watching_redis(store: RankingStore, metrics: Metrics) -> None:

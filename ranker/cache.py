@@ -28,6 +28,7 @@ from multidict import CIMultiDict
 from redis.exceptions import RedisError
 
 from .config import Settings
+from .errors import StoreUnavailable
 from .metrics import Metrics
 from .scoring import Clock
 from .store import Ranking, RankingStore
@@ -45,6 +46,10 @@ EARLY_REFRESH_GAP_S = 0.1
 earliest, instead of waiting for the next tick: at most ten extra reads a second."""
 
 
+STALE_HEADER = "X-Ranker-Stale"
+"""Set (to ``true``) on a list served from memory because Redis could not be read."""
+
+
 @dataclass(frozen=True, slots=True)
 class CachedList:
     """One rendered answer: the body, its strong ETag, and the response headers (copied per
@@ -53,6 +58,14 @@ class CachedList:
     body: bytes
     etag: str
     headers: CIMultiDict[str]
+
+    def as_stale(self, stale_if_error_s: int) -> CachedList:
+        """The same answer marked stale, served while Redis cannot be read: no longer fresh
+        for any cache, still good to serve on error for ``stale_if_error_s``."""
+        headers = self.headers.copy()
+        headers["Cache-Control"] = f"public, max-age=0, stale-if-error={stale_if_error_s}"
+        headers[STALE_HEADER] = "true"
+        return CachedList(self.body, self.etag, headers)
 
 
 def render(
@@ -90,7 +103,7 @@ class Slot:
 
 
 class _RankingState:
-    __slots__ = ("dirty", "fetch", "name", "refreshed_at", "slots", "snapshot")
+    __slots__ = ("dirty", "fetch", "name", "refreshed_at", "slots", "snapshot", "stale")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -100,6 +113,7 @@ class _RankingState:
         self.fetch: asyncio.Task[None] | None = None
         self.refreshed_at = -math.inf  # time.monotonic() of the last successful read
         self.dirty = False
+        self.stale = False  # the last refresh failed: answers are marked so
 
 
 class RankingCache:
@@ -148,6 +162,9 @@ class RankingCache:
                 self._render(state, slot)
         slot.requested = True
         while slot.current is None:
+            if not self._store.available:
+                # Nothing to serve, and a read would only wait out the timeout.
+                raise StoreUnavailable("Redis is unavailable and this list was never read")
             await self._read(state)
         return slot.current
 
@@ -216,6 +233,9 @@ class RankingCache:
             *(self._read(state) for state in states), return_exceptions=True
         )
         failures = [r for r in results if isinstance(r, BaseException)]
+        for state, result in zip(states, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                self._mark_stale(state)
         for failure in failures:
             if isinstance(failure, RedisError):
                 self._metrics.redis_errors.labels(operation="refresh").inc()
@@ -261,6 +281,7 @@ class RankingCache:
             state.fetch = None
         state.snapshot = (generated_at, ranking, depth)
         state.refreshed_at = time.monotonic()
+        state.stale = False
         self._metrics.ranking_members.labels(ranking=state.name).set(ranking.members)
         for slot in state.slots.values():
             if slot.limit <= depth:
@@ -282,9 +303,16 @@ class RankingCache:
         # What the scores actually decay by: the configured value can be newer than the
         # stored one for up to a settle period after a change.
         half_life = ranking.half_life_s or self._settings.half_life_for(state.name)
-        slot.current = render(
-            state.name, generated_at, half_life, items, self._settings.cache_control
-        )
+        current = render(state.name, generated_at, half_life, items, self._settings.cache_control)
+        slot.current = current.as_stale(self._settings.stale_if_error_s) if state.stale else current
+
+    def _mark_stale(self, state: _RankingState) -> None:
+        state.stale = True
+        stale_if_error_s = self._settings.stale_if_error_s
+        for slot in state.slots.values():
+            current = slot.current
+            if current is not None and STALE_HEADER not in current.headers:
+                slot.current = current.as_stale(stale_if_error_s)
 
     def _drop_idle(self, now: float) -> None:
         for name, state in list(self._rankings.items()):

@@ -72,6 +72,12 @@ class Settings:
     workers: int = 1
     log_format: str = "json"
     access_log: bool = False
+    request_timeout_s: float = 5.0
+    idempotency_window_s: int = 86_400
+    max_pending_bytes: int = 64 * 1024 * 1024
+    max_batch_events: int = 10_000
+    client_events_per_s: float = 0.0
+    client_burst_events: int = 20_000
     section_set: frozenset[str] = field(init=False, repr=False, compare=False)
     """``sections`` as a set, for the per-event membership test."""
 
@@ -117,6 +123,29 @@ class Settings:
             raise ConfigError(f"RANKER_LOG_FORMAT: must be one of {', '.join(LOG_FORMATS)}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"RANKER_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
+        self._check_ingest_limits()
+
+    def _check_ingest_limits(self) -> None:
+        if not (math.isfinite(self.request_timeout_s) and 0.1 <= self.request_timeout_s <= 600):
+            raise ConfigError("RANKER_REQUEST_TIMEOUT_S: must be from 0.1 to 600 seconds")
+        if not 60 <= self.idempotency_window_s <= 30 * 86_400:
+            raise ConfigError(
+                "RANKER_IDEMPOTENCY_WINDOW_S: must be a whole number of seconds from 60 to 2592000"
+            )
+        if self.max_pending_bytes < self.max_body_bytes:
+            raise ConfigError(
+                "RANKER_MAX_PENDING_BYTES: must be at least RANKER_MAX_BODY_BYTES "
+                f"({self.max_body_bytes}), or no body of the largest size could ever be taken"
+            )
+        if not 1 <= self.max_batch_events <= 1_000_000:
+            raise ConfigError("RANKER_MAX_BATCH_EVENTS: must be from 1 to 1000000")
+        if not (math.isfinite(self.client_events_per_s) and self.client_events_per_s >= 0):
+            raise ConfigError("RANKER_CLIENT_EVENTS_PER_S: must be 0 (no limit) or more")
+        if self.client_burst_events < self.max_batch_events:
+            raise ConfigError(
+                "RANKER_CLIENT_BURST_EVENTS: must be at least RANKER_MAX_BATCH_EVENTS "
+                f"({self.max_batch_events}), or a full batch could never be taken"
+            )
 
     @property
     def cache_control(self) -> str:
@@ -180,6 +209,22 @@ class Settings:
             workers=get("RANKER_WORKERS", _parse_int, defaults.workers),
             log_format=get("RANKER_LOG_FORMAT", lambda raw, _: raw.lower(), defaults.log_format),
             access_log=get("RANKER_ACCESS_LOG", _parse_bool, defaults.access_log),
+            request_timeout_s=get(
+                "RANKER_REQUEST_TIMEOUT_S", _parse_float, defaults.request_timeout_s
+            ),
+            idempotency_window_s=get(
+                "RANKER_IDEMPOTENCY_WINDOW_S", _parse_int, defaults.idempotency_window_s
+            ),
+            max_pending_bytes=get(
+                "RANKER_MAX_PENDING_BYTES", _parse_int, defaults.max_pending_bytes
+            ),
+            max_batch_events=get("RANKER_MAX_BATCH_EVENTS", _parse_int, defaults.max_batch_events),
+            client_events_per_s=get(
+                "RANKER_CLIENT_EVENTS_PER_S", _parse_float, defaults.client_events_per_s
+            ),
+            client_burst_events=get(
+                "RANKER_CLIENT_BURST_EVENTS", _parse_int, defaults.client_burst_events
+            ),
         )
 
 

@@ -78,7 +78,8 @@ def die_with_parent() -> None:
 
 class EmbeddedRedis:
     """Runs ``redis-server``/``valkey-server`` on a free loopback port with its data in
-    ``data_dir``. With ``persist`` it keeps an append-only file there, fsynced every second."""
+    ``data_dir``. With ``persist`` it keeps an append-only file there, fsynced every second, or
+    before every reply with ``fsync="always"`` (nothing acknowledged is lost to a crash)."""
 
     def __init__(
         self,
@@ -87,10 +88,12 @@ class EmbeddedRedis:
         binary: str | None = None,
         persist: bool = True,
         port: int | None = None,
+        fsync: str = "everysec",
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.binary = find_server_binary(binary)
         self.persist = persist
+        self.fsync = fsync
         self._port_was_chosen = port is None
         self.port = port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
@@ -132,7 +135,7 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--save", "",
             "--appendonly", "yes" if self.persist else "no",
-            "--appendfsync", "everysec",
+            "--appendfsync", self.fsync,
         ]  # fmt: skip
         self._process = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell
             args,
@@ -187,6 +190,13 @@ class EmbeddedRedis:
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to write anything more to disk."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
             process.kill()
             process.wait()
 

@@ -72,9 +72,47 @@ class StoreUnavailable(RankerError):
     retry_after = 1
 
 
+class FlushFailed(StoreUnavailable):
+    """Redis did not acknowledge a flush: its views may or may not have been applied."""
+
+
+class RequestTimeout(RankerError):
+    """The request did not finish within ``request_timeout_s``."""
+
+    status = 503
+    code = "timeout"
+    retry_after = 1
+
+
 class Overloaded(RankerError):
-    """Too many views are waiting to be applied; this request was refused before queueing."""
+    """Too much ingest is waiting to be applied; this request was refused before queueing."""
 
     status = 503
     code = "overloaded"
     retry_after = 1
+
+
+class RateLimited(RankerError):
+    """This client sent more events than its limit allows; nothing of the request was counted."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooManyEvents(PayloadTooLarge):
+    code = "too_many_events"
+
+
+class InvalidIdempotencyKey(BadRequest):
+    code = "invalid_idempotency_key"
+
+
+class IdempotencyKeyReused(RankerError):
+    """The key was used before for a different body."""
+
+    status = 422
+    code = "idempotency_key_reused"

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .errors import InvalidBody, InvalidJson, UnsupportedMediaType
+from .errors import InvalidBody, InvalidJson, TooManyEvents, UnsupportedMediaType
 from .scoring import MAX_FUTURE_S
 
 ARTICLE_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -55,12 +55,19 @@ class _Rejected(Exception):
 
 
 def parse_events(
-    body: bytes, content_type: str, charset: str | None, *, now: float, sections: Container[str]
+    body: bytes,
+    content_type: str,
+    charset: str | None,
+    *,
+    now: float,
+    sections: Container[str],
+    max_events: int | None = None,
 ) -> ParsedEvents:
     """Parse a request body into accepted views and per-event rejections.
 
-    Raises :class:`UnsupportedMediaType`, :class:`InvalidJson` or :class:`InvalidBody` when the
-    body as a whole cannot be read; then nothing of it may be applied.
+    Raises :class:`UnsupportedMediaType`, :class:`InvalidJson`, :class:`InvalidBody` or (past
+    ``max_events``) :class:`TooManyEvents` when the body as a whole cannot be taken; then
+    nothing of it may be applied.
     """
     if charset is not None and charset.lower() not in ("utf-8", "utf8"):
         raise UnsupportedMediaType(f"charset {charset!r} is not supported; send UTF-8")
@@ -72,6 +79,11 @@ def parse_events(
         raise UnsupportedMediaType(
             f"Content-Type {content_type!r} is not supported; "
             "send application/json or application/x-ndjson"
+        )
+    if max_events is not None and len(items) > max_events:
+        raise TooManyEvents(
+            f"a batch may hold at most {max_events} events; this one has {len(items)}. "
+            "Send it in smaller batches"
         )
     parsed = ParsedEvents()
     max_ts = now + MAX_FUTURE_S

@@ -19,11 +19,11 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from .config import SITE_WIDE, Settings
-from .errors import Overloaded, StoreUnavailable
+from .errors import FlushFailed, Overloaded, StoreUnavailable
 from .events import View, merge_metadata
 from .metrics import Metrics
 from .scoring import Clock
-from .store import FlushPlan, RankingStore
+from .store import FlushPlan, KeyedBatch, RankingStore
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +36,34 @@ def plan_flush(
     batches: Iterable[Sequence[View]],
     metadata: dict[str, tuple[str | None, str | None]],
     settings: Settings,
+    keyed: Sequence[tuple[str, str, Sequence[View]]] = (),
 ) -> FlushPlan:
-    """Sum the views of a flush (the view lists of its requests) into one amount per
-    (ranking, article).
+    """Sum the views of a flush into one amount per (ranking, article): the view lists of its
+    requests without a key together, and each keyed request's own, as (token, record, views).
 
     Amounts are relative to the newest view's time, so every exponent is at most zero and no
-    amount can overflow; the script scales them to the ranking's landmark. The inner loop runs
-    once per event, the hottest code of ingest after parsing: lookups are hoisted, and a view's
-    worth is computed once when its section decays like the site-wide ranking.
+    amount can overflow; the script scales them to the ranking's landmark.
     """
     batches = [views for views in batches if views]
-    reference_ts = max(max(map(itemgetter(2), views)) for views in batches)
+    keyed = [request for request in keyed if request[2]]
+    every_list = (*batches, *(views for _, _, views in keyed))
+    reference_ts = max(max(map(itemgetter(2), views)) for views in every_list)
+    increments, views_by_section = _sum_views(batches, reference_ts, settings)
+    keyed_batches = []
+    for token, record, views in keyed:
+        amounts, counts = _sum_views((views,), reference_ts, settings)
+        keyed_batches.append(KeyedBatch(token, amounts, record))
+        for section, count in counts.items():
+            views_by_section[section] = views_by_section.get(section, 0) + count
+    return FlushPlan(reference_ts, increments, metadata, views_by_section, keyed_batches)
+
+
+def _sum_views(
+    batches: Iterable[Sequence[View]], reference_ts: float, settings: Settings
+) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """Amounts per ranking and article, and views per section. The inner loop runs once per
+    event, the hottest code of ingest after parsing: lookups are hoisted, and a view's worth is
+    computed once when its section decays like the site-wide ranking."""
     site_half_life = settings.half_life_for(SITE_WIDE)
     site: dict[str, float] = {}
     # section -> [its amounts, its half-life, its view count]
@@ -64,27 +81,30 @@ def plan_flush(
                 amount = weight * exp2((ts - reference_ts) / site_half_life)
             site[article_id] = site.get(article_id, 0.0) + amount
     increments = {section: amounts for section, (amounts, _, _) in targets.items()}
-    increments[SITE_WIDE] = site
+    if site:
+        increments[SITE_WIDE] = site
     views_by_section = {section: count for section, (_, _, count) in targets.items()}
-    return FlushPlan(reference_ts, increments, metadata, views_by_section)
+    return increments, views_by_section
 
 
-def _discard_outcome(future: asyncio.Future[None]) -> None:
+def _discard_outcome(future: asyncio.Future[bool]) -> None:
     if not future.cancelled():
         future.exception()
 
 
 class _Request:
-    __slots__ = ("future", "metadata", "views")
+    __slots__ = ("future", "key", "metadata", "views")
 
     def __init__(
         self,
         views: list[View],
         metadata: dict[str, tuple[str | None, str | None]],
-        future: asyncio.Future[None],
+        key: tuple[str, str] | None,
+        future: asyncio.Future[bool],
     ) -> None:
         self.views = views
         self.metadata = metadata
+        self.key = key
         self.future = future
 
 
@@ -115,31 +135,39 @@ class Ingestor:
         self._task = asyncio.create_task(self._run(), name="ranker-flush")
 
     async def submit(
-        self, views: list[View], metadata: dict[str, tuple[str | None, str | None]]
-    ) -> None:
-        """Queue views for the next flush and wait for it.
+        self,
+        views: list[View],
+        metadata: dict[str, tuple[str | None, str | None]],
+        key: tuple[str, str] | None = None,
+    ) -> bool:
+        """Queue views for the next flush and wait for it. ``key`` is the (token, answer to
+        keep) of a request sent with an ``Idempotency-Key``. Returns True when Redis found that
+        key's views already counted (a retry), so they were not counted again.
 
-        Raises :class:`Overloaded` at once when the queue is full, :class:`StoreUnavailable`
-        when the flush fails; in both cases nothing is acknowledged.
+        Raises :class:`Overloaded` or :class:`StoreUnavailable` at once when the queue is full
+        or Redis is known to be down (nothing counted), and :class:`FlushFailed` when the flush
+        fails (possibly counted in part).
         """
         if not views:
-            return
+            return False
         if self._closing:
             raise StoreUnavailable("ranker is shutting down; nothing was counted")
+        if not self._store.available:
+            raise StoreUnavailable("Redis is unavailable; nothing was counted")
         limit = self._settings.max_pending_events
         if self._queue and self._queued_views + len(views) > limit:
             raise Overloaded(
                 f"{self._queued_views} views are waiting to be applied, and these "
                 f"{len(views)} would take the queue past {limit}; nothing was counted"
             )
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(views, metadata, future))
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Request(views, metadata, key, future))
         self._queued_views += len(views)
         self._metrics.flush_queue_events.set(self._queued_views)
         self._wakeup.set()
         try:
             # Shielded: a request cancelled while it waits must not cancel the shared flush.
-            await asyncio.shield(future)
+            return await asyncio.shield(future)
         except asyncio.CancelledError:
             # Nobody will read this request's outcome now; take it, so a failed flush is not
             # also reported as an exception that was never retrieved.
@@ -183,31 +211,57 @@ class Ingestor:
                 merge_metadata(metadata, article_id, title, url)
         error: Exception | None = None
         plan: FlushPlan | None = None
+        replayed: frozenset[str] = frozenset()
         try:
-            plan = plan_flush((request.views for request in batch), metadata, self._settings)
-            await self._store.apply(plan, self._clock())
+            plan = plan_flush(
+                (request.views for request in batch if request.key is None),
+                metadata,
+                self._settings,
+                [(r.key[0], r.key[1], r.views) for r in batch if r.key is not None],
+            )
+            replayed = await self._store.apply(plan, self._clock())
         except RedisError as exc:
             log.warning("flush of %d views failed: %s", views, exc)
             self._metrics.redis_errors.labels(operation="flush").inc()
-            error = StoreUnavailable(
-                f"Redis did not acknowledge the batch ({type(exc).__name__}); it was not "
-                "counted, or only partly if Redis failed part-way through the flush"
+            error = FlushFailed(
+                f"Redis did not acknowledge the batch ({type(exc).__name__}). It may still have "
+                "been counted, in part or in full: retry with the same Idempotency-Key to have "
+                "it counted exactly once"
+            )
+            # Those queued behind it were never sent, and would only wait out the same failure.
+            self._fail_queued(
+                StoreUnavailable("Redis did not answer a flush just before; nothing was counted")
             )
         except Exception as exc:
             # A bug must fail the requests sharing this flush, not kill the loop for later ones.
             log.exception("flush of %d views failed", views)
             error = exc
         if error is None and plan is not None:
-            for section, count in plan.views_by_section.items():
-                self._metrics.events_accepted.labels(section=section).inc(count)
+            accepted = dict(plan.views_by_section)
+            for request in batch:
+                if request.key is not None and request.key[0] in replayed:
+                    self._metrics.batches_replayed.labels(found="flush").inc()
+                    for view in request.views:
+                        accepted[view[1]] -= 1
+            for section, count in accepted.items():
+                if count:
+                    self._metrics.events_accepted.labels(section=section).inc(count)
             if self._on_applied is not None:
-                self._on_applied(plan.increments)
+                self._on_applied(plan.rankings())
             self._metrics.flush_duration.observe(time.perf_counter() - started)
             self._metrics.flush_events.observe(views)
         for request in batch:
             if request.future.done():
                 continue
             if error is None:
-                request.future.set_result(None)
+                request.future.set_result(request.key is not None and request.key[0] in replayed)
             else:
                 request.future.set_exception(error)
+
+    def _fail_queued(self, error: Exception) -> None:
+        while self._queue:
+            request = self._queue.popleft()
+            if not request.future.done():
+                request.future.set_exception(error)
+        self._queued_views = 0
+        self._metrics.flush_queue_events.set(0)

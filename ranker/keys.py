@@ -23,6 +23,17 @@ class Keys:
         """Hash: ``landmark`` and ``half_life`` (seconds) that stored scores are relative to."""
         return f"{self.prefix}:{{r:{ranking}}}:decay"
 
+    def applied(self, ranking: str) -> str:
+        """Sorted set: the idempotency tokens of the batches already counted in this ranking,
+        scored by when they may be forgotten (kept in the ranking's slot, so the increment
+        script checks and records them in the same atomic step as the counts)."""
+        return f"{self.prefix}:{{r:{ranking}}}:applied"
+
+    def idempotency(self, token: str) -> str:
+        """String: the first answer to a batch sent with an ``Idempotency-Key`` (JSON), for
+        the length of the idempotency window."""
+        return f"{self.prefix}:idempotency:{token}"
+
     def article(self, article_id: str) -> str:
         """Hash: an article's metadata (title, url, section, published_at, hidden)."""
         return f"{self.prefix}:article:{article_id}"

@@ -123,6 +123,14 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.batches_replayed = Counter(
+            "ranker_event_batches_replayed",
+            "Ingest requests retried with an Idempotency-Key already counted, by where that was"
+            " found: 'answer' (the first answer was kept and sent again) or 'flush' (Redis"
+            " skipped the views while applying them).",
+            ["found"],
+            registry=r,
+        )
         self.flush_events = Histogram(
             "ranker_flush_events",
             "Views applied per successful flush to Redis.",
@@ -138,6 +146,11 @@ class Metrics:
         self.flush_queue_events = Gauge(
             "ranker_flush_queue_events",
             "Views waiting for the next flush.",
+            registry=r,
+        )
+        self.pending_ingest_bytes = Gauge(
+            "ranker_pending_ingest_bytes",
+            "Bytes of ingest request bodies taken in and not yet answered.",
             registry=r,
         )
         self.ranking_age = RankingAge(

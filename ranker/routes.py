@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import views
-from .errors import NotFound, RankerError
+from .errors import NotFound, RankerError, RequestTimeout
 from .logs import CURRENT_REQUEST, REQUEST_ID_HEADER, request_id
 from .metrics import RequestLatency
 from .responses import error_response
@@ -47,9 +47,10 @@ FastPath = Callable[[web.Request], web.StreamResponse | None]
 """Answers a request without awaiting anything when it can (a cache hit), else None."""
 
 RANKING_ROUTE = "/v1/rankings/{section}"
+EVENTS_ROUTE = "/v1/events"
 
 ROUTES: tuple[tuple[str, str, Handler, FastPath | None], ...] = (
-    ("POST", "/v1/events", views.post_events, None),
+    ("POST", EVENTS_ROUTE, views.post_events, None),
     ("GET", RANKING_ROUTE, views.get_ranking, views.cached_ranking),
     ("GET", "/v1/articles/{article_id}", views.get_article, None),
     ("PUT", "/v1/articles/{article_id}", views.put_article, None),
@@ -62,13 +63,14 @@ ROUTES: tuple[tuple[str, str, Handler, FastPath | None], ...] = (
 def add_routes(app: web.Application) -> None:
     """Register every route, each behind :func:`observed`."""
     latency = app[METRICS].http_request_duration
+    timeout = app[SETTINGS].request_timeout_s
     methods: dict[str, tuple[str, list[str]]] = {}  # path -> (its route label, its methods)
 
     def add(method: str, path: str, label: str, handler: Handler, fast: FastPath | None) -> None:
         resource = app.router.add_resource(path)
-        resource.add_route(method, observed(label, handler, latency, fast))
+        resource.add_route(method, observed(label, handler, latency, fast, timeout))
         if method == "GET":
-            resource.add_route("HEAD", observed(label, handler, latency, fast))
+            resource.add_route("HEAD", observed(label, handler, latency, fast, timeout))
         methods.setdefault(path, (label, []))[1].append(method)
 
     # Each configured ranking also gets a static route: aiohttp finds those with a dict lookup,
@@ -87,9 +89,14 @@ def add_routes(app: web.Application) -> None:
 
 
 def observed(
-    route: str, handler: Handler, latency: RequestLatency, fast: FastPath | None = None
+    route: str,
+    handler: Handler,
+    latency: RequestLatency,
+    fast: FastPath | None = None,
+    timeout: float | None = None,
 ) -> Handler:
-    """``handler`` timed under ``route``, with every error it raises rendered as JSON.
+    """``handler`` timed under ``route``, with every error it raises rendered as JSON, and
+    answered with a 503 when it takes longer than ``timeout`` seconds.
 
     ``fast``, when given, is tried first; ``handler`` runs only when it answers None. A cached
     list so costs one coroutine, not two.
@@ -103,7 +110,13 @@ def observed(
                 # For the request id in anything logged from here on. The fast path logs
                 # nothing, and skips even this; an error it raises is logged below.
                 CURRENT_REQUEST.set(request)
-                response = await handler(request)
+                async with asyncio.timeout(timeout) as deadline:
+                    try:
+                        response = await handler(request)
+                    except asyncio.CancelledError:
+                        if deadline.expired():
+                            raise RequestTimeout(_timed_out_message(route, timeout)) from None
+                        raise
         except RankerError as exc:
             CURRENT_REQUEST.set(request)
             response = error_response(
@@ -142,6 +155,17 @@ def observed(
         return response
 
     return handle
+
+
+def _timed_out_message(route: str, timeout: float | None) -> str:
+    message = f"the request did not finish within {timeout} s"
+    if route == EVENTS_ROUTE:
+        # The flush it waited for may yet be applied.
+        message += (
+            "; its events may still be counted: retry with the same Idempotency-Key to have "
+            "them counted exactly once"
+        )
+    return message
 
 
 def _method_not_allowed(allowed: Iterable[str]) -> Handler:

@@ -8,6 +8,7 @@ from pathlib import Path
 from aiohttp import web
 from redis.asyncio import Redis
 
+from .admission import Admission
 from .cache import RankingCache
 from .config import Settings
 from .ingest import Ingestor
@@ -21,6 +22,7 @@ REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", RankingStore)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CACHE = web.AppKey("cache", RankingCache)
+ADMISSION = web.AppKey("admission", Admission)
 METRICS_DIR = web.AppKey("metrics_dir", Path)
 """Set only for one of several workers: where they share their metrics."""
 REQUEST_ID = web.RequestKey("request_id", str)

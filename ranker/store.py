@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from itertools import chain
@@ -52,17 +53,40 @@ class Ranking(NamedTuple):
     members: int = 0
 
 
+Increments = Mapping[str, Mapping[str, float]]
+"""ranking -> article id -> sum of weight * 2**((ts - reference_ts) / half_life)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedBatch:
+    """The views of one request sent with an ``Idempotency-Key``: counted at most once per
+    ranking, however often they are applied, for ``idempotency_window_s``."""
+
+    token: str
+    increments: Increments
+    # The answer to give a retry of the request, kept once the batch is applied.
+    record: str
+
+
 @dataclass(frozen=True, slots=True)
 class FlushPlan:
-    """One flush's worth of work, already coalesced: one amount per (ranking, article)."""
+    """One flush's worth of work, already coalesced: one amount per (ranking, article) for the
+    requests without a key, one set of amounts per keyed request."""
 
     reference_ts: float
-    # ranking -> article id -> sum of weight * 2**((ts - reference_ts) / half_life)
-    increments: Mapping[str, Mapping[str, float]]
+    increments: Increments
     # article id -> (title, url) to set where the article has none yet
     metadata: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
     # section -> views of it in this flush, for the metrics once it is applied
     views_by_section: Mapping[str, int] = field(default_factory=dict)
+    keyed: Sequence[KeyedBatch] = ()
+
+    def rankings(self) -> set[str]:
+        """Every ranking this flush writes to."""
+        names = set(self.increments)
+        for batch in self.keyed:
+            names.update(batch.increments)
+        return names
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +128,11 @@ def _observed(
             try:
                 result = await method(self, *args, **kwargs)
             except (RedisConnectionError, RedisTimeoutError):
+                self.available = False
+                self.went_down.set()
                 metrics.redis_up.set(0)
                 raise
+            self.available = True
             metrics.redis_up.set(1)
             metrics.redis_command_duration.labels(operation).observe(time.perf_counter() - started)
             return result
@@ -128,6 +155,11 @@ class RankingStore:
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics if metrics is not None else Metrics()
+        self.available = True
+        """False from a command that could not reach Redis (refused, cut or timed out) until
+        the next that could: work that needs Redis is refused at once meanwhile."""
+        self.went_down = asyncio.Event()
+        """Set when a command finds Redis unreachable, for the check that finds it back."""
         self._redis = redis
         self._flush_redis = flush_redis if flush_redis is not None else redis
         self._settings = settings
@@ -148,8 +180,9 @@ class RankingStore:
         return str(info.get("valkey_version") or info.get("redis_version") or "unknown")
 
     @_observed("flush")
-    async def apply(self, plan: FlushPlan, now: float) -> None:
-        """Apply a flush: one atomic script call per ranking, all in one pipeline.
+    async def apply(self, plan: FlushPlan, now: float) -> frozenset[str]:
+        """Apply a flush: one atomic script call per ranking, all in one pipeline. Returns the
+        tokens of the keyed batches some ranking had already counted (retries).
 
         The pipeline itself is never retried (Redis may have applied it before a connection
         broke). So after an idle spell or a failure, when Redis may have closed the connection
@@ -163,8 +196,14 @@ class RankingStore:
             except RedisConnectionError:
                 await self._flush_redis.ping()
         self._flush_proven_at = -math.inf
+        groups: dict[str, list[tuple[str, Mapping[str, float]]]] = {
+            ranking: [("", amounts)] for ranking, amounts in plan.increments.items()
+        }
+        for batch in plan.keyed:
+            for ranking, amounts in batch.increments.items():
+                groups.setdefault(ranking, []).append((batch.token, amounts))
         async with self._flush_redis.pipeline(transaction=False) as pipe:
-            for ranking, amounts in plan.increments.items():
+            for ranking, ranking_groups in groups.items():
                 args: list[str | float | int | bytes] = [
                     settings.half_life_for(ranking),
                     plan.reference_ts,
@@ -174,9 +213,19 @@ class RankingStore:
                     settings.max_set_size,
                     HALF_LIFE_SETTLE_S,
                     # orjson writes the shortest text that reads back as the same double.
-                    orjson.dumps(list(chain.from_iterable(amounts.items()))),
+                    orjson.dumps(
+                        [
+                            (token, list(chain.from_iterable(amounts.items())))
+                            for token, amounts in ranking_groups
+                        ]
+                    ),
+                    settings.idempotency_window_s,
                 ]
-                keys = [self.keys.scores(ranking), self.keys.decay(ranking)]
+                keys = [
+                    self.keys.scores(ranking),
+                    self.keys.decay(ranking),
+                    self.keys.applied(ranking),
+                ]
                 await self._increment(keys=keys, args=args, client=pipe)
             for article_id, (title, url) in plan.metadata.items():
                 key = self.keys.article(article_id)
@@ -184,8 +233,27 @@ class RankingStore:
                     pipe.hsetnx(key, "title", title)
                 if url is not None:
                     pipe.hsetnx(key, "url", url)
-            await pipe.execute()
+            results = await pipe.execute()
         self._flush_proven_at = time.monotonic()
+        replayed = frozenset(str(token) for _, tokens in results[: len(groups)] for token in tokens)
+        if plan.keyed:
+            # Only now, with every count applied: a kept answer promises a retry that much.
+            async with self._flush_redis.pipeline(transaction=False) as pipe:
+                for batch in plan.keyed:
+                    pipe.set(
+                        self.keys.idempotency(batch.token),
+                        batch.record,
+                        ex=settings.idempotency_window_s,
+                        nx=True,  # a retry keeps the first answer, not its own
+                    )
+                await pipe.execute()
+        return replayed
+
+    @_observed("idempotency_get")
+    async def idempotency_record(self, token: str) -> str | None:
+        """The answer kept for a keyed batch, if it was applied within the window."""
+        record = await self._redis.get(self.keys.idempotency(token))
+        return None if record is None else str(record)
 
     @_observed("top")
     async def top(self, ranking: str, limit: int, now: float) -> Ranking:

@@ -2,52 +2,108 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 from collections import Counter
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .articles import check_article_id, parse_article_update
-from .cache import DEFAULT_LIMIT, MAX_LIMIT, CachedList
-from .errors import ArticleNotFound, InvalidLimit, PayloadTooLarge, RankerError, UnknownSection
+from .cache import DEFAULT_LIMIT, MAX_LIMIT, STALE_HEADER, CachedList
+from .errors import (
+    ArticleNotFound,
+    InvalidLimit,
+    PayloadTooLarge,
+    RankerError,
+    StoreUnavailable,
+    UnknownSection,
+)
 from .events import parse_events
+from .idempotency import HEADER, REPLAYED_HEADER, idempotency_key
 from .responses import etag_matches, json_response
-from .state import CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, SETTINGS, STORE
-from .store import Article
+from .state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, SETTINGS, STORE
+from .store import Article, RankingStore
 from .worker_metrics import merged_exposition
 
 log = logging.getLogger(__name__)
 
 
 async def post_events(request: web.Request) -> web.Response:
-    """Count a batch of page views. A 200 means every accepted view is applied in Redis."""
+    """Count a batch of page views. A 200 means every accepted view is applied in Redis.
+
+    With an ``Idempotency-Key``, a retry of a batch already counted is answered as the first
+    time and counted no more; without one, a retry after a failure may count views twice.
+    """
     app = request.app
-    settings, metrics = app[SETTINGS], app[METRICS]
+    settings, metrics, admission = app[SETTINGS], app[METRICS], app[ADMISSION]
+    client = _client_of(request)
     try:
-        body = await _read_body(request, settings.max_body_bytes)
-        parsed = parse_events(
-            body,
-            request.content_type,
-            request.charset,
-            now=app[CLOCK](),
-            sections=settings.section_set,
-        )
-        await app[INGESTOR].submit(parsed.views, parsed.metadata)
+        admission.check_rate(client, time.monotonic())
+        if not app[STORE].available:
+            # Refused before the body is read: Redis is down, and waiting would not help.
+            raise StoreUnavailable("Redis is unavailable; nothing was counted")
+        with admission.reserve(request.content_length or settings.max_body_bytes):
+            body = await _read_body(request, settings.max_body_bytes)
+            key = idempotency_key(request.headers.get(HEADER), request.content_type, body)
+            if key is not None:
+                record = await _first_answer(app[STORE], key.token)
+                if record is not None:
+                    first_answer = key.replay(record)
+                    metrics.batches_replayed.labels(found="answer").inc()
+                    return _events_response(first_answer, replayed=True)
+            parsed = parse_events(
+                body,
+                request.content_type,
+                request.charset,
+                now=app[CLOCK](),
+                sections=settings.section_set,
+                max_events=settings.max_batch_events,
+            )
+            admission.charge(client, len(parsed.views) + len(parsed.rejected), time.monotonic())
+            answer = {
+                "accepted": len(parsed.views),
+                "rejected": [
+                    {"index": r.index, "code": r.code, "message": r.message}
+                    for r in parsed.rejected
+                ],
+            }
+            kept = None if key is None else (key.token, key.record(answer))
+            replayed = await app[INGESTOR].submit(parsed.views, parsed.metadata, kept)
     except RankerError as exc:
         metrics.batches_rejected.labels(reason=exc.code).inc()
         raise
     for reason, count in Counter(rejection.code for rejection in parsed.rejected).items():
         metrics.events_rejected.labels(reason=reason).inc(count)
-    return json_response(
-        {
-            "accepted": len(parsed.views),
-            "rejected": [
-                {"index": r.index, "code": r.code, "message": r.message} for r in parsed.rejected
-            ],
-        }
-    )
+    return _events_response(orjson.dumps(answer), replayed=replayed)
+
+
+async def _first_answer(store: RankingStore, token: str) -> str | None:
+    try:
+        return await store.idempotency_record(token)
+    except (RedisConnectionError, RedisTimeoutError):
+        raise StoreUnavailable("Redis did not answer; nothing was counted") from None
+
+
+def _events_response(body: bytes, *, replayed: bool) -> web.Response:
+    response = web.Response(body=body, content_type="application/json")
+    if replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return response
+
+
+def _client_of(request: web.Request) -> str:
+    """Whom a per-client limit counts against: the credentials sent (a digest; the token
+    itself is kept nowhere), else the peer address."""
+    authorization = request.headers.get("Authorization")
+    if authorization is not None:
+        return "token:" + hashlib.blake2b(authorization.encode(), digest_size=8).hexdigest()
+    return f"address:{request.remote}"
 
 
 def cached_ranking(request: web.Request) -> web.Response | None:
@@ -81,7 +137,12 @@ async def get_ranking(request: web.Request, section: str | None = None) -> web.R
 def _ranking_response(request: web.Request, cached: CachedList) -> web.Response:
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match is not None and etag_matches(if_none_match, cached.etag):
-        headers = {"ETag": cached.etag, "Cache-Control": request.app[SETTINGS].cache_control}
+        # What the 200 would have said of freshness, stale or not.
+        headers = {
+            name: value
+            for name, value in cached.headers.items()
+            if name in ("ETag", "Cache-Control", STALE_HEADER)
+        }
         return web.Response(status=304, headers=headers)
     return web.Response(body=cached.body, headers=cached.headers.copy())
 
@@ -124,8 +185,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready to serve: Redis answers. A Redis failure becomes a 503 in the error middleware."""
-    await request.app[STORE].ping()
+    """Ready to serve: Redis answers. 503 at once while Redis is known to be down (the
+    background check finds it back within a second of its return)."""
+    store = request.app[STORE]
+    if not store.available:
+        raise StoreUnavailable("Redis is unavailable")
+    await store.ping()
     return json_response({"status": "ready"})
 
 

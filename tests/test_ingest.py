@@ -181,20 +181,23 @@ def test_plan_flush_coalesces_views_into_one_amount_per_ranking_and_article() ->
     assert plan.metadata == {"a": ("Title", None)}
 
 
-async def test_a_failed_flush_answers_503_and_counts_nothing(
+async def test_events_are_refused_at_once_while_redis_is_down(
     aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings], clock: FakeClock
 ) -> None:
-    # Nothing listens on this port: every flush fails to connect.
+    # Nothing listens on this port: the first check finds Redis down.
     settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.5)
     client = await aiohttp_client(create_app(settings, clock=clock))
+    await client.app[STORE].went_down.wait()
     response = await client.post("/v1/events", json=[{"article_id": "a", "section": "sports"}])
     assert response.status == 503
     assert response.headers["Retry-After"] == "1"
     body = await response.json()
     assert body["error"]["code"] == "redis_unavailable"
+    assert "nothing was counted" in body["error"]["message"]
     registry = client.app[METRICS].registry
     assert registry.get_sample_value("ranker_events_accepted_total", {"section": "sports"}) is None
-    assert registry.get_sample_value("ranker_redis_errors_total", {"operation": "flush"}) == 1
+    labels = {"reason": "redis_unavailable"}
+    assert registry.get_sample_value("ranker_event_batches_rejected_total", labels) == 1
 
 
 async def test_shutdown_flushes_views_already_queued(

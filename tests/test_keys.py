@@ -12,7 +12,8 @@ from ranker.keys import Keys
 @pytest.mark.parametrize("ranking", [SITE_WIDE, *DEFAULT_SECTIONS])
 def test_the_keys_of_one_ranking_share_a_cluster_slot(ranking: str) -> None:
     keys = Keys("ranker")
-    assert key_slot(keys.scores(ranking).encode()) == key_slot(keys.decay(ranking).encode())
+    names = (keys.scores(ranking), keys.decay(ranking), keys.hidden(ranking), keys.applied(ranking))
+    assert len({key_slot(name.encode()) for name in names}) == 1
 
 
 def test_rankings_spread_over_slots() -> None:
@@ -24,5 +25,6 @@ def test_rankings_spread_over_slots() -> None:
 def test_every_key_starts_with_the_prefix() -> None:
     keys = Keys("news:ranker")
     names = [keys.scores("all"), keys.decay("all"), keys.article("a-1"), keys.hidden("all")]
+    names += [keys.applied("all"), keys.idempotency("0f" * 16), keys.hidden_rankings()]
     assert all(name.startswith("news:ranker:") for name in names)
     assert keys.pattern() == "news:ranker:*"

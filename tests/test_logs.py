@@ -62,13 +62,13 @@ async def test_logs_and_errors_carry_the_request_id(
     make_settings: Callable[..., Settings],
     json_lines: Callable[[], list[dict[str, object]]],
 ) -> None:
-    # No Redis listens here: reading a list fails, logs a warning, answers 503.
+    # No Redis listens here: reading an article fails, logs a warning, answers 503.
     settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.5)
     client = await aiohttp_client(create_app(settings))
-    sent = await client.get("/v1/rankings/sports", headers={"X-Request-ID": "edge-42"})
+    sent = await client.get("/v1/articles/a", headers={"X-Request-ID": "edge-42"})
     assert sent.status == 503
     assert sent.headers["X-Request-ID"] == "edge-42"
-    made = await client.get("/v1/rankings/world", headers={"X-Request-ID": "bad id\u00e9"})
+    made = await client.get("/v1/articles/b", headers={"X-Request-ID": "bad id\u00e9"})
     assert made.status == 503
     made_id = made.headers["X-Request-ID"]
     assert made_id != "bad id\u00e9"

@@ -1,11 +1,16 @@
 -- Apply one flush's increments to one ranking, atomically.
--- KEYS[1] scores (zset), KEYS[2] decay state (hash: landmark, half_life, changed_at); one slot.
--- ARGV: half_life, reference_ts, now, rebase_after, prune_below, max_members, settle_s, and a
---       JSON array [article_id, amount, article_id, amount, ...] where amount is the sum of
---       w * 2^((t - reference_ts) / half_life). One JSON argument instead of thousands: redis-py
---       encodes each argument in Python, which cost a third of ingest's CPU.
--- Returns the number of members after the update.
-local scores, decay = KEYS[1], KEYS[2]
+-- KEYS[1] scores (zset), KEYS[2] decay state (hash: landmark, half_life, changed_at), KEYS[3] the
+--         tokens of the keyed batches already counted here (zset, scored by expiry); one slot.
+-- ARGV: half_life, reference_ts, now, rebase_after, prune_below, max_members, settle_s, a JSON
+--       array of groups [token, [article_id, amount, article_id, amount, ...]], and the seconds
+--       a token is remembered. An amount is the sum of w * 2^((t - reference_ts) / half_life).
+--       A group with the token "" is counted as it comes; a group with a token is counted only
+--       if this ranking has not counted that token before, and the token is recorded in the
+--       same step, so a batch retried with its Idempotency-Key is counted once here whatever
+--       became of the first try. One JSON argument instead of thousands: redis-py encodes each
+--       argument in Python, which cost a third of ingest's CPU.
+-- Returns {members after the update, {tokens of the groups skipped as already counted}}.
+local scores, decay, applied = KEYS[1], KEYS[2], KEYS[3]
 local half_life = tonumber(ARGV[1])
 local reference_ts = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
@@ -13,10 +18,56 @@ local rebase_after = tonumber(ARGV[4])
 local prune_below = tonumber(ARGV[5])
 local max_members = tonumber(ARGV[6])
 local settle_s = tonumber(ARGV[7])
+local remember_s = tonumber(ARGV[9])
 
 -- %.17g round-trips every double, so rescales and landmarks stay exact across the Lua/Redis boundary.
 local function num(x)
   return string.format('%.17g', x)
+end
+
+-- Which groups count: the common flush is one group without a token, used as it is.
+local groups = cjson.decode(ARGV[8])
+local replayed = {}
+local increments
+if #groups == 1 and groups[1][1] == '' then
+  increments = groups[1][2]
+else
+  redis.call('ZREMRANGEBYSCORE', applied, '-inf', num(now))
+  local sums, order = {}, {}
+  for _, group in ipairs(groups) do
+    local token, flat = group[1], group[2]
+    local fresh = true
+    if token ~= '' then
+      if redis.call('ZSCORE', applied, token) then
+        fresh = false
+        replayed[#replayed + 1] = token
+      else
+        redis.call('ZADD', applied, num(now + remember_s), token)
+      end
+    end
+    if fresh then
+      for i = 1, #flat, 2 do
+        local member, amount = flat[i], flat[i + 1]
+        local sum = sums[member]
+        if sum == nil then
+          order[#order + 1] = member
+          sums[member] = amount
+        else
+          sums[member] = sum + amount
+        end
+      end
+    end
+  end
+  -- Whole tokens set expire with their last entry, so an idle ranking keeps none for ever.
+  redis.call('EXPIRE', applied, math.ceil(remember_s))
+  increments = {}
+  for _, member in ipairs(order) do
+    increments[#increments + 1] = member
+    increments[#increments + 1] = sums[member]
+  end
+end
+if #increments == 0 then
+  return {redis.call('ZCARD', scores), replayed}
 end
 
 local state = redis.call('HMGET', decay, 'landmark', 'half_life', 'changed_at')
@@ -57,7 +108,6 @@ local factor = 2 ^ ((reference_ts - landmark) / h)
 -- The sums are the same double arithmetic ZINCRBY does, and Redis turns a Lua number into a
 -- command argument with %.17g, so they arrive exact. Chunks stay well under Lua's limit on
 -- unpacked values.
-local increments = cjson.decode(ARGV[8])
 local counted = {}
 local chunk = 1000
 for first = 1, #increments, 2 * chunk do
@@ -94,4 +144,4 @@ if members > max_members then
   redis.call('ZREMRANGEBYRANK', scores, 0, members - max_members - 1)
   members = max_members
 end
-return members
+return {members, replayed}

@@ -1,0 +1,291 @@
+"""Redis outages under load: a pause, then a crash and a restart from the append-only file.
+
+Each test runs its own Redis (never the shared one) and stops, pauses or kills it. Scores are
+exact counts here: the clock stands still, so every view is worth exactly 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import cast
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from ranker.app import create_app
+from ranker.cache import STALE_HEADER
+from ranker.config import Settings
+from ranker.embedded import EmbeddedRedis
+from ranker.keys import Keys
+from tests.conftest import AiohttpClient, Client, FakeClock
+from tests.proxy import ReplyLosingProxy
+
+SECTIONS = ("sports", "world", "business")
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    # fsync before every reply: what Redis acknowledged survives a SIGKILL.
+    with EmbeddedRedis(tmp_path / "redis", persist=True, fsync="always") as server:
+        yield server
+
+
+@pytest.fixture
+async def redis_client(private_redis: EmbeddedRedis) -> AsyncIterator[Redis]:
+    client = Redis.from_url(private_redis.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def fault_settings(server: EmbeddedRedis, **overrides: float) -> Settings:
+    fields: dict[str, float] = {
+        "redis_timeout_s": 0.5,
+        "request_timeout_s": 3.0,
+        "refresh_interval_s": 0.1,
+    }
+    fields.update(overrides)
+    return Settings(redis_url=server.url, key_prefix="faults", sections=SECTIONS, **fields)  # type: ignore[arg-type]
+
+
+@dataclass
+class Load:
+    """What the load saw: views acknowledged per article, and every answer's status."""
+
+    acknowledged: Counter[str] = field(default_factory=Counter)
+    sent: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    retried_batches: int = 0
+    reads: Counter[int] = field(default_factory=Counter)
+    stale_reads: int = 0
+    read_errors: list[str] = field(default_factory=list)
+
+
+def batch(sender: str, number: int) -> list[dict[str, str]]:
+    return [
+        {"article_id": f"{sender}-a{(number + i) % 7}", "section": SECTIONS[(number + i) % 3]}
+        for i in range(20)
+    ]
+
+
+async def keyed_sender(client: Client, name: str, load: Load, stop: asyncio.Event) -> None:
+    """Sends batches with an Idempotency-Key, each retried with the same key until a 200."""
+    number = 0
+    while not stop.is_set():
+        events = batch(name, number)
+        headers = {"Idempotency-Key": f"{name}-{number}"}
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                response = await client.post("/v1/events", json=events, headers=headers)
+                load.statuses[response.status] += 1
+                await response.read()
+            except (aiohttp.ClientError, TimeoutError):
+                load.statuses[0] += 1
+            else:
+                if response.status == 200:
+                    break
+            await asyncio.sleep(0.05)  # Retry-After says 1 s; the test has no time for that
+        load.retried_batches += tries > 1
+        load.acknowledged.update(event["article_id"] for event in events)
+        number += 1
+
+
+async def unkeyed_sender(client: Client, load: Load, stop: asyncio.Event) -> None:
+    """Sends batches without a key and never retries: at least once at best."""
+    number = 0
+    while not stop.is_set():
+        events = batch("plain", number)
+        load.sent.update(event["article_id"] for event in events)
+        try:
+            response = await client.post("/v1/events", json=events)
+            await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            await asyncio.sleep(0.05)
+        else:
+            if response.status == 200:
+                load.acknowledged.update(event["article_id"] for event in events)
+            else:
+                await asyncio.sleep(0.05)
+        number += 1
+
+
+async def poller(client: Client, load: Load, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        for path in ("/v1/rankings/all", "/v1/rankings/sports?limit=5"):
+            try:
+                response = await client.get(path)
+                await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                load.read_errors.append(repr(exc))
+                continue
+            load.reads[response.status] += 1
+            load.stale_reads += response.headers.get(STALE_HEADER) == "true"
+        await asyncio.sleep(0.01)
+
+
+async def ready(client: Client) -> bool:
+    response = await client.get("/readyz")
+    await response.read()
+    return response.status == 200
+
+
+async def seconds_until_ready(client: Client, limit: float) -> float:
+    started = time.monotonic()
+    while not await ready(client):
+        if time.monotonic() - started > limit:
+            return float("inf")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+async def test_a_pause_and_a_crash_of_redis_lose_nothing_acknowledged_and_count_retries_once(
+    aiohttp_client: AiohttpClient, private_redis: EmbeddedRedis, redis_client: Redis
+) -> None:
+    clock = FakeClock()
+    client = await aiohttp_client(create_app(fault_settings(private_redis), clock=clock))
+    assert (await client.get("/v1/rankings/all")).status == 200  # lists cached before the fault
+    load, stop = Load(), asyncio.Event()
+    tasks = [
+        *(asyncio.create_task(keyed_sender(client, f"k{n}", load, stop)) for n in range(4)),
+        asyncio.create_task(unkeyed_sender(client, load, stop)),
+        asyncio.create_task(poller(client, load, stop)),
+    ]
+    await asyncio.sleep(1.0)
+    assert private_redis.pid is not None
+
+    os.kill(private_redis.pid, signal.SIGSTOP)
+    await asyncio.sleep(0.8)
+    ready_while_paused = await ready(client)
+    await asyncio.sleep(4.2)
+    os.kill(private_redis.pid, signal.SIGCONT)
+    ready_after_pause = await seconds_until_ready(client, limit=10)
+    await asyncio.sleep(1.0)
+
+    private_redis.kill()
+    await asyncio.sleep(0.5)
+    ready_while_down = await ready(client)
+    await asyncio.sleep(1.0)
+    private_redis.start()  # returns once it answers, its append-only file loaded
+    ready_after_restart = await seconds_until_ready(client, limit=10)
+    await asyncio.sleep(1.0)
+
+    stop.set()
+    async with asyncio.timeout(30):
+        await asyncio.gather(*tasks)
+
+    assert not ready_while_paused
+    assert not ready_while_down
+    # The bound the issue sets; by design it is about half a second (the reconnect backoff).
+    assert ready_after_pause <= 2.0
+    assert ready_after_restart <= 2.0
+    # Both outages made senders retry, and answers said so with 503s, never a 500.
+    assert load.retried_batches > 0
+    assert load.statuses[503] > 0
+    assert set(load.statuses) <= {200, 503, 0}
+    # Reads answered throughout, from memory while Redis could not be read, marked stale.
+    assert load.read_errors == []
+    assert set(load.reads) == {200}
+    assert load.stale_reads > 0
+
+    keys = Keys("faults")
+    stored = await redis_client.zrange(keys.scores("all"), 0, -1, withscores=True)
+    scores = dict(cast(list[tuple[str, float]], stored))
+    keyed = {article: count for article, count in load.acknowledged.items() if article[0] == "k"}
+    assert keyed
+    # Every keyed batch was acknowledged in the end (it was retried until it was): each view
+    # counted exactly once, whatever became of its tries.
+    assert {article: scores.get(article) for article in keyed} == keyed
+    # Without a key: nothing acknowledged is lost, nothing is counted more often than sent.
+    for article, sent in load.sent.items():
+        assert load.acknowledged[article] <= scores.get(article, 0) <= sent
+
+
+@pytest.fixture
+async def proxy(private_redis: EmbeddedRedis) -> AsyncIterator[ReplyLosingProxy]:
+    proxy = ReplyLosingProxy(private_redis.port)
+    await proxy.start()
+    yield proxy
+    await proxy.close()
+
+
+async def test_a_flush_whose_answer_is_lost_is_503_and_its_views_may_be_counted(
+    aiohttp_client: AiohttpClient,
+    private_redis: EmbeddedRedis,
+    proxy: ReplyLosingProxy,
+    redis_client: Redis,
+) -> None:
+    settings = replace(fault_settings(private_redis), redis_url=proxy.url)
+    client = await aiohttp_client(create_app(settings, clock=FakeClock()))
+    assert await ready(client)
+    proxy.lose_script_replies = True
+    first = await client.post("/v1/events", json={"article_id": "late", "section": "sports"})
+    body = await first.json()
+    assert first.status == 503
+    assert first.headers["Retry-After"] == "1"
+    # Redis counted the views; only its answer was lost. The 503 cannot say "not counted".
+    assert "may still have been counted" in body["error"]["message"]
+    assert "Idempotency-Key" in body["error"]["message"]
+    assert await redis_client.zscore(Keys("faults").scores("sports"), "late") == 1.0
+
+
+async def test_a_retry_with_its_key_after_a_lost_answer_counts_nothing_more(
+    aiohttp_client: AiohttpClient,
+    private_redis: EmbeddedRedis,
+    proxy: ReplyLosingProxy,
+    redis_client: Redis,
+) -> None:
+    settings = replace(fault_settings(private_redis), redis_url=proxy.url)
+    client = await aiohttp_client(create_app(settings, clock=FakeClock()))
+    assert await ready(client)
+    events = [{"article_id": "late", "section": "sports"}, {"article_id": "late", "section": "x"}]
+    headers = {"Idempotency-Key": "batch-1"}
+    proxy.lose_script_replies = True
+    first = await client.post("/v1/events", json=events, headers=headers)
+    assert first.status == 503
+    proxy.lose_script_replies = False
+    await seconds_until_ready(client, limit=10)
+    retry = await client.post("/v1/events", json=events, headers=headers)
+    assert retry.status == 200
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    answer = await retry.json()
+    assert answer["accepted"] == 1
+    assert [rejection["index"] for rejection in answer["rejected"]] == [1]
+    keys = Keys("faults")
+    assert await redis_client.zscore(keys.scores("sports"), "late") == 1.0
+    assert await redis_client.zscore(keys.scores("all"), "late") == 1.0
+    # And the answer is kept now: a third try is answered from it, as the second was.
+    again = await client.post("/v1/events", json=events, headers=headers)
+    assert await again.json() == answer
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await redis_client.zscore(keys.scores("all"), "late") == 1.0
+
+
+async def test_a_request_waiting_on_a_stalled_redis_ends_at_the_request_timeout(
+    aiohttp_client: AiohttpClient, private_redis: EmbeddedRedis
+) -> None:
+    settings = fault_settings(private_redis, redis_timeout_s=30.0, request_timeout_s=0.3)
+    client = await aiohttp_client(create_app(settings, clock=FakeClock()))
+    assert await ready(client)
+    assert private_redis.pid is not None
+    os.kill(private_redis.pid, signal.SIGSTOP)
+    try:
+        events = await client.post("/v1/events", json={"article_id": "a", "section": "world"})
+        events_body = await events.json()
+        article = await client.get("/v1/articles/a")
+        article_body = await article.json()
+    finally:
+        os.kill(private_redis.pid, signal.SIGCONT)
+    assert events.status == 503
+    assert events_body["error"]["code"] == "timeout"
+    assert "may still be counted" in events_body["error"]["message"]
+    assert article.status == 503
+    assert article_body["error"]["code"] == "timeout"
