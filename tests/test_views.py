@@ -292,6 +292,9 @@ def put_case(
         put_case("title-number", b'{"title":5}'),
         put_case("title-empty", b'{"title":""}'),
         put_case("url-ftp", b'{"url":"ftp://x.example/a"}'),
+        # A browser reads "\" as "/": this is //evil.example/a, another site.
+        put_case("url-backslash", b'{"url":"/\\\\evil.example/a"}'),
+        put_case("url-delete-char", b'{"url":"/a\\u007fb"}'),
         put_case("section-unknown", b'{"section":"weather"}'),
         put_case("section-all", b'{"section":"all"}'),
         put_case("published-at-string", b'{"published_at":"2027-01-01"}'),
