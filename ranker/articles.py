@@ -9,14 +9,14 @@ from typing import Any
 import orjson
 
 from .errors import InvalidArticle, InvalidArticleId, InvalidJson, UnsupportedMediaType
-from .events import ARTICLE_ID_RE, MAX_TITLE, MAX_URL, is_valid_url
+from .events import ARTICLE_ID_RE, ARTICLE_ID_RULE, MAX_TITLE, MAX_URL, is_valid_url
 
 FIELDS = ("title", "url", "section", "published_at", "hidden")
 
 
 def check_article_id(article_id: str) -> str:
     if not ARTICLE_ID_RE.fullmatch(article_id):
-        raise InvalidArticleId("article id must be 1-128 characters of A-Za-z0-9._:-")
+        raise InvalidArticleId(f"article id must be {ARTICLE_ID_RULE}")
     return article_id
 
 

@@ -17,7 +17,10 @@ import orjson
 from .errors import InvalidBody, InvalidJson, TooManyEvents, UnsupportedMediaType
 from .scoring import MAX_FUTURE_S
 
-ARTICLE_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Not "." or "..": clients resolve those path segments away, so /v1/articles/{id} could never
+# reach an article by either name (to read it, retitle it or hide it).
+ARTICLE_ID_RE = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9._:-]{1,128}")
+ARTICLE_ID_RULE = "1-128 characters of A-Za-z0-9._:-, other than . and .."
 MAX_WEIGHT = 1000.0
 MAX_VISITOR_ID = 128
 MAX_TITLE = 500
@@ -217,9 +220,7 @@ def _validate(
 
     article_id = event.get("article_id")
     if type(article_id) is not str or len(article_id) > 128 or not _known_article_id(article_id):
-        raise _Rejected(
-            "invalid_article_id", "article_id must be 1-128 characters of A-Za-z0-9._:-"
-        )
+        raise _Rejected("invalid_article_id", f"article_id must be {ARTICLE_ID_RULE}")
 
     section = event.get("section")
     if type(section) is not str:
@@ -264,7 +265,12 @@ def _validate(
 
 
 def is_valid_url(url: str) -> bool:
-    """An absolute http(s) URL or a site-relative path, with no whitespace or control characters."""
+    """An absolute http(s) URL or a site-relative path, with no whitespace, control characters
+    or backslashes."""
+    # A browser reads "\" as "/" in an http(s) URL, so "/\evil.example" is "//evil.example": a
+    # link off the site. No URL needs a raw backslash (it is sent as %5C).
     if not url.startswith(("http://", "https://", "/")) or url.startswith("//"):
         return False
-    return not any(ch.isspace() or ord(ch) < 32 for ch in url)
+    return not any(
+        ch.isspace() or ch == "\\" or ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in url
+    )

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
 
 from ranker.app import create_app
@@ -24,6 +26,22 @@ from ranker.keys import Keys
 from ranker.state import CACHE
 
 Client = TestClient[web.Request, web.Application]
+
+# Property tests run the same examples on every run (a failure in CI fails again on a laptop),
+# keep no example database, and set no deadline: a shared 2-core machine makes timings noise.
+# `pytest --hypothesis-profile=thorough` searches wider, with fresh examples each run.
+hypothesis_settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+hypothesis_settings.register_profile(
+    "thorough", hypothesis_settings.get_profile("ci"), derandomize=False, max_examples=5000
+)
+hypothesis_settings.load_profile("ci")
 
 
 class AiohttpClient(Protocol):

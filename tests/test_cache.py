@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from ranker import cache as cache_module
@@ -134,6 +136,29 @@ def test_etag_comparison_is_weak_as_rfc_9110_asks() -> None:
     assert not etag_matches('"y"', '"x"')
     assert not etag_matches("x", '"x"')
     assert not etag_matches("", '"x"')
+
+
+OUR_ETAG = '"0123456789abcdef0123456789abcdef"'
+other_etags = st.builds(
+    lambda weak, tag, pad: f"{pad}{weak}{tag}{pad}",
+    st.sampled_from(["", "W/"]),
+    st.text('"0123456789abcdefx', max_size=36).filter(lambda tag: tag != OUR_ETAG),
+    st.sampled_from(["", " ", "\t"]),
+)
+
+
+@given(
+    others=st.lists(other_etags, max_size=4),
+    ours=st.sampled_from([OUR_ETAG, f"W/{OUR_ETAG}", f" {OUR_ETAG} ", "*", None]),
+    at=st.integers(0, 4),
+)
+def test_if_none_match_matches_exactly_when_it_lists_our_etag(
+    others: list[str], ours: str | None, at: int
+) -> None:
+    candidates = list(others)
+    if ours is not None:
+        candidates.insert(at, ours)
+    assert etag_matches(",".join(candidates), OUR_ETAG) == (ours is not None)
 
 
 async def test_cache_control_follows_the_settings(

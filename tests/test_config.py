@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import string
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ranker.config import DEFAULT_SECTIONS, ConfigError, Settings
+from ranker.config import DEFAULT_SECTIONS, SITE_WIDE, SLUG_RE, ConfigError, Settings
 
 
 def test_defaults_need_no_environment() -> None:
@@ -113,3 +117,97 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.port = 1  # type: ignore[misc]
+
+
+class ReadLog(Mapping[str, str]):
+    """An empty environment that notes every variable asked for."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def __getitem__(self, name: str) -> str:
+        self.names.append(name)
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def variables() -> list[str]:
+    env = ReadLog()
+    Settings.from_env(env)
+    return env.names
+
+
+VARIABLES = variables()
+env_values = (
+    st.text(max_size=20)
+    | st.text(string.digits + "-+.e_ ", max_size=8)
+    | st.sampled_from(["0", "1", "-1", "1e400", "nan", "inf", "true", "sports=60", "ALL", ","])
+    | st.integers(-(10**20), 10**20).map(str)
+)
+
+
+def test_every_setting_is_read_from_the_environment() -> None:
+    fields = {f.name for f in dataclasses.fields(Settings) if f.init}
+    assert len(VARIABLES) == len(set(VARIABLES)) == len(fields)
+    assert all(name.startswith("RANKER_") for name in VARIABLES)
+
+
+@given(variable=st.sampled_from(VARIABLES), value=env_values)
+def test_any_value_gives_settings_or_an_error_naming_its_variable(
+    variable: str, value: str
+) -> None:
+    try:
+        Settings.from_env({variable: value})
+    except ConfigError as exc:
+        message = str(exc)
+    else:
+        return
+    assert message.startswith(variable)
+
+
+slugs = st.from_regex(SLUG_RE, fullmatch=True).filter(lambda slug: slug != SITE_WIDE)
+padding = st.sampled_from(["", " ", "\t", "  "])
+
+
+@given(
+    sections=st.lists(slugs, min_size=1, max_size=6, unique=True),
+    pad=padding,
+    half_lives=st.lists(st.floats(1.0, 1e9), min_size=7, max_size=7),
+)
+def test_sections_and_their_half_lives_read_back_as_written(
+    sections: list[str], pad: str, half_lives: list[float]
+) -> None:
+    chosen = dict(zip([SITE_WIDE, *sections], half_lives, strict=False))
+    settings = Settings.from_env(
+        {
+            "RANKER_SECTIONS": ",".join(f"{pad}{slug}{pad}" for slug in sections) + ",",
+            "RANKER_SECTION_HALF_LIVES": ",".join(
+                f"{k}{pad}={pad}{v!r}" for k, v in chosen.items()
+            ),
+        }
+    )
+    assert settings.sections == tuple(sections)
+    assert dict(settings.section_half_lives) == chosen
+
+
+@given(port=st.integers(1, 65535), half_life=st.floats(1.0, allow_infinity=False))
+def test_numbers_read_back_as_written(port: int, half_life: float) -> None:
+    settings = Settings.from_env({"RANKER_PORT": str(port), "RANKER_HALF_LIFE_S": repr(half_life)})
+    assert (settings.port, settings.half_life_s) == (port, half_life)
+
+
+@given(value=st.text(max_size=6) | st.sampled_from(["TRUE", " yes ", "Off", "0", "1", "oN"]))
+def test_a_switch_is_one_of_eight_words_in_any_case(value: str) -> None:
+    word, on = value.strip().lower(), ("1", "true", "yes", "on")
+    try:
+        access_log = Settings.from_env({"RANKER_ACCESS_LOG": value}).access_log
+    except ConfigError:
+        assert word
+        assert word not in (*on, "0", "false", "no", "off")
+    else:
+        assert access_log == (word in on)  # an empty value is the default, off

@@ -48,6 +48,7 @@ ACCEPTED = [
     pytest.param(
         event(article_id="Az09._:-"), ("Az09._:-", "national", NOW, 1.0), id="id-all-classes"
     ),
+    pytest.param(event(article_id="..."), ("...", "national", NOW, 1.0), id="id-three-dots"),
     pytest.param(event(section="sports"), ("a1", "sports", NOW, 1.0), id="other-section"),
     pytest.param(
         event(color="red", nested={"a": [1]}, visitor_id="v-1"),
@@ -81,6 +82,9 @@ REJECTED = [
     pytest.param(event(article_id="a/b"), "invalid_article_id", id="id-slash"),
     pytest.param(event(article_id="기사1"), "invalid_article_id", id="id-non-ascii"),
     pytest.param(event(article_id="a1\n"), "invalid_article_id", id="id-trailing-newline"),
+    # Clients resolve a "." or ".." path segment away: /v1/articles/{id} could never reach it.
+    pytest.param(event(article_id="."), "invalid_article_id", id="id-dot"),
+    pytest.param(event(article_id=".."), "invalid_article_id", id="id-dot-dot"),
     pytest.param(event(article_id=123), "invalid_article_id", id="id-number"),
     pytest.param(event(article_id=None), "invalid_article_id", id="id-null"),
     pytest.param(event(article_id=...), "invalid_article_id", id="id-missing"),
@@ -100,6 +104,10 @@ REJECTED = [
     pytest.param(event(url="//evil.example/a"), "invalid_url", id="url-protocol-relative"),
     pytest.param(event(url="/a b"), "invalid_url", id="url-whitespace"),
     pytest.param(event(url="/a\x00b"), "invalid_url", id="url-control-char"),
+    pytest.param(event(url="/a\x7fb"), "invalid_url", id="url-delete-char"),
+    pytest.param(event(url="/a\x9bb"), "invalid_url", id="url-c1-control-char"),
+    # A browser reads "\" as "/": this is //evil.example/a, another site.
+    pytest.param(event(url="/\\evil.example/a"), "invalid_url", id="url-backslash"),
     pytest.param(event(url="/" + "u" * 2048), "invalid_url", id="url-2049-chars"),
     pytest.param(event(visitor_id="v" * 129), "invalid_visitor_id", id="visitor-id-too-long"),
     pytest.param({}, "invalid_article_id", id="empty-object"),

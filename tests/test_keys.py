@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
-from redis.crc import key_slot
+import binascii
+import fnmatch
 
-from ranker.config import DEFAULT_SECTIONS, SITE_WIDE
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+from ranker.articles import check_article_id
+from ranker.config import DEFAULT_SECTIONS, KEY_PREFIX_RE, SITE_WIDE, SLUG_RE
+from ranker.errors import InvalidArticleId
 from ranker.keys import Keys
+from tests.strategies import ID_CHARS, texts
+
+prefixes = st.from_regex(KEY_PREFIX_RE, fullmatch=True)
 
 
 @pytest.mark.parametrize("ranking", [SITE_WIDE, *DEFAULT_SECTIONS])
@@ -28,3 +38,34 @@ def test_every_key_starts_with_the_prefix() -> None:
     names += [keys.applied("all"), keys.idempotency("0f" * 16), keys.hidden_rankings()]
     assert all(name.startswith("news:ranker:") for name in names)
     assert keys.pattern() == "news:ranker:*"
+
+
+@given(
+    prefix=prefixes,
+    article_id=st.text(ID_CHARS + "{}*?[]\\ \n", min_size=1, max_size=130) | texts,
+)
+def test_an_article_key_stays_under_its_prefix_and_in_no_hash_tag(
+    prefix: str, article_id: str
+) -> None:
+    try:
+        check_article_id(article_id)
+    except InvalidArticleId:
+        return
+    key = Keys(prefix).article(article_id)
+    assert key.removeprefix(f"{prefix}:article:") == article_id
+    # Nothing an id holds opens a hash tag (which would pick the key's cluster slot), is a glob
+    # character of SCAN, or splits a command line.
+    assert not set(key) & set("{}*?[]\\")
+    assert key.isascii()
+    assert key.isprintable()
+    assert " " not in key
+    assert key_slot(key.encode()) == binascii.crc_hqx(key.encode(), 0) % REDIS_CLUSTER_HASH_SLOTS
+    assert fnmatch.fnmatchcase(key, Keys(prefix).pattern())
+
+
+@given(prefix=prefixes, ranking=st.from_regex(SLUG_RE, fullmatch=True))
+def test_any_ranking_keeps_its_keys_in_one_slot(prefix: str, ranking: str) -> None:
+    keys = Keys(prefix)
+    slot = key_slot(f"r:{ranking}".encode())
+    assert {key_slot(k.encode()) for k in (keys.scores(ranking), keys.decay(ranking))} == {slot}
+    assert key_slot(keys.hidden(ranking).encode()) == slot

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import signal
+import string
 import subprocess
 import urllib.error
 import urllib.request
@@ -12,11 +14,14 @@ from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
+from aiohttp.test_utils import make_mocked_request
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import free_port
-from ranker.logs import JsonFormatter
+from ranker.logs import REQUEST_ID_HEADER, JsonFormatter, request_id
 from tests.conftest import AiohttpClient
 from tests.test_cli import RANKER, clean_env
 from tests.test_workers import listening_pids, wait_until
@@ -77,6 +82,25 @@ async def test_logs_and_errors_carry_the_request_id(
     assert {"edge-42", made_id} <= ids
     ok = await client.get("/healthz")
     assert "X-Request-ID" not in ok.headers  # successful answers stay lean
+
+
+SANE_ID_CHARS = string.ascii_letters + string.digits + "._:/+=-"
+
+
+@given(
+    sent=st.text(SANE_ID_CHARS, max_size=140)
+    | st.text(st.characters(codec="utf-8"), max_size=20)
+    | st.sampled_from(["a\r\nSet-Cookie: x=1", "a b", "%0d%0a", "x" * 128, "x" * 129])
+)
+def test_a_sane_request_id_is_kept_and_any_other_replaced(sent: str) -> None:
+    # The id is echoed in a response header and written to every log line of the request.
+    request = make_mocked_request("GET", "/", headers={REQUEST_ID_HEADER: sent})
+    kept = request_id(request)
+    sane = 0 < len(sent) <= 128 and set(sent) <= set(SANE_ID_CHARS)
+    assert (kept == sent) == sane
+    if not sane:
+        assert re.fullmatch("[0-9a-f]{32}", kept)
+    assert request_id(request) == kept  # made once per request
 
 
 @pytest.mark.parametrize("access_log", [False, True], ids=["default", "access-log-on"])

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import io
+import string
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp import ClientResponse
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from ranker.cache import DEFAULT_LIMIT, MAX_LIMIT
 from ranker.config import Settings
+from ranker.errors import InvalidLimit
 from ranker.keys import Keys
+from ranker.views import _parse_limit
 from tests.conftest import Client, FakeClock, refreshed
 
 JSON = "application/json"
@@ -256,6 +262,19 @@ async def test_bad_limit_is_400(client: Client, limit: str) -> None:
     await assert_error(resp, 400, "invalid_limit")
 
 
+@given(raw=st.none() | st.text(string.digits, max_size=5) | st.text(max_size=5))
+def test_a_limit_is_one_to_three_digits_from_1_to_the_cap(raw: str | None) -> None:
+    try:
+        limit = _parse_limit(raw)
+    except InvalidLimit:
+        assert raw is not None
+        digits = 0 < len(raw) <= 3 and set(raw) <= set(string.digits)
+        assert not (digits and 1 <= int(raw) <= MAX_LIMIT)
+    else:
+        assert 1 <= limit <= MAX_LIMIT
+        assert limit == (DEFAULT_LIMIT if raw is None else int(raw))
+
+
 async def test_limit_defaults_to_10_and_caps_the_list(client: Client) -> None:
     await ingest(
         client, *({"article_id": f"w{w}", "section": "business", "weight": w} for w in range(1, 13))
@@ -292,6 +311,9 @@ def put_case(
         put_case("title-number", b'{"title":5}'),
         put_case("title-empty", b'{"title":""}'),
         put_case("url-ftp", b'{"url":"ftp://x.example/a"}'),
+        # A browser reads "\" as "/": this is //evil.example/a, another site.
+        put_case("url-backslash", b'{"url":"/\\\\evil.example/a"}'),
+        put_case("url-delete-char", b'{"url":"/a\\u007fb"}'),
         put_case("section-unknown", b'{"section":"weather"}'),
         put_case("section-all", b'{"section":"all"}'),
         put_case("published-at-string", b'{"published_at":"2027-01-01"}'),
