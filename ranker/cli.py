@@ -30,6 +30,8 @@ settings come from RANKER_* environment variables (see the README); the most use
   RANKER_WORKERS      processes serving the port (default 1)
   RANKER_HALF_LIFE_S  half-life of a view's weight, seconds (default 7200)
   RANKER_SECTIONS     comma-separated section slugs
+  RANKER_WRITE_TOKENS bearer tokens that may write, comma-separated. Unset: only
+                      clients on this host may write (POST /v1/events, PUT /v1/articles)
 """
 
 

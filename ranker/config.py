@@ -35,6 +35,14 @@ MIN_PRUNE_BELOW = 1e-12
 MAX_WORKERS = 256
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Visible ASCII but the comma that separates tokens in RANKER_WRITE_TOKENS; 16 characters at the
+# least, so a token cannot be a short word someone guesses.
+TOKEN_RE = re.compile(r"[!-+\--~]{16,256}")
+# An origin as a browser sends it: lowercase scheme and host, an optional port, no path.
+ORIGIN_RE = re.compile(
+    r"https?://(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\])(?::\d{1,5})?"
+)
+ANY_ORIGIN = "*"
 
 T = TypeVar("T")
 
@@ -78,6 +86,10 @@ class Settings:
     max_batch_events: int = 10_000
     client_events_per_s: float = 0.0
     client_burst_events: int = 20_000
+    write_tokens: tuple[str, ...] = field(default=(), repr=False)
+    """Bearer tokens that may write; none: loopback clients only. Never in a repr or a log."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins whose browsers may read the lists (``*``: any); none: no CORS headers."""
     section_set: frozenset[str] = field(init=False, repr=False, compare=False)
     """``sections`` as a set, for the per-event membership test."""
 
@@ -124,6 +136,8 @@ class Settings:
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"RANKER_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
         self._check_ingest_limits()
+        _check_tokens(self.write_tokens, "RANKER_WRITE_TOKENS")
+        _check_origins(self.cors_origins, "RANKER_CORS_ORIGINS")
 
     def _check_ingest_limits(self) -> None:
         if not (math.isfinite(self.request_timeout_s) and 0.1 <= self.request_timeout_s <= 600):
@@ -225,6 +239,8 @@ class Settings:
             client_burst_events=get(
                 "RANKER_CLIENT_BURST_EVENTS", _parse_int, defaults.client_burst_events
             ),
+            write_tokens=get("RANKER_WRITE_TOKENS", _parse_list, ()),
+            cors_origins=get("RANKER_CORS_ORIGINS", _parse_list, ()),
         )
 
 
@@ -265,8 +281,12 @@ def _parse_redis_url(raw: str, name: str) -> str:
     return raw
 
 
+def _parse_list(raw: str, name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 def _parse_sections(raw: str, name: str) -> tuple[str, ...]:
-    sections = tuple(part.strip() for part in raw.split(",") if part.strip())
+    sections = _parse_list(raw, name)
     _check_sections(sections, name)
     return sections
 
@@ -309,3 +329,27 @@ def _check_half_life(value: float, name: str) -> None:
         raise ConfigError(
             f"{name}: {value!r} must be a number of seconds, at least {MIN_HALF_LIFE_S:g}"
         )
+
+
+def _check_tokens(tokens: tuple[str, ...], name: str) -> None:
+    for number, token in enumerate(tokens, 1):
+        if not TOKEN_RE.fullmatch(token):
+            # Which one, by position: the value itself is a secret and is not echoed.
+            raise ConfigError(
+                f"{name}: token {number} of {len(tokens)} must be 16-256 visible ASCII "
+                "characters with no commas or spaces (e.g. from `openssl rand -hex 32`)"
+            )
+
+
+def _check_origins(origins: tuple[str, ...], name: str) -> None:
+    if ANY_ORIGIN in origins:
+        if len(origins) > 1:
+            raise ConfigError(f"{name}: {ANY_ORIGIN!r} allows every origin; list nothing else")
+        return
+    for origin in origins:
+        if not ORIGIN_RE.fullmatch(origin):
+            raise ConfigError(
+                f"{name}: {origin[:300]!r} is not an origin: http:// or https://, a lowercase "
+                "host and an optional port, no path or trailing slash "
+                "(e.g. https://www.example.com), or the single value *"
+            )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import ClassVar
+
 
 class RankerError(Exception):
     """Base of every error the API reports as ``{"error": {"code": ..., "message": ...}}``."""
@@ -10,6 +14,8 @@ class RankerError(Exception):
     code = "internal_error"
     retry_after: int | None = None
     """Seconds a client should wait before trying again, sent as ``Retry-After``."""
+    headers: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    """Further response headers the error is sent with."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -49,6 +55,21 @@ class UnsupportedMediaType(RankerError):
 class PayloadTooLarge(RankerError):
     status = 413
     code = "payload_too_large"
+
+
+class Unauthorized(RankerError):
+    """A write without a valid bearer token, where tokens are configured."""
+
+    status = 401
+    code = "unauthorized"
+    headers = MappingProxyType({"WWW-Authenticate": 'Bearer realm="ranker"'})
+
+
+class Forbidden(RankerError):
+    """A write from a client that may not write: no tokens are configured and it is not local."""
+
+    status = 403
+    code = "forbidden"
 
 
 class NotFound(RankerError):

@@ -5,7 +5,8 @@ middleware chain (a partial per layer plus the layer it adds to track the curren
 about 14,000 instructions a request, measured with callgrind: 6% of serving a cached list. A
 wrapper costs a coroutine call, and knows its route template without asking the router.
 Unknown paths and methods get routes of their own, so they pass the same boundary and get the
-same JSON errors.
+same JSON errors. The table also says who may call each route (``auth.Access``): write handlers
+are registered behind the write check, read routes with the CORS policy.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterable
 from time import perf_counter
+from typing import NamedTuple
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -23,6 +25,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import views
+from .auth import Access, CorsPolicy, WriteGuard
 from .errors import NotFound, RankerError, RequestTimeout
 from .logs import CURRENT_REQUEST, REQUEST_ID_HEADER, request_id
 from .metrics import RequestLatency
@@ -49,41 +52,69 @@ FastPath = Callable[[web.Request], web.StreamResponse | None]
 RANKING_ROUTE = "/v1/rankings/{section}"
 EVENTS_ROUTE = "/v1/events"
 
-ROUTES: tuple[tuple[str, str, Handler, FastPath | None], ...] = (
-    ("POST", EVENTS_ROUTE, views.post_events, None),
-    ("GET", RANKING_ROUTE, views.get_ranking, views.cached_ranking),
-    ("GET", "/v1/articles/{article_id}", views.get_article, None),
-    ("PUT", "/v1/articles/{article_id}", views.put_article, None),
-    ("GET", "/healthz", views.healthz, None),
-    ("GET", "/readyz", views.readyz, None),
-    ("GET", "/metrics", views.metrics, None),
+
+class Route(NamedTuple):
+    """One entry of the URL table: who may call a method on a path, and what answers it."""
+
+    method: str
+    path: str
+    access: Access
+    handler: Handler
+    fast: FastPath | None = None
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", EVENTS_ROUTE, Access.WRITE, views.post_events),
+    Route("GET", RANKING_ROUTE, Access.READ, views.get_ranking, views.cached_ranking),
+    Route("GET", "/v1/articles/{article_id}", Access.READ, views.get_article),
+    Route("PUT", "/v1/articles/{article_id}", Access.WRITE, views.put_article),
+    Route("GET", "/healthz", Access.OPS, views.healthz),
+    Route("GET", "/readyz", Access.OPS, views.readyz),
+    Route("GET", "/metrics", Access.OPS, views.metrics),
 )
 
 
 def add_routes(app: web.Application) -> None:
-    """Register every route, each behind :func:`observed`."""
+    """Register every route, each behind :func:`observed`; writes behind the write check."""
+    settings = app[SETTINGS]
     latency = app[METRICS].http_request_duration
-    timeout = app[SETTINGS].request_timeout_s
+    timeout = settings.request_timeout_s
+    guard = WriteGuard(settings.write_tokens)
+    cors = CorsPolicy.from_settings(settings)
     methods: dict[str, tuple[str, list[str]]] = {}  # path -> (its route label, its methods)
+    read_paths: set[str] = set()
 
-    def add(method: str, path: str, label: str, handler: Handler, fast: FastPath | None) -> None:
+    def add(route: Route, path: str, label: str, handler: Handler) -> None:
+        route_cors = None
+        if route.access is Access.WRITE:
+            handler = guard.writers_only(handler)
+        elif route.access is Access.READ:
+            route_cors = cors
+            read_paths.add(path)
         resource = app.router.add_resource(path)
-        resource.add_route(method, observed(label, handler, latency, fast, timeout))
-        if method == "GET":
-            resource.add_route("HEAD", observed(label, handler, latency, fast, timeout))
-        methods.setdefault(path, (label, []))[1].append(method)
+        wrapped = observed(label, handler, latency, route.fast, route_cors, timeout)
+        resource.add_route(route.method, wrapped)
+        if route.method == "GET":
+            resource.add_route("HEAD", wrapped)
+        methods.setdefault(path, (label, []))[1].append(route.method)
 
     # Each configured ranking also gets a static route: aiohttp finds those with a dict lookup,
     # while the dynamic route costs a regex match and a match dict per request, a few percent
     # of a cached poll. The dynamic route stays for the names that are not rankings (404).
-    for name in app[SETTINGS].rankings:
+    (ranking,) = (route for route in ROUTES if route.path == RANKING_ROUTE)
+    for name in settings.rankings:
         get_one = functools.partial(views.get_ranking, section=name)
-        add("GET", views.ranking_path(name), RANKING_ROUTE, get_one, views.cached_ranking)
-    for method, path, handler, fast in ROUTES:
-        add(method, path, path, handler, fast)
+        add(ranking, views.ranking_path(name), RANKING_ROUTE, get_one)
+    for route in ROUTES:
+        add(route, route.path, route.path, route.handler)
     for path, (label, allowed) in methods.items():
-        # Any other method on a known path: last, so the methods above match first.
+        # Preflights and any other method on a known path: last, so the methods above match
+        # first.
         resource = app.router.add_resource(path)
+        if cors is not None and path in read_paths:
+            allowed.append("OPTIONS")
+            preflight = cors.preflight(_allow_header(allowed))
+            resource.add_route("OPTIONS", observed(label, preflight, latency))
         resource.add_route("*", observed(label, _method_not_allowed(allowed), latency))
     app.router.add_route("*", "/{path:.*}", observed(UNMATCHED, _not_found, latency))
 
@@ -93,13 +124,15 @@ def observed(
     handler: Handler,
     latency: RequestLatency,
     fast: FastPath | None = None,
+    cors: CorsPolicy | None = None,
     timeout: float | None = None,
 ) -> Handler:
     """``handler`` timed under ``route``, with every error it raises rendered as JSON, and
     answered with a 503 when it takes longer than ``timeout`` seconds.
 
     ``fast``, when given, is tried first; ``handler`` runs only when it answers None. A cached
-    list so costs one coroutine, not two.
+    list so costs one coroutine, not two. ``cors``, given for read routes when origins are
+    allowed, adds its headers to every answer, errors included.
     """
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -122,6 +155,7 @@ def observed(
             response = error_response(
                 exc.status, exc.code, exc.message, retry_after=exc.retry_after
             )
+            response.headers.update(exc.headers)
         except web.HTTPException as exc:
             CURRENT_REQUEST.set(request)
             if exc.status < 400:  # a redirect: aiohttp sends it on its own
@@ -148,6 +182,8 @@ def observed(
             CURRENT_REQUEST.set(request)
             log.exception("unhandled error during %s %s", request.method, request.path)
             response = error_response(500, "internal_error", "internal error; it has been logged")
+        if cors is not None:
+            cors.apply(request, response)
         if response.status >= 400:
             # What a client quotes when it reports a failure; the same id is in our logs.
             response.headers[REQUEST_ID_HEADER] = request_id(request)
@@ -168,9 +204,13 @@ def _timed_out_message(route: str, timeout: float | None) -> str:
     return message
 
 
+def _allow_header(allowed: Iterable[str]) -> str:
+    names = set(allowed)
+    return ", ".join(sorted({*names, *(("HEAD",) if "GET" in names else ())}))
+
+
 def _method_not_allowed(allowed: Iterable[str]) -> Handler:
-    names = sorted({*allowed, *(("HEAD",) if "GET" in allowed else ())})
-    allow = ", ".join(names)
+    allow = _allow_header(allowed)
 
     async def method_not_allowed(request: web.Request) -> web.StreamResponse:
         response = error_response(

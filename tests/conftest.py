@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
@@ -45,9 +45,10 @@ hypothesis_settings.load_profile("ci")
 
 
 class AiohttpClient(Protocol):
-    """pytest-aiohttp's ``aiohttp_client`` fixture; keyword arguments go to the ClientSession."""
+    """pytest-aiohttp's ``aiohttp_client`` fixture: a client of an app, or of a server already
+    made for one (to choose its address); keyword arguments go to the ClientSession."""
 
-    def __call__(self, app: web.Application, **kwargs: Any) -> Awaitable[Client]: ...
+    def __call__(self, app: web.Application | TestServer, **kwargs: Any) -> Awaitable[Client]: ...
 
 
 class FakeClock:

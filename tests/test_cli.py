@@ -44,8 +44,11 @@ def http_json(url: str, data: bytes | None = None) -> object:
 
 
 @contextmanager
-def serving(data_dir: Path, **env: str) -> Iterator[str]:
-    """``ranker serve`` on the embedded default in ``data_dir``; yields its base URL."""
+def serving(data_dir: Path, output: list[str] | None = None, **env: str) -> Iterator[str]:
+    """``ranker serve`` on the embedded default in ``data_dir``; yields its base URL.
+
+    ``output``, when given, gets what the process wrote (stdout and stderr) once it stopped.
+    """
     port = free_port()
     process = subprocess.Popen(
         [RANKER, "serve", "--port", str(port)],
@@ -72,8 +75,10 @@ def serving(data_dir: Path, **env: str) -> Iterator[str]:
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, output
+        written, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, written
+    if output is not None:
+        output.append(written)
 
 
 def test_help_describes_the_command_and_its_settings() -> None:

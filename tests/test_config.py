@@ -45,6 +45,8 @@ def test_every_variable_is_read() -> None:
             "RANKER_DATA_DIR": "/var/lib/ranker",
             "RANKER_REDIS_SERVER": "/usr/bin/redis-server",
             "RANKER_LOG_LEVEL": "debug",
+            "RANKER_WRITE_TOKENS": " cms-token-0123456789, analytics-token-abcdef ,",
+            "RANKER_CORS_ORIGINS": "https://www.news.example, http://localhost:3000",
         }
     )
     assert settings == Settings(
@@ -64,6 +66,8 @@ def test_every_variable_is_read() -> None:
         data_dir=Path("/var/lib/ranker"),
         redis_server="/usr/bin/redis-server",
         log_level="DEBUG",
+        write_tokens=("cms-token-0123456789", "analytics-token-abcdef"),
+        cors_origins=("https://www.news.example", "http://localhost:3000"),
     )
     assert settings.half_life_for("sports") == 600.0
     assert settings.half_life_for("all") == 1800.0
@@ -100,6 +104,13 @@ def test_every_variable_is_read() -> None:
         ("RANKER_PRUNE_BELOW", "1"),
         ("RANKER_REDIS_TIMEOUT_S", "0"),
         ("RANKER_LOG_LEVEL", "chatty"),
+        ("RANKER_CORS_ORIGINS", "www.news.example"),
+        ("RANKER_CORS_ORIGINS", "https://www.news.example/"),
+        ("RANKER_CORS_ORIGINS", "https://www.news.example/path"),
+        ("RANKER_CORS_ORIGINS", "https://WWW.news.example"),
+        ("RANKER_CORS_ORIGINS", "ftp://files.news.example"),
+        ("RANKER_CORS_ORIGINS", "null"),
+        ("RANKER_CORS_ORIGINS", "*,https://www.news.example"),
     ],
 )
 def test_a_bad_value_is_an_error_naming_its_variable(variable: str, value: str) -> None:
@@ -211,3 +222,42 @@ def test_a_switch_is_one_of_eight_words_in_any_case(value: str) -> None:
         assert word not in (*on, "0", "false", "no", "off")
     else:
         assert access_log == (word in on)  # an empty value is the default, off
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param("short-token", id="too-short"),
+        pytest.param("x" * 257, id="too-long"),
+        pytest.param("token with-spaces-in-it", id="space"),
+        pytest.param("token-with-a-tab\there", id="tab"),
+        pytest.param("token-with-ünïcödé-in-it", id="non-ascii"),
+    ],
+)
+def test_a_bad_token_is_an_error_that_does_not_echo_it(token: str) -> None:
+    with pytest.raises(ConfigError, match="RANKER_WRITE_TOKENS: token 2 of 2") as raised:
+        Settings.from_env({"RANKER_WRITE_TOKENS": f"good-token-0123456789,{token}"})
+    assert token.strip() not in str(raised.value)
+    assert "good-token-0123456789" not in str(raised.value)
+
+
+def test_tokens_of_16_and_256_visible_characters_are_taken() -> None:
+    tokens = ("!#$%&'()*+-./:;<", "~" * 256)
+    assert Settings.from_env({"RANKER_WRITE_TOKENS": ",".join(tokens)}).write_tokens == tokens
+
+
+def test_tokens_are_not_in_the_repr() -> None:
+    settings = Settings(write_tokens=("secret-token-0123456789",))
+    assert "secret-token-0123456789" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "origins",
+    [
+        ("*",),
+        ("https://www.news.example",),
+        ("http://localhost:3000", "https://m.news.example:8443", "http://[::1]:8080"),
+    ],
+)
+def test_cors_origins_are_taken(origins: tuple[str, ...]) -> None:
+    assert Settings.from_env({"RANKER_CORS_ORIGINS": ",".join(origins)}).cors_origins == origins

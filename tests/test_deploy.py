@@ -458,6 +458,19 @@ def test_image_and_manifests_agree_on_user_port_and_health_endpoints(settings: S
     assert {"/healthz", "/readyz", annotations["prometheus.io/path"]} <= routes
 
 
+def test_write_tokens_come_from_secrets_not_from_the_files() -> None:
+    docs = k8s_documents()
+    (container,) = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    env = {variable["name"]: variable for variable in container["env"]}
+    secret = env["RANKER_WRITE_TOKENS"]["valueFrom"]["secretKeyRef"]
+    assert secret == {"name": "ranker-write-tokens", "key": "RANKER_WRITE_TOKENS"}
+    assert "RANKER_WRITE_TOKENS" not in docs["ConfigMap"]["data"]
+    assert "Secret" not in docs  # created by hand, so no token is kept in git
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    environment = compose["services"]["ranker"]["environment"]
+    assert environment["RANKER_WRITE_TOKENS"] == "${RANKER_WRITE_TOKENS:-}"
+
+
 def test_compose_mounts_files_that_exist() -> None:
     compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
     services = compose["services"]

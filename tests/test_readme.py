@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -39,12 +40,30 @@ def test_the_readme_has_curl_examples_for_every_endpoint() -> None:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_the_readme_curl_examples_work(tmp_path: Path) -> None:
-    with serving(tmp_path / "data") as base:
+@pytest.mark.parametrize(
+    "token",
+    [
+        # As a newcomer runs them: no token configured, so writes from this host are taken.
+        pytest.param(None, id="loopback-default"),
+        # With RANKER_WRITE_TOKENS set, the examples' writes must carry $RANKER_TOKEN.
+        pytest.param("readme-example-token-0123456789", id="with-a-token"),
+    ],
+)
+def test_the_readme_curl_examples_work(tmp_path: Path, token: str | None) -> None:
+    shell_env = {name: value for name, value in os.environ.items() if name != "RANKER_TOKEN"}
+    if token is not None:
+        shell_env["RANKER_TOKEN"] = token
+    # An empty RANKER_WRITE_TOKENS is as good as unset: no tokens.
+    with serving(tmp_path / "data", RANKER_WRITE_TOKENS=token or "") as base:
         for example in curl_examples():
             script = example.replace("http://localhost:8080", base)
             result = subprocess.run(
-                ["sh", "-ec", script], capture_output=True, text=True, timeout=30, check=False
+                ["sh", "-ec", script],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+                env=shell_env,
             )
             assert result.returncode == 0, (example, result.stderr)
             for document in json_documents(result.stdout):

@@ -1,0 +1,184 @@
+"""Who may call what: bearer tokens (or, with none configured, loopback) for writes; CORS for
+browsers on other origins that read the lists.
+
+Routes say which kind they are (:class:`Access`, in the table in ``routes``); ``routes`` puts
+the write check in front of write handlers and hands read routes the CORS policy, so no
+handler looks at paths or headers for either.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import ipaddress
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .config import ANY_ORIGIN, Settings
+from .errors import Forbidden, Unauthorized
+
+# Headers a proxy adds. A loopback client that sends one is a proxy on this host passing on
+# someone else's request, who is no more local than any other client.
+PROXY_HEADERS = ("Forwarded", "X-Forwarded-For")
+
+# What a browser script may read of a list besides the safelisted headers, and what it may send.
+EXPOSED_HEADERS = "ETag, X-Ranker-Stale, X-Request-ID"
+ALLOWED_REQUEST_HEADERS = "If-None-Match"
+CORS_METHODS = ("GET", "HEAD")
+PREFLIGHT_MAX_AGE_S = 7200
+"""How long a browser may reuse a preflight's answer (Chromium caps it at 2 h)."""
+
+
+class Access(enum.Enum):
+    """Who may call a route."""
+
+    WRITE = "write"
+    """Writers only: a configured bearer token, or a loopback client when none is configured.
+    No CORS: senders are servers, not browsers."""
+    READ = "read"
+    """Anyone, and browsers on the allowed origins (``RANKER_CORS_ORIGINS``) too."""
+    OPS = "ops"
+    """Anyone; for probes and scrapers, which are no browsers, so no CORS."""
+
+
+def is_loopback(remote: str | None) -> bool:
+    """Whether a peer address is this host's: 127.0.0.0/8, ``::1``, or IPv4-mapped 127.x.
+
+    None (a transport without a peer address) and anything that is no IP address are not.
+    """
+    if not remote:
+        return False
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+class WriteGuard:
+    """Decides whether a request may write.
+
+    Tokens are kept as SHA-256 digests and a presented token is compared, in constant time,
+    against every one of them: the time taken says neither which token matched, nor how long
+    any of them is.
+    """
+
+    def __init__(self, tokens: tuple[str, ...]) -> None:
+        self._digests = tuple(_digest(token) for token in tokens)
+
+    def __repr__(self) -> str:
+        return f"WriteGuard({len(self._digests)} tokens)"
+
+    def check(self, request: web.BaseRequest) -> None:
+        """Return if the request may write; raise :class:`Unauthorized` or :class:`Forbidden`."""
+        if not self._digests:
+            self._check_local(request)
+            return
+        header = request.headers.get("Authorization")
+        if header is None:
+            raise Unauthorized("writing needs an Authorization: Bearer <token> header")
+        scheme, _, credentials = header.strip().partition(" ")
+        token = credentials.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("the Authorization header must be Bearer <token>")
+        if not self._known(token):
+            raise Unauthorized("the bearer token is not valid here")
+
+    def writers_only(self, handler: Handler) -> Handler:
+        """``handler``, run only for requests that pass :meth:`check`."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            self.check(request)
+            return await handler(request)
+
+        return guarded
+
+    def _known(self, token: str) -> bool:
+        presented = _digest(token)
+        known = False
+        for digest in self._digests:
+            known |= hmac.compare_digest(presented, digest)
+        return known
+
+    @staticmethod
+    def _check_local(request: web.BaseRequest) -> None:
+        if not is_loopback(request.remote):
+            raise Forbidden(
+                "with no write tokens configured, only clients on the server's own host may "
+                "write; set RANKER_WRITE_TOKENS on the server and send Authorization: Bearer "
+                "<token>"
+            )
+        if any(name in request.headers for name in PROXY_HEADERS):
+            raise Forbidden(
+                "this request came through a proxy (it carries Forwarded or X-Forwarded-For), "
+                "so it is not local; writes through a proxy need RANKER_WRITE_TOKENS set on "
+                "the server and Authorization: Bearer <token>"
+            )
+
+
+def _digest(token: str) -> bytes:
+    # surrogateescape: a header's undecodable bytes still hash, and simply match no token.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+class CorsPolicy:
+    """The CORS headers of read routes, for ``RANKER_CORS_ORIGINS``."""
+
+    def __init__(self, origins: tuple[str, ...]) -> None:
+        self._any = origins == (ANY_ORIGIN,)
+        self._origins = frozenset(origins)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CorsPolicy | None:
+        """The policy, or None when no origin is allowed (and read routes add nothing)."""
+        return cls(settings.cors_origins) if settings.cors_origins else None
+
+    def allows(self, origin: str) -> bool:
+        """Whether a browser page from ``origin`` may read."""
+        return self._any or origin in self._origins
+
+    def apply(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
+        """Add the CORS headers to a read route's answer (errors and 304s included).
+
+        They go on answers to requests without an ``Origin`` too: ranking answers are
+        ``public``, and a CDN that kept one made for a server (no ``Origin``) would otherwise
+        hand it to browsers without the header they need, or, for a list of origins, hand one
+        origin's answer to another. ``*`` needs no ``Vary``; a list does.
+        """
+        headers = response.headers
+        if self._any:
+            headers["Access-Control-Allow-Origin"] = ANY_ORIGIN
+            headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+            return
+        headers.add("Vary", "Origin")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin in self._origins:
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+
+    def preflight(self, allow: str) -> Handler:
+        """The ``OPTIONS`` handler of a read path whose methods are ``allow``.
+
+        A preflight from an allowed origin for a ``GET`` or ``HEAD`` is answered with the
+        CORS headers; any other (a ``PUT``, another origin) gets none, so the browser does not
+        send the request it asked about.
+        """
+
+        async def options(request: web.Request) -> web.StreamResponse:
+            headers = {"Allow": allow}
+            if not self._any:
+                headers["Vary"] = "Origin"
+            origin = request.headers.get("Origin")
+            wanted = request.headers.get("Access-Control-Request-Method")
+            if origin is not None and wanted in CORS_METHODS and self.allows(origin):
+                headers["Access-Control-Allow-Origin"] = ANY_ORIGIN if self._any else origin
+                headers["Access-Control-Allow-Methods"] = ", ".join(CORS_METHODS)
+                headers["Access-Control-Allow-Headers"] = ALLOWED_REQUEST_HEADERS
+                headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE_S)
+            return web.Response(status=204, headers=headers)
+
+        return options
