@@ -56,6 +56,7 @@ ROUTES: tuple[tuple[str, str, Handler, FastPath | None], ...] = (
     ("GET", "/healthz", views.healthz, None),
     ("GET", "/readyz", views.readyz, None),
     ("GET", "/metrics", views.metrics, None),
+    ("GET", "/openapi.json", views.openapi, None),
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from importlib.resources import files
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,6 +20,9 @@ from .store import Article
 from .worker_metrics import merged_exposition
 
 log = logging.getLogger(__name__)
+
+OPENAPI_DOCUMENT = files("ranker").joinpath("openapi.json").read_bytes()
+"""The OpenAPI description of the API, shipped in the package and served as it is."""
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -138,6 +142,11 @@ async def metrics(request: web.Request) -> web.Response:
     else:
         body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of this API."""
+    return web.Response(body=OPENAPI_DOCUMENT, content_type="application/json")
 
 
 async def _read_body(request: web.Request, max_bytes: int) -> bytes:
