@@ -71,6 +71,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", Access.OPS, views.healthz),
     Route("GET", "/readyz", Access.OPS, views.readyz),
     Route("GET", "/metrics", Access.OPS, views.metrics),
+    Route("GET", "/openapi.json", Access.READ, views.openapi),
 )
 
 

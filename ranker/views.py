@@ -6,6 +6,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
+from importlib.resources import files
 
 import orjson
 from aiohttp import web
@@ -32,6 +33,9 @@ from .store import Article, RankingStore
 from .worker_metrics import merged_exposition
 
 log = logging.getLogger(__name__)
+
+OPENAPI_DOCUMENT = files("ranker").joinpath("openapi.json").read_bytes()
+"""The OpenAPI description of the API, shipped in the package and served as it is."""
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -203,6 +207,11 @@ async def metrics(request: web.Request) -> web.Response:
     else:
         body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of this API."""
+    return web.Response(body=OPENAPI_DOCUMENT, content_type="application/json")
 
 
 async def _read_body(request: web.Request, max_bytes: int) -> bytes:
