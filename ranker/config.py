@@ -82,7 +82,7 @@ class Settings:
     access_log: bool = False
     request_timeout_s: float = 5.0
     idempotency_window_s: int = 86_400
-    max_pending_bytes: int = 64 * 1024 * 1024
+    max_pending_bytes: int = 16 * 1024 * 1024
     max_batch_events: int = 10_000
     client_events_per_s: float = 0.0
     client_burst_events: int = 20_000
@@ -192,6 +192,7 @@ class Settings:
 
         sections = get("RANKER_SECTIONS", _parse_sections, DEFAULT_SECTIONS)
         defaults = cls(sections=sections)
+        max_body_bytes = get("RANKER_MAX_BODY_BYTES", _parse_int, defaults.max_body_bytes)
         return cls(
             redis_url=get("RANKER_REDIS_URL", _parse_redis_url, None),
             host=get("RANKER_HOST", _parse_str, defaults.host),
@@ -200,7 +201,7 @@ class Settings:
             section_half_lives=get("RANKER_SECTION_HALF_LIVES", _parse_half_lives, {}),
             sections=sections,
             key_prefix=get("RANKER_KEY_PREFIX", _parse_str, defaults.key_prefix),
-            max_body_bytes=get("RANKER_MAX_BODY_BYTES", _parse_int, defaults.max_body_bytes),
+            max_body_bytes=max_body_bytes,
             max_set_size=get("RANKER_MAX_SET_SIZE", _parse_int, defaults.max_set_size),
             max_pending_events=get(
                 "RANKER_MAX_PENDING_EVENTS", _parse_int, defaults.max_pending_events
@@ -229,8 +230,11 @@ class Settings:
             idempotency_window_s=get(
                 "RANKER_IDEMPOTENCY_WINDOW_S", _parse_int, defaults.idempotency_window_s
             ),
+            # By default, room for at least one body of the largest size.
             max_pending_bytes=get(
-                "RANKER_MAX_PENDING_BYTES", _parse_int, defaults.max_pending_bytes
+                "RANKER_MAX_PENDING_BYTES",
+                _parse_int,
+                max(defaults.max_pending_bytes, max_body_bytes),
             ),
             max_batch_events=get("RANKER_MAX_BATCH_EVENTS", _parse_int, defaults.max_batch_events),
             client_events_per_s=get(

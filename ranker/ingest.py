@@ -131,6 +131,16 @@ class Ingestor:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
+    def check_room(self) -> None:
+        """Refuse at once, before a body is read and parsed, when the queue is already full:
+        under overload, parsing a batch only to refuse it would take the time reads need."""
+        limit = self._settings.max_pending_events
+        if self._queued_views >= limit:
+            raise Overloaded(
+                f"{self._queued_views} views are waiting to be applied, as many as "
+                f"RANKER_MAX_PENDING_EVENTS ({limit}) allows; nothing was counted"
+            )
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ranker-flush")
 

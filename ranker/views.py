@@ -52,6 +52,7 @@ async def post_events(request: web.Request) -> web.Response:
         if not app[STORE].available:
             # Refused before the body is read: Redis is down, and waiting would not help.
             raise StoreUnavailable("Redis is unavailable; nothing was counted")
+        app[INGESTOR].check_room()
         with admission.reserve(request.content_length or settings.max_body_bytes):
             body = await _read_body(request, settings.max_body_bytes)
             key = idempotency_key(request.headers.get(HEADER), request.content_type, body)
