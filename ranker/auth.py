@@ -78,12 +78,10 @@ class WriteGuard:
         if not self._digests:
             self._check_local(request)
             return
-        header = request.headers.get("Authorization")
-        if header is None:
+        if "Authorization" not in request.headers:
             raise Unauthorized("writing needs an Authorization: Bearer <token> header")
-        scheme, _, credentials = header.strip().partition(" ")
-        token = credentials.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(request)
+        if token is None:
             raise Unauthorized("the Authorization header must be Bearer <token>")
         if not self._known(token):
             raise Unauthorized("the bearer token is not valid here")
@@ -118,6 +116,23 @@ class WriteGuard:
                 "so it is not local; writes through a proxy need RANKER_WRITE_TOKENS set on "
                 "the server and Authorization: Bearer <token>"
             )
+
+
+def bearer_token(request: web.BaseRequest) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    token = credentials.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def client_identity(request: web.BaseRequest) -> str:
+    """Whom a per-client limit counts against: its bearer token (as a digest: the token itself
+    is kept nowhere), else its address. Written however the header is spelled, one token is
+    one client."""
+    token = bearer_token(request)
+    if token is not None:
+        return "token:" + _digest(token)[:8].hex()
+    return f"address:{request.remote}"
 
 
 def _digest(token: str) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import Counter
@@ -16,6 +15,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .articles import check_article_id, parse_article_update
+from .auth import client_identity
 from .cache import DEFAULT_LIMIT, MAX_LIMIT, STALE_HEADER, CachedList
 from .errors import (
     ArticleNotFound,
@@ -46,7 +46,7 @@ async def post_events(request: web.Request) -> web.Response:
     """
     app = request.app
     settings, metrics, admission = app[SETTINGS], app[METRICS], app[ADMISSION]
-    client = _client_of(request)
+    client = client_identity(request)
     try:
         admission.check_rate(client, time.monotonic())
         if not app[STORE].available:
@@ -100,15 +100,6 @@ def _events_response(body: bytes, *, replayed: bool) -> web.Response:
     if replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return response
-
-
-def _client_of(request: web.Request) -> str:
-    """Whom a per-client limit counts against: the credentials sent (a digest; the token
-    itself is kept nowhere), else the peer address."""
-    authorization = request.headers.get("Authorization")
-    if authorization is not None:
-        return "token:" + hashlib.blake2b(authorization.encode(), digest_size=8).hexdigest()
-    return f"address:{request.remote}"
 
 
 def cached_ranking(request: web.Request) -> web.Response | None:

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer, make_mocked_request
 from redis.asyncio import Redis
 
 from ranker.app import create_app
-from ranker.auth import Access, WriteGuard, is_loopback
+from ranker.auth import Access, WriteGuard, client_identity, is_loopback
 from ranker.config import Settings
 from ranker.errors import Forbidden
 from ranker.routes import ROUTES
@@ -376,3 +376,18 @@ async def test_preflight_on_read_paths(
     resp = await client.delete("/v1/rankings/all")
     await assert_error(resp, 405, "method_not_allowed")
     assert resp.headers["Allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_one_token_is_one_client_however_its_header_is_spelled() -> None:
+    spellings = ["Bearer secret-token-0123456789", "bearer  secret-token-0123456789 "]
+    identities = {
+        client_identity(make_mocked_request("POST", "/v1/events", headers={"Authorization": h}))
+        for h in spellings
+    }
+    assert len(identities) == 1
+    (identity,) = identities
+    assert "secret-token" not in identity
+    other = make_mocked_request(
+        "POST", "/v1/events", headers={"Authorization": "Bearer other-token-0123456789"}
+    )
+    assert client_identity(other) != identity
