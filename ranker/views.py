@@ -79,6 +79,16 @@ async def post_events(request: web.Request) -> web.Response:
             }
             kept = None if key is None else (key.token, key.record(answer))
             replayed = await app[INGESTOR].submit(parsed.views, parsed.metadata, kept)
+            if replayed and key is not None:
+                # A retry that came before its first try's answer was kept, or in the same
+                # flush: answered as the first try was (its answer is kept by now), or
+                # refused if that one sent another body.
+                try:
+                    record = await app[STORE].idempotency_record(key.token)
+                except (RedisConnectionError, RedisTimeoutError):
+                    record = None  # the views are applied: this request's own answer is true
+                if record is not None:
+                    return _events_response(key.replay(record), replayed=True)
     except RankerError as exc:
         metrics.batches_rejected.labels(reason=exc.code).inc()
         raise
