@@ -52,6 +52,8 @@ async def post_events(request: web.Request) -> web.Response:
         if not app[STORE].available:
             # Refused before the body is read: Redis is down, and waiting would not help.
             raise StoreUnavailable("Redis is unavailable; nothing was counted")
+        # Too large is said first: unlike a full budget, it is no reason to come back soon.
+        _check_declared_length(request, settings.max_body_bytes)
         with admission.reserve(request.content_length or settings.max_body_bytes):
             body = await _read_body(request, settings.max_body_bytes)
             key = idempotency_key(request.headers.get(HEADER), request.content_type, body)
@@ -224,11 +226,15 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=OPENAPI_DOCUMENT, content_type="application/json")
 
 
+def _check_declared_length(request: web.Request, max_bytes: int) -> None:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
+
+
 async def _read_body(request: web.Request, max_bytes: int) -> bytes:
     # Refuse by the declared length before reading a byte; aiohttp's client_max_size (set to
     # the same limit) catches bodies that lie about their length or are chunked.
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
+    _check_declared_length(request, max_bytes)
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
