@@ -154,12 +154,17 @@ class Ingestor:
         keep) of a request sent with an ``Idempotency-Key``. Returns True when Redis found that
         key's views already counted (a retry), so they were not counted again.
 
+        A keyed request that shares a flush with an earlier one of the same key is such a
+        retry too (only the first is sent to Redis).
+
         Raises :class:`Overloaded` or :class:`StoreUnavailable` at once when the queue is full
         or Redis is known to be down (nothing counted), and :class:`FlushFailed` when the flush
         fails (possibly counted in part).
         """
         if not views:
-            return False
+            # Nothing to count, but the answer is kept all the same: a retry gets it back,
+            # and the key cannot be used again for another batch.
+            return key is not None and not await self._store.keep_answer(*key)
         if self._closing:
             raise StoreUnavailable("ranker is shutting down; nothing was counted")
         if not self._store.available:
@@ -222,12 +227,24 @@ class Ingestor:
         error: Exception | None = None
         plan: FlushPlan | None = None
         replayed: frozenset[str] = frozenset()
+        # The first request of each key goes to Redis; a later one with the same key is a
+        # retry of it and is not sent (in one script call, both would be reported as retries).
+        first_of: dict[str, tuple[str, _Request]] = {}
+        repeats: list[_Request] = []
+        for request in batch:
+            if request.key is None:
+                continue
+            token, record = request.key
+            if token in first_of:
+                repeats.append(request)
+            else:
+                first_of[token] = (record, request)
         try:
             plan = plan_flush(
                 (request.views for request in batch if request.key is None),
                 metadata,
                 self._settings,
-                [(r.key[0], r.key[1], r.views) for r in batch if r.key is not None],
+                [(token, record, r.views) for token, (record, r) in first_of.items()],
             )
             replayed = await self._store.apply(plan, self._clock())
         except RedisError as exc:
@@ -246,13 +263,16 @@ class Ingestor:
             # A bug must fail the requests sharing this flush, not kill the loop for later ones.
             log.exception("flush of %d views failed", views)
             error = exc
+        # Sent to Redis and found counted already: in the plan, their views not counted now.
+        skipped = [request for token, (_, request) in first_of.items() if token in replayed]
+        retries = {id(request) for request in (*skipped, *repeats)}
         if error is None and plan is not None:
             accepted = dict(plan.views_by_section)
-            for request in batch:
-                if request.key is not None and request.key[0] in replayed:
-                    self._metrics.batches_replayed.labels(found="flush").inc()
-                    for view in request.views:
-                        accepted[view[1]] -= 1
+            for request in skipped:
+                for view in request.views:
+                    accepted[view[1]] -= 1
+            if retries:
+                self._metrics.batches_replayed.labels(found="flush").inc(len(retries))
             for section, count in accepted.items():
                 if count:
                     self._metrics.events_accepted.labels(section=section).inc(count)
@@ -264,7 +284,7 @@ class Ingestor:
             if request.future.done():
                 continue
             if error is None:
-                request.future.set_result(request.key is not None and request.key[0] in replayed)
+                request.future.set_result(id(request) in retries)
             else:
                 request.future.set_exception(error)
 

@@ -14,6 +14,7 @@ from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
@@ -240,14 +241,26 @@ class RankingStore:
             # Only now, with every count applied: a kept answer promises a retry that much.
             async with self._flush_redis.pipeline(transaction=False) as pipe:
                 for batch in plan.keyed:
-                    pipe.set(
-                        self.keys.idempotency(batch.token),
-                        batch.record,
-                        ex=settings.idempotency_window_s,
-                        nx=True,  # a retry keeps the first answer, not its own
-                    )
+                    self._keep(pipe, batch.token, batch.record)
                 await pipe.execute()
         return replayed
+
+    @_observed("idempotency_set")
+    async def keep_answer(self, token: str, record: str) -> bool:
+        """Keep the answer to a keyed batch that had nothing to count. False when an answer
+        was kept for its key already (that one stays)."""
+        async with self._flush_redis.pipeline(transaction=False) as pipe:
+            self._keep(pipe, token, record)
+            (kept,) = await pipe.execute()
+        return bool(kept)
+
+    def _keep(self, pipe: Pipeline, token: str, record: str) -> None:
+        pipe.set(
+            self.keys.idempotency(token),
+            record,
+            ex=self._settings.idempotency_window_s,
+            nx=True,  # a retry keeps the first answer, not its own
+        )
 
     @_observed("idempotency_get")
     async def idempotency_record(self, token: str) -> str | None:

@@ -52,6 +52,8 @@ async def post_events(request: web.Request) -> web.Response:
         if not app[STORE].available:
             # Refused before the body is read: Redis is down, and waiting would not help.
             raise StoreUnavailable("Redis is unavailable; nothing was counted")
+        # Too large is said first: unlike a full budget, it is no reason to come back soon.
+        _check_declared_length(request, settings.max_body_bytes)
         app[INGESTOR].check_room()
         with admission.reserve(request.content_length or settings.max_body_bytes):
             body = await _read_body(request, settings.max_body_bytes)
@@ -80,6 +82,16 @@ async def post_events(request: web.Request) -> web.Response:
             }
             kept = None if key is None else (key.token, key.record(answer))
             replayed = await app[INGESTOR].submit(parsed.views, parsed.metadata, kept)
+            if replayed and key is not None:
+                # A retry that came before its first try's answer was kept, or in the same
+                # flush: answered as the first try was (its answer is kept by now), or
+                # refused if that one sent another body.
+                try:
+                    record = await app[STORE].idempotency_record(key.token)
+                except (RedisConnectionError, RedisTimeoutError):
+                    record = None  # the views are applied: this request's own answer is true
+                if record is not None:
+                    return _events_response(key.replay(record), replayed=True)
     except RankerError as exc:
         metrics.batches_rejected.labels(reason=exc.code).inc()
         raise
@@ -206,11 +218,15 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=OPENAPI_DOCUMENT, content_type="application/json")
 
 
+def _check_declared_length(request: web.Request, max_bytes: int) -> None:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
+
+
 async def _read_body(request: web.Request, max_bytes: int) -> bytes:
     # Refuse by the declared length before reading a byte; aiohttp's client_max_size (set to
     # the same limit) catches bodies that lie about their length or are chunked.
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
+    _check_declared_length(request, max_bytes)
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:

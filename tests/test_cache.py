@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
-from collections.abc import Awaitable, Callable
+import signal
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +15,16 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from multidict import CIMultiDictProxy
 from redis.asyncio import Redis
 
 from ranker import cache as cache_module
 from ranker.app import create_app
+from ranker.cache import STALE_HEADER
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis
 from ranker.responses import etag_matches
-from ranker.state import CACHE, METRICS, STORE
+from ranker.state import CACHE, METRICS, SETTINGS, STORE
 from ranker.store import Ranking
 from tests.conftest import AiohttpClient, Client, FakeClock
 
@@ -345,3 +350,142 @@ async def test_a_put_waits_for_a_read_that_started_after_its_write(
     assert (await put).status == 200
     await in_flight
     assert await ids(client, "/v1/rankings/sports") == ["b"]
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A server of the test's own, to stop or pause (never the shared one)."""
+    with EmbeddedRedis(tmp_path / "redis", persist=False) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def paused(server: EmbeddedRedis) -> Iterator[None]:
+    """The server stopped by SIGSTOP: connections stay open, nothing is answered."""
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+
+
+@pytest.fixture
+async def pausable(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    private_redis: EmbeddedRedis,
+) -> Client:
+    """A client of an app on the private server, with a list of one article read."""
+    # Refreshed often, and a read of a paused server given up quickly.
+    settings = make_settings(
+        redis_url=private_redis.url, refresh_interval_s=0.05, redis_timeout_s=0.2
+    )
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    await post(client, {"article_id": "a", "section": "sports"})
+    await client.app[CACHE].refresh()
+    return client
+
+
+# The common spelling, answered by the fast path, and another, answered through the cache.
+SPELLINGS = ("/v1/rankings/sports", "/v1/rankings/sports?utm_source=x")
+
+
+async def answers(client: Client) -> list[tuple[bytes, CIMultiDictProxy[str]]]:
+    responses = [await client.get(path) for path in SPELLINGS]
+    assert {response.status for response in responses} == {200}
+    return [(await response.read(), response.headers) for response in responses]
+
+
+async def stale_answers(client: Client) -> list[tuple[bytes, CIMultiDictProxy[str]]]:
+    """The answers once a refresh has failed and marked them stale."""
+    result: list[tuple[bytes, CIMultiDictProxy[str]]] = []
+
+    async def marked() -> bool:
+        nonlocal result
+        result = await answers(client)
+        return all(headers.get(STALE_HEADER) == "true" for _, headers in result)
+
+    await eventually(marked)
+    return result
+
+
+async def test_a_list_that_cannot_be_refreshed_is_served_as_it_was_marked_stale(
+    pausable: Client, private_redis: EmbeddedRedis
+) -> None:
+    client = pausable
+    fresh = await answers(client)
+    assert all(STALE_HEADER not in headers for _, headers in fresh)
+    with paused(private_redis):
+        stale = await stale_answers(client)
+    settings = client.app[SETTINGS]
+    for (body, headers), (fresh_body, fresh_headers) in zip(stale, fresh, strict=True):
+        assert body == fresh_body
+        assert headers["ETag"] == fresh_headers["ETag"]
+        assert headers["Cache-Control"] == (
+            f"public, max-age=0, stale-if-error={settings.stale_if_error_s}"
+        )
+
+
+async def test_a_304_of_a_stale_list_says_it_is_stale(
+    pausable: Client, private_redis: EmbeddedRedis
+) -> None:
+    client = pausable
+    etag = (await answers(client))[0][1]["ETag"]
+    with paused(private_redis):
+        (_, stale), _ = await stale_answers(client)
+        for path in SPELLINGS:
+            response = await client.get(path, headers={"If-None-Match": etag})
+            assert response.status == 304
+            assert response.headers["ETag"] == etag
+            assert response.headers[STALE_HEADER] == "true"
+            assert response.headers["Cache-Control"] == stale["Cache-Control"]
+
+
+async def test_a_stale_list_is_fresh_again_after_a_refresh_that_works(
+    pausable: Client, private_redis: EmbeddedRedis
+) -> None:
+    client = pausable
+    fresh = await answers(client)
+    with paused(private_redis):
+        await stale_answers(client)
+
+    async def fresh_again() -> bool:
+        return all(STALE_HEADER not in headers for _, headers in await answers(client))
+
+    await eventually(fresh_again)
+    again = await answers(client)
+    settings = client.app[SETTINGS]
+    for (body, headers), (fresh_body, fresh_headers) in zip(again, fresh, strict=True):
+        assert body == fresh_body  # the clock stood still: the same list
+        assert headers["ETag"] == fresh_headers["ETag"]
+        assert headers["Cache-Control"] == settings.cache_control
+
+
+async def test_a_list_never_read_is_refused_without_a_read_while_redis_is_known_down(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    private_redis: EmbeddedRedis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings(redis_url=private_redis.url)
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    assert (await client.get("/readyz")).status == 200
+    private_redis.stop()
+    assert (await client.get("/readyz")).status == 503  # now the service knows
+    reads = count_reads(client, monkeypatch)
+    response = await client.get("/v1/rankings/world")
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "redis_unavailable"
+    assert response.headers["Retry-After"] == "1"
+    assert "world" not in reads
+    private_redis.start()
+
+    async def ready() -> bool:
+        return (await client.get("/readyz")).status == 200
+
+    await eventually(ready)
+    assert (await client.get("/v1/rankings/world")).status == 200
+    assert reads["world"] == 1

@@ -261,3 +261,95 @@ def test_tokens_are_not_in_the_repr() -> None:
 )
 def test_cors_origins_are_taken(origins: tuple[str, ...]) -> None:
     assert Settings.from_env({"RANKER_CORS_ORIGINS": ",".join(origins)}).cors_origins == origins
+
+
+def test_ingest_limits_default_to_the_documented_values() -> None:
+    settings = Settings.from_env({})
+    assert settings.request_timeout_s == 5.0
+    assert settings.idempotency_window_s == 86_400
+    assert settings.max_pending_bytes == 16 * 1024 * 1024
+    assert settings.max_batch_events == 10_000
+    assert settings.client_events_per_s == 0.0  # no per-client limit
+    assert settings.client_burst_events == 20_000
+
+
+def test_the_byte_budget_grows_to_hold_the_largest_body_unless_it_is_set() -> None:
+    large = 32 * 1024 * 1024
+    assert Settings.from_env({"RANKER_MAX_BODY_BYTES": str(large)}).max_pending_bytes == large
+    with pytest.raises(ConfigError, match="^RANKER_MAX_PENDING_BYTES"):
+        Settings.from_env(
+            {"RANKER_MAX_BODY_BYTES": str(large), "RANKER_MAX_PENDING_BYTES": str(large - 1)}
+        )
+
+
+def test_ingest_limits_are_read_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "RANKER_REQUEST_TIMEOUT_S": "2.5",
+            "RANKER_IDEMPOTENCY_WINDOW_S": "3600",
+            "RANKER_MAX_PENDING_BYTES": "8388608",
+            "RANKER_MAX_BATCH_EVENTS": "500",
+            "RANKER_CLIENT_EVENTS_PER_S": "12.5",
+            "RANKER_CLIENT_BURST_EVENTS": "600",
+        }
+    )
+    assert settings.request_timeout_s == 2.5
+    assert settings.idempotency_window_s == 3600
+    assert settings.max_pending_bytes == 8 * 1024 * 1024
+    assert settings.max_batch_events == 500
+    assert settings.client_events_per_s == 12.5
+    assert settings.client_burst_events == 600
+
+
+@pytest.mark.parametrize(
+    ("variable", "env"),
+    [
+        ("RANKER_REQUEST_TIMEOUT_S", {"RANKER_REQUEST_TIMEOUT_S": "soon"}),
+        ("RANKER_REQUEST_TIMEOUT_S", {"RANKER_REQUEST_TIMEOUT_S": "0"}),
+        ("RANKER_REQUEST_TIMEOUT_S", {"RANKER_REQUEST_TIMEOUT_S": "0.05"}),
+        ("RANKER_REQUEST_TIMEOUT_S", {"RANKER_REQUEST_TIMEOUT_S": "601"}),
+        ("RANKER_REQUEST_TIMEOUT_S", {"RANKER_REQUEST_TIMEOUT_S": "inf"}),
+        ("RANKER_IDEMPOTENCY_WINDOW_S", {"RANKER_IDEMPOTENCY_WINDOW_S": "a day"}),
+        ("RANKER_IDEMPOTENCY_WINDOW_S", {"RANKER_IDEMPOTENCY_WINDOW_S": "86400.5"}),
+        ("RANKER_IDEMPOTENCY_WINDOW_S", {"RANKER_IDEMPOTENCY_WINDOW_S": "59"}),
+        ("RANKER_IDEMPOTENCY_WINDOW_S", {"RANKER_IDEMPOTENCY_WINDOW_S": "2592001"}),
+        ("RANKER_MAX_PENDING_BYTES", {"RANKER_MAX_PENDING_BYTES": "lots"}),
+        ("RANKER_MAX_PENDING_BYTES", {"RANKER_MAX_PENDING_BYTES": "1048575"}),
+        (
+            "RANKER_MAX_PENDING_BYTES",
+            {"RANKER_MAX_PENDING_BYTES": "2000000", "RANKER_MAX_BODY_BYTES": "4000000"},
+        ),
+        ("RANKER_MAX_BATCH_EVENTS", {"RANKER_MAX_BATCH_EVENTS": "many"}),
+        ("RANKER_MAX_BATCH_EVENTS", {"RANKER_MAX_BATCH_EVENTS": "0"}),
+        ("RANKER_MAX_BATCH_EVENTS", {"RANKER_MAX_BATCH_EVENTS": "1000001"}),
+        ("RANKER_CLIENT_EVENTS_PER_S", {"RANKER_CLIENT_EVENTS_PER_S": "fast"}),
+        ("RANKER_CLIENT_EVENTS_PER_S", {"RANKER_CLIENT_EVENTS_PER_S": "-1"}),
+        ("RANKER_CLIENT_EVENTS_PER_S", {"RANKER_CLIENT_EVENTS_PER_S": "nan"}),
+        ("RANKER_CLIENT_BURST_EVENTS", {"RANKER_CLIENT_BURST_EVENTS": "plenty"}),
+        ("RANKER_CLIENT_BURST_EVENTS", {"RANKER_CLIENT_BURST_EVENTS": "9999"}),
+        (
+            "RANKER_CLIENT_BURST_EVENTS",
+            {"RANKER_CLIENT_BURST_EVENTS": "20000", "RANKER_MAX_BATCH_EVENTS": "30000"},
+        ),
+    ],
+)
+def test_a_bad_ingest_limit_is_an_error_naming_its_variable(
+    variable: str, env: dict[str, str]
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    assert str(raised.value).startswith(f"{variable}:")
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"RANKER_REQUEST_TIMEOUT_S": "0.1", "RANKER_IDEMPOTENCY_WINDOW_S": "60"},
+        {"RANKER_REQUEST_TIMEOUT_S": "600", "RANKER_IDEMPOTENCY_WINDOW_S": "2592000"},
+        {"RANKER_MAX_BODY_BYTES": "4096", "RANKER_MAX_PENDING_BYTES": "4096"},
+        {"RANKER_MAX_BATCH_EVENTS": "1", "RANKER_CLIENT_BURST_EVENTS": "1"},
+        {"RANKER_MAX_BATCH_EVENTS": "1000000", "RANKER_CLIENT_BURST_EVENTS": "1000000"},
+    ],
+)
+def test_ingest_limits_at_their_bounds_are_taken(env: dict[str, str]) -> None:
+    Settings.from_env(env)

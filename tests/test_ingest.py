@@ -239,6 +239,26 @@ async def test_a_full_queue_refuses_at_once_and_counts_nothing(
     assert await redis.zscore(store.keys.scores("sports"), "late0") is None
 
 
+async def test_requests_sharing_a_key_in_one_flush_count_once_and_the_later_are_retries(
+    make_settings: Callable[..., Settings], clock: FakeClock, redis: Redis
+) -> None:
+    settings = make_settings()
+    store = RankingStore(redis, settings)
+    metrics = Metrics()
+    ingestor = Ingestor(store, settings, metrics, clock)  # not started: one flush takes all
+    key = ("0f" * 16, '{"fingerprint": "f", "answer": {}}')
+    tries = [asyncio.ensure_future(ingestor.submit(views(1, clock.now), {}, key)) for _ in range(3)]
+    await asyncio.sleep(0)
+    ingestor.start()
+    assert await asyncio.gather(*tries) == [False, True, True]
+    await ingestor.close()
+    assert await redis.zscore(store.keys.scores("sports"), "v0") == 1.0
+    registry = metrics.registry
+    assert registry.get_sample_value("ranker_events_accepted_total", {"section": "sports"}) == 1
+    labels = {"found": "flush"}
+    assert registry.get_sample_value("ranker_event_batches_replayed_total", labels) == 2
+
+
 async def test_a_backlog_is_applied_in_bounded_flushes(
     make_settings: Callable[..., Settings], clock: FakeClock, redis: Redis
 ) -> None:

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from ranker.config import Settings
 from ranker.scoring import HALF_LIFE_SETTLE_S
-from ranker.store import FlushPlan, Ranking, RankingStore
+from ranker.store import FlushPlan, KeyedBatch, Ranking, RankingStore
 
 T0 = 1_800_000_000.0
 
@@ -219,3 +219,79 @@ async def test_a_flush_of_thousands_of_articles_adds_exactly_like_zincrby(
     assert len(stored) == len(expected)
     mismatched = [name for name in expected if stored[name] != expected[name]]
     assert mismatched == []
+
+
+def keyed(token: str, increments: dict[str, dict[str, float]]) -> KeyedBatch:
+    return KeyedBatch(token, increments, record=f'{{"token": "{token}"}}')
+
+
+async def test_unkeyed_and_keyed_groups_of_one_flush_add_up_exactly(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store()
+    plan = FlushPlan(
+        T0,
+        {"sports": {"a": 1.0, "b": 0.25}},
+        keyed=[
+            keyed("t1", {"sports": {"a": 2.0, "c": 0.5}, "all": {"a": 2.0, "c": 0.5}}),
+            keyed("t2", {"sports": {"a": 4.0}, "world": {"d": 8.0}}),
+        ],
+    )
+    assert await store.apply(plan, T0) == frozenset()
+    assert await scores(store, "sports", T0) == {"a": 7.0, "b": 0.25, "c": 0.5}
+    assert await scores(store, "all", T0) == {"a": 2.0, "c": 0.5}
+    assert await scores(store, "world", T0) == {"d": 8.0}
+
+
+async def test_apply_returns_the_tokens_some_ranking_had_counted_already(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store()
+    await store.apply(FlushPlan(T0, {}, keyed=[keyed("t1", {"sports": {"a": 1.0}})]), T0)
+    plan = FlushPlan(
+        T0,
+        {"sports": {"b": 1.0}},
+        keyed=[
+            # Counted in "sports" before, not in "all": a retry all the same.
+            keyed("t1", {"sports": {"a": 1.0}, "all": {"a": 1.0}}),
+            keyed("t2", {"sports": {"a": 1.0}}),
+        ],
+    )
+    assert await store.apply(plan, T0) == frozenset({"t1"})
+    assert await scores(store, "sports", T0) == {"a": 2.0, "b": 1.0}
+    assert await scores(store, "all", T0) == {"a": 1.0}
+
+
+async def test_a_keyed_group_is_counted_once_per_ranking_however_often_it_is_applied(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store()
+    batch = keyed("t1", {"sports": {"a": 1.0}, "all": {"a": 1.0}})
+    for _ in range(3):
+        await store.apply(FlushPlan(T0, {"sports": {"b": 1.0}}, keyed=[batch]), T0)
+    # The unkeyed views alongside are counted every time.
+    assert await scores(store, "sports", T0) == {"a": 1.0, "b": 3.0}
+    assert await scores(store, "all", T0) == {"a": 1.0}
+
+
+async def test_a_keyed_group_is_counted_once_even_twice_in_one_flush(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store()
+    batch = keyed("t1", {"sports": {"a": 1.0}})
+    assert await store.apply(FlushPlan(T0, {}, keyed=[batch, batch]), T0) == frozenset({"t1"})
+    assert await scores(store, "sports", T0) == {"a": 1.0}
+
+
+async def test_the_answer_of_a_keyed_batch_is_kept_once_applied_and_the_first_stays(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store()
+    await store.apply(FlushPlan(T0, {}, keyed=[keyed("t1", {"sports": {"a": 1.0}})]), T0)
+    assert await store.idempotency_record("t1") == '{"token": "t1"}'
+    retry = KeyedBatch("t1", {"sports": {"a": 1.0}}, record="the retry's")
+    await store.apply(FlushPlan(T0, {}, keyed=[retry]), T0)
+    assert await store.keep_answer("t1", "another") is False
+    assert await store.idempotency_record("t1") == '{"token": "t1"}'
+    assert await store.keep_answer("t2", "nothing counted") is True
+    assert await store.idempotency_record("t2") == "nothing counted"
