@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .config import Settings
 from .state import REQUEST_ID
@@ -88,6 +89,23 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse at ERROR, with a traceback whose message quotes
+    the offending bytes: a header line, perhaps an ``Authorization`` with its token. Such
+    requests come from the internet all day and are answered 400 already; keep one WARNING
+    line that names the error, not what was sent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = "malformed HTTP request refused with %d (%s)"
+            record.args = (exc.code, type(exc).__name__)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure_logging(settings: Settings) -> None:
     """Send log records at ``settings.log_level`` and above to stderr, as JSON lines or, with
     ``RANKER_LOG_FORMAT=text``, as plain text for a person at a terminal."""
@@ -98,6 +116,7 @@ def configure_logging(settings: Settings) -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
         )
+    handler.addFilter(MalformedRequestFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

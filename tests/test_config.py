@@ -276,7 +276,7 @@ def test_ingest_limits_default_to_the_documented_values() -> None:
 def test_the_byte_budget_grows_to_hold_the_largest_body_unless_it_is_set() -> None:
     large = 32 * 1024 * 1024
     assert Settings.from_env({"RANKER_MAX_BODY_BYTES": str(large)}).max_pending_bytes == large
-    with pytest.raises(ConfigError, match="^RANKER_MAX_PENDING_BYTES"):
+    with pytest.raises(ConfigError, match=r"^RANKER_MAX_PENDING_BYTES"):
         Settings.from_env(
             {"RANKER_MAX_BODY_BYTES": str(large), "RANKER_MAX_PENDING_BYTES": str(large - 1)}
         )

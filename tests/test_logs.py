@@ -6,11 +6,13 @@ import io
 import logging
 import re
 import signal
+import socket
 import string
 import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -23,7 +25,7 @@ from ranker.config import Settings
 from ranker.embedded import free_port
 from ranker.logs import REQUEST_ID_HEADER, JsonFormatter, request_id
 from tests.conftest import AiohttpClient
-from tests.test_cli import RANKER, clean_env
+from tests.test_cli import RANKER, clean_env, serving
 from tests.test_workers import listening_pids, wait_until
 
 
@@ -141,3 +143,27 @@ def test_the_access_log_is_off_unless_switched_on(
     else:
         assert access == []
     assert any(line["message"] == "stopped" for line in lines)
+
+
+def test_a_malformed_request_is_one_warning_that_does_not_quote_it(
+    tmp_path: Path, redis_url: str, key_prefix: str
+) -> None:
+    secret = "secret-token-0123456789"
+    output: list[str] = []
+    with serving(
+        tmp_path, output, RANKER_REDIS_URL=redis_url, RANKER_KEY_PREFIX=key_prefix
+    ) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            # A control character in a header value: aiohttp refuses the request as malformed.
+            conn.sendall(
+                b"POST /v1/events HTTP/1.1\r\nHost: x\r\n"
+                + f"Authorization: Bearer {secret}\x01\r\n\r\n".encode()
+            )
+            assert conn.recv(4096).split(b" ")[1] == b"400"
+    (written,) = output
+    assert secret not in written
+    lines = [orjson.loads(line) for line in written.splitlines() if line.startswith("{")]
+    refused = [line for line in lines if "malformed HTTP request" in str(line["message"])]
+    assert [line["level"] for line in refused] == ["WARNING"]
+    assert "exception" not in refused[0]
