@@ -136,10 +136,7 @@ async def _watch_redis(store: RankingStore, metrics: Metrics) -> None:
             metrics.redis_errors.labels(operation="ping").inc()
         else:
             if not version_known:
-                try:
-                    metrics.set_build_info(await store.server_version())
-                except RedisError as exc:  # e.g. INFO refused by an ACL: the version stays unknown
-                    log.warning("cannot read the Redis server's version: %s", exc)
+                await _check_server(store, metrics)
                 version_known = True
         if store.available:
             if failures:
@@ -153,6 +150,24 @@ async def _watch_redis(store: RankingStore, metrics: Metrics) -> None:
                 log.warning("Redis is unavailable; checking until it answers")
             await asyncio.sleep(RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)])
             failures += 1
+
+
+async def _check_server(store: RankingStore, metrics: Metrics) -> None:
+    """Once Redis first answers: its version for ``ranker_build_info``, and a warning if it may
+    evict keys (eviction can drop what makes retries count once, or the counts themselves)."""
+    try:
+        metrics.set_build_info(await store.server_version())
+        policy = await store.eviction_policy()
+    except RedisError as exc:  # e.g. INFO refused by an ACL: the version stays unknown
+        log.warning("cannot read the Redis server's version and eviction policy: %s", exc)
+        return
+    if policy != "noeviction":
+        log.warning(
+            "Redis evicts keys under memory pressure (maxmemory-policy %s): it may drop the "
+            "keys that make a retried batch count once, or counts themselves. Set "
+            "maxmemory-policy noeviction",
+            policy,
+        )
 
 
 async def _keep_watching_redis(store: RankingStore, metrics: Metrics) -> None:

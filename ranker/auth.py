@@ -125,11 +125,12 @@ def bearer_token(request: web.BaseRequest) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def client_identity(request: web.BaseRequest) -> str:
-    """Whom a per-client limit counts against: its bearer token (as a digest: the token itself
-    is kept nowhere), else its address. Written however the header is spelled, one token is
-    one client."""
-    token = bearer_token(request)
+def client_identity(request: web.BaseRequest, *, tokens_configured: bool) -> str:
+    """Whom a per-client limit counts against: with tokens configured, the token it passed the
+    write check with (as a digest: the token itself is kept nowhere; however the header is
+    spelled, one token is one client), else its address (any header it sends is ignored, as
+    the write check ignores it)."""
+    token = bearer_token(request) if tokens_configured else None
     if token is not None:
         return "token:" + _digest(token)[:8].hex()
     return f"address:{request.remote}"

@@ -134,6 +134,7 @@ class RankingCache:
         self._wakeup = asyncio.Event()
         self._failing = False
         metrics.ranking_age.watch(self.ages)
+        store.outage_listeners.append(self.mark_all_stale)
 
     def lookup(self, alias: str) -> CachedList | None:
         """The answer cached under a request key given to :meth:`get`, if any."""
@@ -305,6 +306,12 @@ class RankingCache:
         half_life = ranking.half_life_s or self._settings.half_life_for(state.name)
         current = render(state.name, generated_at, half_life, items, self._settings.cache_control)
         slot.current = current.as_stale(self._settings.stale_if_error_s) if state.stale else current
+
+    def mark_all_stale(self) -> None:
+        """Redis was found unreachable: mark every list stale now, not only once its own next
+        read has failed too (that can be a refresh interval plus a command timeout later)."""
+        for state in self._rankings.values():
+            self._mark_stale(state)
 
     def _mark_stale(self, state: _RankingState) -> None:
         state.stale = True

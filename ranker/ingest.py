@@ -23,7 +23,7 @@ from .errors import FlushFailed, Overloaded, StoreUnavailable
 from .events import View, merge_metadata
 from .metrics import Metrics
 from .scoring import Clock
-from .store import FlushPlan, KeyedBatch, RankingStore
+from .store import FlushNotSent, FlushPlan, KeyedBatch, RankingStore
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +247,11 @@ class Ingestor:
                 [(token, record, r.views) for token, (record, r) in first_of.items()],
             )
             replayed = await self._store.apply(plan, self._clock())
+        except FlushNotSent as exc:
+            log.warning("flush of %d views failed: %s", views, exc)
+            self._metrics.redis_errors.labels(operation="flush").inc()
+            error = StoreUnavailable("Redis did not answer; nothing was counted")
+            self._fail_queued(error)
         except RedisError as exc:
             log.warning("flush of %d views failed: %s", views, exc)
             self._metrics.redis_errors.labels(operation="flush").inc()

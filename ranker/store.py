@@ -108,6 +108,10 @@ class Article:
         return cls(article_id, None, None, None, None, hidden=False, scores={})
 
 
+class FlushNotSent(RedisConnectionError):
+    """Redis could not be reached before a flush was sent: nothing of it was applied."""
+
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -129,7 +133,10 @@ def _observed(
             try:
                 result = await method(self, *args, **kwargs)
             except (RedisConnectionError, RedisTimeoutError):
-                self.available = False
+                if self.available:
+                    self.available = False
+                    for listener in self.outage_listeners:
+                        listener()
                 self.went_down.set()
                 metrics.redis_up.set(0)
                 raise
@@ -161,6 +168,8 @@ class RankingStore:
         the next that could: work that needs Redis is refused at once meanwhile."""
         self.went_down = asyncio.Event()
         """Set when a command finds Redis unreachable, for the check that finds it back."""
+        self.outage_listeners: list[Callable[[], None]] = []
+        """Called when a command first finds Redis unreachable after it answered."""
         self._redis = redis
         self._flush_redis = flush_redis if flush_redis is not None else redis
         self._settings = settings
@@ -180,6 +189,13 @@ class RankingStore:
         info = await self._redis.info("server")
         return str(info.get("valkey_version") or info.get("redis_version") or "unknown")
 
+    @_observed("server_info")
+    async def eviction_policy(self) -> str:
+        """The server's ``maxmemory-policy``: under any but ``noeviction``, Redis may drop the
+        keys that remember counted batches, and a retry would count again."""
+        info = await self._redis.info("memory")
+        return str(info.get("maxmemory_policy", "unknown"))
+
     @_observed("flush")
     async def apply(self, plan: FlushPlan, now: float) -> frozenset[str]:
         """Apply a flush: one atomic script call per ranking, all in one pipeline. Returns the
@@ -193,9 +209,12 @@ class RankingStore:
         settings = self._settings
         if time.monotonic() - self._flush_proven_at > FLUSH_IDLE_CHECK_S:
             try:
-                await self._flush_redis.ping()
-            except RedisConnectionError:
-                await self._flush_redis.ping()
+                try:
+                    await self._flush_redis.ping()
+                except RedisConnectionError:
+                    await self._flush_redis.ping()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                raise FlushNotSent(f"the flush was not sent: {exc}") from exc
         self._flush_proven_at = -math.inf
         groups: dict[str, list[tuple[str, Mapping[str, float]]]] = {
             ranking: [("", amounts)] for ranking, amounts in plan.increments.items()

@@ -46,7 +46,8 @@ async def post_events(request: web.Request) -> web.Response:
     """
     app = request.app
     settings, metrics, admission = app[SETTINGS], app[METRICS], app[ADMISSION]
-    client = client_identity(request)
+    tokens_configured = bool(settings.write_tokens)
+    client = client_identity(request, tokens_configured=tokens_configured)
     try:
         admission.check_rate(client, time.monotonic())
         if not app[STORE].available:
@@ -57,7 +58,13 @@ async def post_events(request: web.Request) -> web.Response:
         app[INGESTOR].check_room()
         with admission.reserve(request.content_length or settings.max_body_bytes):
             body = await _read_body(request, settings.max_body_bytes)
-            key = idempotency_key(request.headers.get(HEADER), request.content_type, body)
+            key = idempotency_key(
+                request.headers.get(HEADER),
+                request.content_type,
+                body,
+                # Each write token's keys are its own; with none, there is one writer.
+                writer=client if tokens_configured else "",
+            )
             if key is not None:
                 record = await _first_answer(app[STORE], key.token)
                 if record is not None:

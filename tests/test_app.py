@@ -17,7 +17,7 @@ from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis, free_port
 from ranker.state import METRICS, REDIS, SETTINGS, STORE
 from ranker.store import FlushPlan
-from tests.conftest import AiohttpClient, FakeClock
+from tests.conftest import AiohttpClient, Client, FakeClock
 
 
 def test_create_app_does_no_io_and_needs_a_redis_url(
@@ -157,3 +157,36 @@ async def test_shutdown_stops_accepting_finishes_in_flight_requests_then_flushes
         assert await response.json() == {"accepted": 1, "rejected": []}
         await stopping
     assert await redis.zscore(store.keys.scores("sports"), "in-flight") is not None
+
+
+def redis_version_known(client: Client) -> bool:
+    return any(
+        sample.labels["redis_version"] != "unknown"
+        for family in client.app[METRICS].registry.collect()
+        if family.name == "ranker_build_info"
+        for sample in family.samples
+    )
+
+
+@pytest.mark.parametrize(("policy", "warned"), [("volatile-lru", True), ("noeviction", False)])
+async def test_a_redis_that_may_evict_keys_is_warned_of_at_start(
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    policy: str,
+    warned: bool,
+) -> None:
+    with EmbeddedRedis(tmp_path / "redis", persist=False) as server:
+        admin = Redis.from_url(server.url)
+        await admin.config_set("maxmemory-policy", policy)
+        await admin.aclose()
+        client = await aiohttp_client(create_app(Settings(redis_url=server.url)))
+        # The policy is read right after the version, once Redis first answers.
+        for _ in range(1000):
+            if redis_version_known(client):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("maxmemory-policy" in m for m in messages) == warned
+        await client.close()

@@ -381,7 +381,10 @@ async def test_preflight_on_read_paths(
 def test_one_token_is_one_client_however_its_header_is_spelled() -> None:
     spellings = ["Bearer secret-token-0123456789", "bearer  secret-token-0123456789 "]
     identities = {
-        client_identity(make_mocked_request("POST", "/v1/events", headers={"Authorization": h}))
+        client_identity(
+            make_mocked_request("POST", "/v1/events", headers={"Authorization": h}),
+            tokens_configured=True,
+        )
         for h in spellings
     }
     assert len(identities) == 1
@@ -390,4 +393,6 @@ def test_one_token_is_one_client_however_its_header_is_spelled() -> None:
     other = make_mocked_request(
         "POST", "/v1/events", headers={"Authorization": "Bearer other-token-0123456789"}
     )
-    assert client_identity(other) != identity
+    assert client_identity(other, tokens_configured=True) != identity
+    # With no tokens, the header counts for nothing: the address is the client.
+    assert client_identity(other, tokens_configured=False).startswith("address:")

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDictProxy
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ranker import cache as cache_module
 from ranker.app import create_app
@@ -489,3 +490,21 @@ async def test_a_list_never_read_is_refused_without_a_read_while_redis_is_known_
     await eventually(ready)
     assert (await client.get("/v1/rankings/world")).status == 200
     assert reads["world"] == 1
+
+
+async def test_lists_are_marked_stale_as_soon_as_any_command_finds_redis_down(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    private_redis: EmbeddedRedis,
+) -> None:
+    # No refresh comes for a minute: only the failed command can mark the lists.
+    settings = make_settings(redis_url=private_redis.url, refresh_interval_s=60.0)
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    await post(client, {"article_id": "a", "section": "sports"})
+    await client.app[CACHE].refresh()
+    assert all(STALE_HEADER not in headers for _, headers in await answers(client))
+    private_redis.stop()
+    with pytest.raises(RedisConnectionError):
+        await client.app[STORE].ping()
+    assert all(headers[STALE_HEADER] == "true" for _, headers in await answers(client))

@@ -289,3 +289,18 @@ async def test_a_request_waiting_on_a_stalled_redis_ends_at_the_request_timeout(
     assert "may still be counted" in events_body["error"]["message"]
     assert article.status == 503
     assert article_body["error"]["code"] == "timeout"
+
+
+async def test_a_flush_that_cannot_reach_redis_says_nothing_was_counted(
+    aiohttp_client: AiohttpClient, private_redis: EmbeddedRedis
+) -> None:
+    client = await aiohttp_client(create_app(fault_settings(private_redis), clock=FakeClock()))
+    assert await ready(client)
+    # Killed between two checks: ingest still takes the batch, and the flush's first step,
+    # proving its connection, finds Redis gone before anything is sent.
+    private_redis.kill()
+    response = await client.post("/v1/events", json={"article_id": "a", "section": "sports"})
+    body = await response.json()
+    assert response.status == 503
+    assert body["error"]["code"] == "redis_unavailable"
+    assert "nothing was counted" in body["error"]["message"]

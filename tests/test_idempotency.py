@@ -291,3 +291,43 @@ async def test_a_key_first_used_for_a_batch_with_no_view_accepted_is_not_reused(
     status, _, _ = await post(client, other, "batch-1")
     assert status == 422
     assert await score(redis, client, "sports", "a") is None
+
+
+async def test_each_write_token_has_keys_of_its_own(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    tokens = ("analytics-token-0123456789", "backfill-token-0123456789")
+    client = await aiohttp_client(create_app(make_settings(write_tokens=tokens), clock=clock))
+    for token, article_id in zip(tokens, ("from-analytics", "from-backfill"), strict=True):
+        # Both senders number their batches from 1: neither's is a retry of the other's.
+        response = await client.post(
+            "/v1/events",
+            json=[{"article_id": article_id, "section": "sports"}],
+            headers={HEADER: "batch-1", "Authorization": f"Bearer {token}"},
+        )
+        assert response.status == 200
+        assert REPLAYED_HEADER not in response.headers
+        assert await score(redis, client, "sports", article_id) == 1.0
+
+
+async def test_a_large_answer_is_kept_without_its_messages(client: Client, redis: Redis) -> None:
+    events = [{"article_id": "good", "section": "sports"}] + [
+        {"article_id": f"bad-{n}", "section": "nowhere"} for n in range(2000)
+    ]
+    body = orjson.dumps(events)
+    status, first, _ = await post(client, body, "big-1")
+    assert status == 200
+    kept = await redis.get(client.app[STORE].keys.idempotency(token_of("big-1", body)))
+    assert kept is not None
+    assert len(kept) < len(body)
+    status, again, headers = await post(client, body, "big-1")
+    assert headers[REPLAYED_HEADER] == "true"
+    first_answer, replayed = orjson.loads(first), orjson.loads(again)
+    assert replayed["accepted"] == first_answer["accepted"] == 1
+    assert [(r["index"], r["code"]) for r in replayed["rejected"]] == [
+        (r["index"], r["code"]) for r in first_answer["rejected"]
+    ]
+    assert {r["message"] for r in replayed["rejected"]} == {"unknown_section"}
