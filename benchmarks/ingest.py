@@ -21,6 +21,7 @@ import multiprocessing
 import re
 import subprocess
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -47,16 +48,22 @@ class Load:
     generator_cpu_s: float = 0.0
 
 
-async def _send(url: str, bodies: list[bytes], senders: int, duration: float) -> Load:
+async def _send(
+    url: str, bodies: list[bytes], senders: int, duration: float, keyed: bool = False
+) -> Load:
     load = Load()
     deadline = time.perf_counter() + duration
+    run = uuid.uuid4().hex  # keys never repeat across runs: every request is a first try
 
     async def sender(offset: int, session: aiohttp.ClientSession) -> None:
         i = offset
         while time.perf_counter() < deadline:
             i += 1
             try:
-                async with session.post(url, data=bodies[i % len(bodies)], headers=HEADERS) as r:
+                headers = (
+                    {**HEADERS, "Idempotency-Key": f"{run}-{offset}-{i}"} if keyed else HEADERS
+                )
+                async with session.post(url, data=bodies[i % len(bodies)], headers=headers) as r:
                     answer = await r.read()
                     if r.status == 200:
                         load.accepted += orjson.loads(answer)["accepted"]
@@ -76,16 +83,20 @@ async def _send(url: str, bodies: list[bytes], senders: int, duration: float) ->
     return load
 
 
-def _send_in_process(job: tuple[str, list[bytes], int, float]) -> Load:
+def _send_in_process(job: tuple[str, list[bytes], int, float, bool]) -> Load:
     return asyncio.run(_send(*job))
 
 
-def generate(url: str, bodies: list[bytes], senders: int, procs: int, duration: float) -> Load:
+def generate(
+    url: str, bodies: list[bytes], senders: int, procs: int, duration: float, keyed: bool = False
+) -> Load:
     """The load, from this process or from ``procs`` forked ones, each with its share of the
     senders and of the bodies; wall time is the slowest process's."""
     if procs == 1:
-        return _send_in_process((url, bodies, senders, duration))
-    jobs = [(url, bodies[p::procs], max(1, senders // procs), duration) for p in range(procs)]
+        return _send_in_process((url, bodies, senders, duration, keyed))
+    jobs = [
+        (url, bodies[p::procs], max(1, senders // procs), duration, keyed) for p in range(procs)
+    ]
     with multiprocessing.get_context("fork").Pool(procs) as pool:
         loads = pool.map(_send_in_process, jobs)
     total = Load(wall_s=max(load.wall_s for load in loads))
@@ -107,10 +118,11 @@ class Run:
         return self.load.accepted / self.load.wall_s
 
 
-def measure(target: Server, args: argparse.Namespace, zipf: Zipf) -> Run:
+def measure(target: Server, args: argparse.Namespace, zipf: Zipf, keyed: bool = False) -> Run:
     bodies = zipf.pool(args.pool)  # fresh timestamps, built outside the measured time
     server_cpu, redis_cpu = target.cpu_seconds(), harness.redis_cpu_seconds(args.redis_url)
-    load = generate(target.base + "/v1/events", bodies, args.senders, args.procs, args.duration)
+    url = target.base + "/v1/events"
+    load = generate(url, bodies, args.senders, args.procs, args.duration, keyed)
     return Run(
         load,
         target.cpu_seconds() - server_cpu,
@@ -179,12 +191,17 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=300, help="distinct bodies per run")
     parser.add_argument("--workers", type=int, default=1, help="server processes, both servers")
     parser.add_argument("--skip-ceiling", action="store_true", help="no redis-benchmark run")
+    parser.add_argument(
+        "--keyed", action="store_true", help="also ranker with an Idempotency-Key per request"
+    )
     args = parser.parse_args()
     if args.workers != 1 and not harness.ranker_has_workers():
         parser.error("this ranker's serve has no --workers option yet")
     report = Report("Ingest benchmark", MODULE, args.redis_url)
     ranker_prefix, naive_prefix = harness.unique_prefix("ingest"), harness.unique_prefix("naive")
     results: dict[str, list[Run]] = {"ranker": [], "naive": []}
+    if args.keyed:
+        results["ranker keyed"] = []
     zipf = Zipf(seed=1)
     with contextlib.ExitStack() as stack:
         for prefix in (ranker_prefix, naive_prefix):
@@ -199,8 +216,11 @@ def main() -> None:
             )
         )  # fmt: skip
         for number in range(1, args.runs + 1):
-            for name, target in (("ranker", ranker), ("naive", naive)):
-                run = measure(target, args, zipf)
+            variants = [("ranker", ranker, False), ("naive", naive, False)]
+            if args.keyed:
+                variants.append(("ranker keyed", ranker, True))
+            for name, target, keyed in variants:
+                run = measure(target, args, zipf, keyed)
                 log(f"  run {number} {name}: {run.rate:,.0f} events/s")
                 results[name].append(run)
         ceiling = (
@@ -209,11 +229,19 @@ def main() -> None:
     report.add(
         f"{args.senders} senders in {args.procs} generator process(es), a pool of {args.pool} "
         f"bodies per run, {args.duration:g} s per run, `--workers {args.workers}` for both "
-        "servers; runs alternate ranker, naive, ranker, ...",
+        "servers; runs alternate ranker, naive"
+        + (", ranker keyed (a fresh Idempotency-Key per request)" if args.keyed else "")
+        + ", ranker, ...",
     )
     report_runs(report, results, args)
     r, n = (median(run.rate for run in results[name]) for name in ("ranker", "naive"))
     report.add(f"ranker/naive events/s: {ratio(r, n)}")
+    if args.keyed:
+        k = median(run.rate for run in results["ranker keyed"])
+        report.add(
+            f"ranker with an Idempotency-Key per request / without: {ratio(k, r)}; "
+            f"keyed/naive: {ratio(k, n)}"
+        )
     if ceiling:
         report.add(
             f"Redis ceiling (`redis-benchmark -P 64 -n 2000000 -r 5000 -q zincrby`): "

@@ -182,6 +182,11 @@ async def test_a_pause_and_a_crash_of_redis_lose_nothing_acknowledged_and_count_
     async with asyncio.timeout(30):
         await asyncio.gather(*tasks)
 
+    print(
+        f"ready {ready_after_pause:.3f} s after SIGCONT, {ready_after_restart:.3f} s after the "
+        f"restart; answers {dict(load.statuses)}; reads {dict(load.reads)}, "
+        f"{load.stale_reads} stale; {load.retried_batches} batches retried"
+    )
     assert not ready_while_paused
     assert not ready_while_down
     # The bound the issue sets; by design it is about half a second (the reconnect backoff).
