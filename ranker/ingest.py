@@ -11,80 +11,23 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from math import exp2
-from operator import itemgetter
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from redis.exceptions import RedisError
 
-from .config import SITE_WIDE, Settings
+from .config import Settings
 from .errors import FlushFailed, Overloaded, StoreUnavailable
 from .events import View, merge_metadata
+from .flush import FlushPlan, plan_flush
 from .metrics import Metrics
 from .scoring import Clock
-from .store import FlushNotSent, FlushPlan, KeyedBatch, RankingStore
+from .store import FlushNotSent, RankingStore
 
 log = logging.getLogger(__name__)
 
 MAX_FLUSH_VIEWS = 25_000
 """Views per flush at most (whole requests are never split): keeps each script call short, so
 one flush never holds Redis, or outlasts the command timeout, however far ingest falls behind."""
-
-
-def plan_flush(
-    batches: Iterable[Sequence[View]],
-    metadata: dict[str, tuple[str | None, str | None]],
-    settings: Settings,
-    keyed: Sequence[tuple[str, str, Sequence[View]]] = (),
-) -> FlushPlan:
-    """Sum the views of a flush into one amount per (ranking, article): the view lists of its
-    requests without a key together, and each keyed request's own, as (token, record, views).
-
-    Amounts are relative to the newest view's time, so every exponent is at most zero and no
-    amount can overflow; the script scales them to the ranking's landmark.
-    """
-    batches = [views for views in batches if views]
-    keyed = [request for request in keyed if request[2]]
-    every_list = (*batches, *(views for _, _, views in keyed))
-    reference_ts = max(max(map(itemgetter(2), views)) for views in every_list)
-    increments, views_by_section = _sum_views(batches, reference_ts, settings)
-    keyed_batches = []
-    for token, record, views in keyed:
-        amounts, counts = _sum_views((views,), reference_ts, settings)
-        keyed_batches.append(KeyedBatch(token, amounts, record))
-        for section, count in counts.items():
-            views_by_section[section] = views_by_section.get(section, 0) + count
-    return FlushPlan(reference_ts, increments, metadata, views_by_section, keyed_batches)
-
-
-def _sum_views(
-    batches: Iterable[Sequence[View]], reference_ts: float, settings: Settings
-) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
-    """Amounts per ranking and article, and views per section. The inner loop runs once per
-    event, the hottest code of ingest after parsing: lookups are hoisted, and a view's worth is
-    computed once when its section decays like the site-wide ranking."""
-    site_half_life = settings.half_life_for(SITE_WIDE)
-    site: dict[str, float] = {}
-    # section -> [its amounts, its half-life, its view count]
-    targets: dict[str, list[Any]] = {}
-    for views in batches:
-        for article_id, section, ts, weight in views:
-            target = targets.get(section)
-            if target is None:
-                target = targets[section] = [{}, settings.half_life_for(section), 0]
-            amounts, half_life, _ = target
-            target[2] += 1
-            amount = weight * exp2((ts - reference_ts) / half_life)
-            amounts[article_id] = amounts.get(article_id, 0.0) + amount
-            if half_life != site_half_life:
-                amount = weight * exp2((ts - reference_ts) / site_half_life)
-            site[article_id] = site.get(article_id, 0.0) + amount
-    increments = {section: amounts for section, (amounts, _, _) in targets.items()}
-    if site:
-        increments[SITE_WIDE] = site
-    views_by_section = {section: count for section, (_, _, count) in targets.items()}
-    return increments, views_by_section
 
 
 def _discard_outcome(future: asyncio.Future[bool]) -> None:

@@ -6,8 +6,9 @@ import asyncio
 import functools
 import math
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from importlib.resources import files
 from itertools import chain
 from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
@@ -20,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
 from .config import Settings
+from .flush import FlushPlan, script_call
 from .keys import Keys
 from .metrics import Metrics
 from .scoring import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES, decayed
@@ -52,42 +54,6 @@ class Ranking(NamedTuple):
     half_life_s: float | None
     items: list[RankedItem]
     members: int = 0
-
-
-Increments = Mapping[str, Mapping[str, float]]
-"""ranking -> article id -> sum of weight * 2**((ts - reference_ts) / half_life)."""
-
-
-@dataclass(frozen=True, slots=True)
-class KeyedBatch:
-    """The views of one request sent with an ``Idempotency-Key``: counted at most once per
-    ranking, however often they are applied, for ``idempotency_window_s``."""
-
-    token: str
-    increments: Increments
-    # The answer to give a retry of the request, kept once the batch is applied.
-    record: str
-
-
-@dataclass(frozen=True, slots=True)
-class FlushPlan:
-    """One flush's worth of work, already coalesced: one amount per (ranking, article) for the
-    requests without a key, one set of amounts per keyed request."""
-
-    reference_ts: float
-    increments: Increments
-    # article id -> (title, url) to set where the article has none yet
-    metadata: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
-    # section -> views of it in this flush, for the metrics once it is applied
-    views_by_section: Mapping[str, int] = field(default_factory=dict)
-    keyed: Sequence[KeyedBatch] = ()
-
-    def rankings(self) -> set[str]:
-        """Every ranking this flush writes to."""
-        names = set(self.increments)
-        for batch in self.keyed:
-            names.update(batch.increments)
-        return names
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,53 +182,64 @@ class RankingStore:
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 raise FlushNotSent(f"the flush was not sent: {exc}") from exc
         self._flush_proven_at = -math.inf
-        groups: dict[str, list[tuple[str, Mapping[str, float]]]] = {
-            ranking: [("", amounts)] for ranking, amounts in plan.increments.items()
-        }
-        for batch in plan.keyed:
-            for ranking, amounts in batch.increments.items():
-                groups.setdefault(ranking, []).append((batch.token, amounts))
-        async with self._flush_redis.pipeline(transaction=False) as pipe:
-            for ranking, ranking_groups in groups.items():
-                args: list[str | float | int | bytes] = [
-                    settings.half_life_for(ranking),
-                    plan.reference_ts,
-                    now,
-                    REBASE_AFTER_HALF_LIVES,
-                    settings.prune_below,
-                    settings.max_set_size,
-                    HALF_LIFE_SETTLE_S,
-                    # orjson writes the shortest text that reads back as the same double.
-                    orjson.dumps(
-                        [
-                            (token, list(chain.from_iterable(amounts.items())))
-                            for token, amounts in ranking_groups
-                        ]
-                    ),
-                    settings.idempotency_window_s,
-                ]
-                keys = [
-                    self.keys.scores(ranking),
-                    self.keys.decay(ranking),
-                    self.keys.applied(ranking),
-                ]
-                await self._increment(keys=keys, args=args, client=pipe)
-            for article_id, (title, url) in plan.metadata.items():
-                key = self.keys.article(article_id)
-                if title is not None:
-                    pipe.hsetnx(key, "title", title)
-                if url is not None:
-                    pipe.hsetnx(key, "url", url)
-            results = await pipe.execute()
+        # Each ranking's script call, as the keyed batches it carries and its merged amounts.
+        # A call that finds some of its batches counted already applies nothing and is sent
+        # again without them, until none is left over.
+        calls = {ranking: script_call(plan, ranking, set()) for ranking in plan.rankings()}
+        # A token given twice is counted once: its second batch is a retry of the first.
+        uses = Counter(batch.token for batch in plan.keyed)
+        replayed = {token for token, used in uses.items() if used > 1}
+        counted_before: dict[str, set[str]] = {}  # ranking -> the tokens it had counted
+        metadata = plan.metadata
+        while calls:
+            async with self._flush_redis.pipeline(transaction=False) as pipe:
+                for ranking, (tokens, amounts) in calls.items():
+                    await self._increment(
+                        keys=[
+                            self.keys.scores(ranking),
+                            self.keys.decay(ranking),
+                            self.keys.applied(ranking),
+                        ],
+                        args=[
+                            settings.half_life_for(ranking),
+                            plan.reference_ts,
+                            now,
+                            REBASE_AFTER_HALF_LIVES,
+                            settings.prune_below,
+                            settings.max_set_size,
+                            HALF_LIFE_SETTLE_S,
+                            # orjson writes the shortest text that reads back as the same double.
+                            orjson.dumps([tokens, list(chain.from_iterable(amounts.items()))]),
+                            settings.idempotency_window_s,
+                        ],
+                        client=pipe,
+                    )
+                for article_id, (title, url) in metadata.items():
+                    key = self.keys.article(article_id)
+                    if title is not None:
+                        pipe.hsetnx(key, "title", title)
+                    if url is not None:
+                        pipe.hsetnx(key, "url", url)
+                metadata = {}  # set once; the calls sent again carry counts only
+                results = await pipe.execute()
+            retry: dict[str, tuple[list[str], dict[str, float]]] = {}
+            for ranking, (members, found) in zip(calls, results, strict=False):
+                if members == -1:
+                    skip = counted_before.setdefault(ranking, set())
+                    skip.update(str(token) for token in found)
+                    replayed |= skip
+                    tokens, amounts = script_call(plan, ranking, skip)
+                    if tokens or amounts:
+                        retry[ranking] = (tokens, amounts)
+            calls = retry
         self._flush_proven_at = time.monotonic()
-        replayed = frozenset(str(token) for _, tokens in results[: len(groups)] for token in tokens)
         if plan.keyed:
             # Only now, with every count applied: a kept answer promises a retry that much.
             async with self._flush_redis.pipeline(transaction=False) as pipe:
                 for batch in plan.keyed:
                     self._keep(pipe, batch.token, batch.record)
                 await pipe.execute()
-        return replayed
+        return frozenset(replayed)
 
     @_observed("idempotency_set")
     async def keep_answer(self, token: str, record: str) -> bool:

@@ -15,8 +15,8 @@ from ranker import store as store_module
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis, free_port
+from ranker.flush import FlushPlan
 from ranker.state import METRICS, REDIS, SETTINGS, STORE
-from ranker.store import FlushPlan
 from tests.conftest import AiohttpClient, Client, FakeClock
 
 

@@ -13,9 +13,9 @@ from redis.asyncio import Redis
 
 from ranker.app import create_app
 from ranker.config import Settings
+from ranker.flush import FlushPlan, KeyedBatch
 from ranker.idempotency import HEADER, REPLAYED_HEADER, idempotency_key
 from ranker.state import METRICS, STORE
-from ranker.store import FlushPlan, KeyedBatch
 from tests.conftest import AiohttpClient, Client, FakeClock
 
 JSON = "application/json"

@@ -19,7 +19,7 @@ from ranker.config import Settings
 from ranker.embedded import free_port
 from ranker.errors import Overloaded
 from ranker.events import View
-from ranker.ingest import MAX_FLUSH_VIEWS, Ingestor, plan_flush
+from ranker.ingest import MAX_FLUSH_VIEWS, Ingestor
 from ranker.metrics import Metrics
 from ranker.state import INGESTOR, METRICS, STORE
 from ranker.store import RankingStore
@@ -161,24 +161,6 @@ async def test_eight_hours_at_one_minute_half_life_rebases_and_stays_exact(
         )
         assert pairs, ranking
         assert all(math.isfinite(score) and score > 0 for _, score in pairs)
-
-
-def test_plan_flush_coalesces_views_into_one_amount_per_ranking_and_article() -> None:
-    settings = Settings(sections=("sports", "world"), section_half_lives={"world": 100.0})
-    views = [
-        ("a", "sports", 1000.0, 1.0),
-        ("a", "sports", 1000.0 - 7200.0, 2.0),
-        ("b", "world", 900.0, 3.0),
-    ]
-    plan = plan_flush([views[:1], views[1:]], {"a": ("Title", None)}, settings)
-    assert plan.reference_ts == 1000.0
-    assert dict(plan.increments["sports"]) == {"a": pytest.approx(2.0)}
-    assert dict(plan.increments["world"]) == {"b": pytest.approx(1.5)}
-    assert dict(plan.increments["all"]) == {
-        "a": pytest.approx(2.0),
-        "b": pytest.approx(3.0 * 2 ** (-100 / 7200)),
-    }
-    assert plan.metadata == {"a": ("Title", None)}
 
 
 async def test_events_are_refused_at_once_while_redis_is_down(

@@ -2,14 +2,15 @@
 -- KEYS[1] scores (zset), KEYS[2] decay state (hash: landmark, half_life, changed_at), KEYS[3] the
 --         tokens of the keyed batches already counted here (zset, scored by expiry); one slot.
 -- ARGV: half_life, reference_ts, now, rebase_after, prune_below, max_members, settle_s, a JSON
---       array of groups [token, [article_id, amount, article_id, amount, ...]], and the seconds
---       a token is remembered. An amount is the sum of w * 2^((t - reference_ts) / half_life).
---       A group with the token "" is counted as it comes; a group with a token is counted only
---       if this ranking has not counted that token before, and the token is recorded in the
---       same step, so a batch retried with its Idempotency-Key is counted once here whatever
---       became of the first try. One JSON argument instead of thousands: redis-py encodes each
---       argument in Python, which cost a third of ingest's CPU.
--- Returns {members after the update, {tokens of the groups skipped as already counted}}.
+--       [tokens, [article_id, amount, article_id, amount, ...]], and the seconds a token is
+--       remembered. An amount is the sum of w * 2^((t - reference_ts) / half_life) over the
+--       flush's views, those of the keyed batches (the tokens) included. The amounts are
+--       applied only if this ranking has counted none of the tokens, and the tokens are
+--       recorded in the same step: a batch retried with its Idempotency-Key is counted once
+--       here, whatever became of the first try. One JSON argument instead of thousands:
+--       redis-py encodes each argument in Python, which cost a third of ingest's CPU.
+-- Returns {members after the update, {}}, or {-1, {tokens counted here before}} with nothing
+-- applied.
 local scores, decay, applied = KEYS[1], KEYS[2], KEYS[3]
 local half_life = tonumber(ARGV[1])
 local reference_ts = tonumber(ARGV[2])
@@ -25,49 +26,31 @@ local function num(x)
   return string.format('%.17g', x)
 end
 
--- Which groups count: the common flush is one group without a token, used as it is.
-local groups = cjson.decode(ARGV[8])
-local replayed = {}
-local increments
-if #groups == 1 and groups[1][1] == '' then
-  increments = groups[1][2]
-else
+-- The tokens first: if any was counted here already, nothing is applied and they are returned,
+-- for the caller to send this ranking's amounts again without those batches' share. Retries
+-- are rare, so the usual flush is one merged set of amounts, as cheap as one without keys.
+local spec = cjson.decode(ARGV[8])
+local tokens, increments = spec[1], spec[2]
+if #tokens > 0 then
   redis.call('ZREMRANGEBYSCORE', applied, '-inf', num(now))
-  local sums, order = {}, {}
-  for _, group in ipairs(groups) do
-    local token, flat = group[1], group[2]
-    local fresh = true
-    if token ~= '' then
-      if redis.call('ZSCORE', applied, token) then
-        fresh = false
-        replayed[#replayed + 1] = token
-      else
-        redis.call('ZADD', applied, num(now + remember_s), token)
-      end
-    end
-    if fresh then
-      for i = 1, #flat, 2 do
-        local member, amount = flat[i], flat[i + 1]
-        local sum = sums[member]
-        if sum == nil then
-          order[#order + 1] = member
-          sums[member] = amount
-        else
-          sums[member] = sum + amount
-        end
-      end
+  local replayed = {}
+  for _, token in ipairs(tokens) do
+    if redis.call('ZSCORE', applied, token) then
+      replayed[#replayed + 1] = token
     end
   end
-  -- Whole tokens set expire with their last entry, so an idle ranking keeps none for ever.
+  if #replayed > 0 then
+    return {-1, replayed}
+  end
+  local expires_at = num(now + remember_s)
+  for _, token in ipairs(tokens) do
+    redis.call('ZADD', applied, expires_at, token)
+  end
+  -- The set expires with its last entry, so an idle ranking keeps no tokens for ever.
   redis.call('EXPIRE', applied, math.ceil(remember_s))
-  increments = {}
-  for _, member in ipairs(order) do
-    increments[#increments + 1] = member
-    increments[#increments + 1] = sums[member]
-  end
 end
 if #increments == 0 then
-  return {redis.call('ZCARD', scores), replayed}
+  return {redis.call('ZCARD', scores), {}}
 end
 
 local state = redis.call('HMGET', decay, 'landmark', 'half_life', 'changed_at')
@@ -144,4 +127,4 @@ if members > max_members then
   redis.call('ZREMRANGEBYRANK', scores, 0, members - max_members - 1)
   members = max_members
 end
-return {members, replayed}
+return {members, {}}
