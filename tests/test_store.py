@@ -296,22 +296,3 @@ async def test_the_answer_of_a_keyed_batch_is_kept_once_applied_and_the_first_st
     assert await store.idempotency_record("t1") == '{"token": "t1"}'
     assert await store.keep_answer("t2", "nothing counted") is True
     assert await store.idempotency_record("t2") == "nothing counted"
-
-
-async def test_a_retried_batch_in_a_flush_leaves_the_rest_of_the_flush_counted(
-    make_store: Callable[..., RankingStore],
-) -> None:
-    store = make_store()
-    await store.apply(FlushPlan(T0, {}, keyed=[keyed("t1", {"sports": {"a": 1.0}})]), T0)
-    plan = FlushPlan(
-        T0,
-        {"sports": {"b": 2.0}},
-        keyed=[keyed("t1", {"sports": {"a": 1.0}}), keyed("t2", {"sports": {"c": 3.0}})],
-    )
-    # The first call finds t1 counted and applies nothing; the second, without it, applies
-    # the rest.
-    assert await store.apply(plan, T0) == frozenset({"t1"})
-    assert await scores(store, "sports", T0) == {"a": 1.0, "b": 2.0, "c": 3.0}
-    again = FlushPlan(T0, {}, keyed=[keyed("t2", {"sports": {"c": 3.0}})])
-    assert await store.apply(again, T0) == frozenset({"t2"})
-    assert await scores(store, "sports", T0) == {"a": 1.0, "b": 2.0, "c": 3.0}
