@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import schemathesis
 from redis.asyncio import Redis
 
@@ -89,14 +90,34 @@ async def test_the_document_is_served_as_shipped(client: Client) -> None:
     assert await resp.read() == files("ranker").joinpath("openapi.json").read_bytes()
 
 
+TOKEN = "schemathesis-token-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("tokens", "headers"),
+    [
+        pytest.param({}, [], id="no-tokens-loopback-writes"),
+        pytest.param(
+            {"RANKER_WRITE_TOKENS": TOKEN},
+            ["-H", f"Authorization: Bearer {TOKEN}"],
+            id="token-sent",
+        ),
+        pytest.param({"RANKER_WRITE_TOKENS": TOKEN}, [], id="writes-unauthorized"),
+    ],
+)
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_spec(
-    redis_url: str, key_prefix: str, redis: Redis, tmp_path: Path
+    redis_url: str,
+    key_prefix: str,
+    redis: Redis,
+    tmp_path: Path,
+    tokens: dict[str, str],
+    headers: list[str],
 ) -> None:
     """A live ``ranker serve`` (its keys under the test's prefix, deleted by the ``redis``
-    fixture) tested by schemathesis from the document it serves, deterministically."""
-    with serving(
-        tmp_path / "data", RANKER_REDIS_URL=redis_url, RANKER_KEY_PREFIX=key_prefix
-    ) as base:
+    fixture) tested by schemathesis from the document it serves, deterministically: writable
+    from loopback, with a token, and refusing writes (401) for want of one."""
+    env = {"RANKER_REDIS_URL": redis_url, "RANKER_KEY_PREFIX": key_prefix, **tokens}
+    with serving(tmp_path / "data", None, **env) as base:
         run = subprocess.run(
             [
                 sys.executable,
@@ -118,6 +139,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_spec(
                 "1",
                 "--request-timeout",
                 "10",
+                *headers,
             ],
             env={**os.environ, "SCHEMATHESIS_HOOKS": str(HERE / "openapi_hooks.py")},
             # Anything schemathesis writes stays out of the checkout.
