@@ -222,15 +222,21 @@ async def proxy(private_redis: EmbeddedRedis) -> AsyncIterator[ReplyLosingProxy]
     await proxy.close()
 
 
-async def test_a_flush_whose_answer_is_lost_is_503_and_its_views_may_be_counted(
-    aiohttp_client: AiohttpClient,
-    private_redis: EmbeddedRedis,
-    proxy: ReplyLosingProxy,
-    redis_client: Redis,
-) -> None:
+@pytest.fixture
+async def proxied(
+    aiohttp_client: AiohttpClient, private_redis: EmbeddedRedis, proxy: ReplyLosingProxy
+) -> Client:
+    """A client of an app that reaches its Redis through the proxy, ready."""
     settings = replace(fault_settings(private_redis), redis_url=proxy.url)
     client = await aiohttp_client(create_app(settings, clock=FakeClock()))
     assert await ready(client)
+    return client
+
+
+async def test_a_flush_whose_answer_is_lost_is_503_and_its_views_may_be_counted(
+    proxied: Client, proxy: ReplyLosingProxy, redis_client: Redis
+) -> None:
+    client = proxied
     proxy.lose_script_replies = True
     first = await client.post("/v1/events", json={"article_id": "late", "section": "sports"})
     body = await first.json()
@@ -243,14 +249,9 @@ async def test_a_flush_whose_answer_is_lost_is_503_and_its_views_may_be_counted(
 
 
 async def test_a_retry_with_its_key_after_a_lost_answer_counts_nothing_more(
-    aiohttp_client: AiohttpClient,
-    private_redis: EmbeddedRedis,
-    proxy: ReplyLosingProxy,
-    redis_client: Redis,
+    proxied: Client, proxy: ReplyLosingProxy, redis_client: Redis
 ) -> None:
-    settings = replace(fault_settings(private_redis), redis_url=proxy.url)
-    client = await aiohttp_client(create_app(settings, clock=FakeClock()))
-    assert await ready(client)
+    client = proxied
     events = [{"article_id": "late", "section": "sports"}, {"article_id": "late", "section": "x"}]
     headers = {"Idempotency-Key": "batch-1"}
     proxy.lose_script_replies = True
