@@ -167,10 +167,12 @@ class RankingStore:
         """Apply a flush: one atomic script call per ranking, all in one pipeline. Returns the
         tokens of the keyed batches some ranking had already counted (retries).
 
-        The pipeline itself is never retried (Redis may have applied it before a connection
-        broke). So after an idle spell or a failure, when Redis may have closed the connection
-        (restart, idle timeout), it is proven first: a PING that finds it closed drops it, and
-        a second PING opens the connection the pipeline then uses. Under load there is no PING.
+        A ranking whose call finds such a batch applies nothing, and is sent again in another
+        pipeline without that batch's share (rare: it takes a retry). A pipeline is never
+        sent twice (Redis may have applied it before a connection broke). So after an idle
+        spell or a failure, when Redis may have closed the connection (restart, idle timeout),
+        it is proven first: a PING that finds it closed drops it, and a second PING opens the
+        connection the pipeline then uses. Under load there is no PING.
         """
         settings = self._settings
         if time.monotonic() - self._flush_proven_at > FLUSH_IDLE_CHECK_S:
