@@ -193,6 +193,7 @@ class Settings:
         sections = get("RANKER_SECTIONS", _parse_sections, DEFAULT_SECTIONS)
         defaults = cls(sections=sections)
         max_body_bytes = get("RANKER_MAX_BODY_BYTES", _parse_int, defaults.max_body_bytes)
+        max_batch_events = get("RANKER_MAX_BATCH_EVENTS", _parse_int, defaults.max_batch_events)
         return cls(
             redis_url=get("RANKER_REDIS_URL", _parse_redis_url, None),
             host=get("RANKER_HOST", _parse_str, defaults.host),
@@ -236,12 +237,15 @@ class Settings:
                 _parse_int,
                 max(defaults.max_pending_bytes, max_body_bytes),
             ),
-            max_batch_events=get("RANKER_MAX_BATCH_EVENTS", _parse_int, defaults.max_batch_events),
+            max_batch_events=max_batch_events,
             client_events_per_s=get(
                 "RANKER_CLIENT_EVENTS_PER_S", _parse_float, defaults.client_events_per_s
             ),
+            # By default, room for at least one batch of the largest size.
             client_burst_events=get(
-                "RANKER_CLIENT_BURST_EVENTS", _parse_int, defaults.client_burst_events
+                "RANKER_CLIENT_BURST_EVENTS",
+                _parse_int,
+                max(defaults.client_burst_events, max_batch_events),
             ),
             write_tokens=get("RANKER_WRITE_TOKENS", _parse_list, ()),
             cors_origins=get("RANKER_CORS_ORIGINS", _parse_list, ()),

@@ -282,6 +282,11 @@ def test_the_byte_budget_grows_to_hold_the_largest_body_unless_it_is_set() -> No
         )
 
 
+def test_the_burst_grows_to_hold_the_largest_batch_unless_it_is_set() -> None:
+    settings = Settings.from_env({"RANKER_MAX_BATCH_EVENTS": "50000"})
+    assert settings.client_burst_events == 50_000
+
+
 def test_ingest_limits_are_read_from_the_environment() -> None:
     settings = Settings.from_env(
         {
