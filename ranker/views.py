@@ -50,9 +50,8 @@ async def post_events(request: web.Request) -> web.Response:
     client = client_identity(request, tokens_configured=tokens_configured)
     try:
         admission.check_rate(client, time.monotonic())
-        if not app[STORE].available:
-            # Refused before the body is read: Redis is down, and waiting would not help.
-            raise StoreUnavailable("Redis is unavailable; nothing was counted")
+        # Refused before the body is read: Redis is down, and waiting would not help.
+        _require_redis(request, "nothing was counted")
         # Too large is said first: unlike a full budget, it is no reason to come back soon.
         _check_declared_length(request, settings.max_body_bytes)
         app[INGESTOR].check_room()
@@ -114,6 +113,13 @@ async def _first_answer(store: RankingStore, token: str) -> str | None:
         raise StoreUnavailable("Redis did not answer; nothing was counted") from None
 
 
+def _require_redis(request: web.Request, consequence: str) -> None:
+    """Refuse at once while Redis is known to be down: waiting out a command timeout would
+    tell the client nothing more (the background check finds Redis back within a second)."""
+    if not request.app[STORE].available:
+        raise StoreUnavailable(f"Redis is unavailable; {consequence}")
+
+
 def _events_response(body: bytes, *, replayed: bool) -> web.Response:
     response = web.Response(body=body, content_type="application/json")
     if replayed:
@@ -166,6 +172,7 @@ async def get_article(request: web.Request) -> web.Response:
     """An article's metadata and its current score in every ranking that holds it."""
     app = request.app
     article_id = check_article_id(request.match_info["article_id"])
+    _require_redis(request, "try again shortly")
     article = await app[STORE].get_article(article_id, app[CLOCK]())
     if article is None:
         raise ArticleNotFound(f"no metadata or views for article {article_id!r}")
@@ -177,6 +184,7 @@ async def put_article(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     article_id = check_article_id(request.match_info["article_id"])
+    _require_redis(request, "nothing was changed")
     body = await _read_body(request, settings.max_body_bytes)
     changes = parse_article_update(body, request.content_type, request.charset, settings.sections)
     store = app[STORE]
@@ -202,10 +210,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready to serve: Redis answers. 503 at once while Redis is known to be down (the
     background check finds it back within a second of its return)."""
-    store = request.app[STORE]
-    if not store.available:
-        raise StoreUnavailable("Redis is unavailable")
-    await store.ping()
+    _require_redis(request, "not ready")
+    await request.app[STORE].ping()
     return json_response({"status": "ready"})
 
 

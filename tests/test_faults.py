@@ -19,12 +19,14 @@ from typing import cast
 import aiohttp
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ranker.app import create_app
 from ranker.cache import STALE_HEADER
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis
 from ranker.keys import Keys
+from ranker.state import METRICS, STORE
 from tests.conftest import AiohttpClient, Client, FakeClock
 from tests.proxy import ReplyLosingProxy
 
@@ -310,3 +312,38 @@ async def test_a_flush_that_cannot_reach_redis_says_nothing_was_counted(
     assert response.status == 503
     assert body["error"]["code"] == "redis_unavailable"
     assert "nothing was counted" in body["error"]["message"]
+
+
+async def test_article_reads_and_writes_are_refused_at_once_while_redis_is_known_down(
+    aiohttp_client: AiohttpClient, private_redis: EmbeddedRedis
+) -> None:
+    client = await aiohttp_client(create_app(fault_settings(private_redis), clock=FakeClock()))
+    assert await ready(client)
+    private_redis.kill()
+    with pytest.raises(RedisConnectionError):
+        await client.app[STORE].ping()  # how any command finds Redis down
+    registry = client.app[METRICS].registry
+
+    def article_commands() -> float:
+        return sum(
+            registry.get_sample_value(
+                "ranker_redis_command_duration_seconds_count", {"operation": operation}
+            )
+            or 0.0
+            for operation in ("article_get", "article_put")
+        ) + (
+            registry.get_sample_value(
+                "ranker_redis_errors_total", {"operation": "/v1/articles/{article_id}"}
+            )
+            or 0.0
+        )
+
+    read = await client.get("/v1/articles/a")
+    write = await client.put("/v1/articles/a", json={"title": "Never written"})
+    for response, consequence in ((read, "try again shortly"), (write, "nothing was changed")):
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        body = await response.json()
+        assert body["error"]["code"] == "redis_unavailable"
+        assert consequence in body["error"]["message"]
+    assert article_commands() == 0  # neither waited on a command to find out

@@ -19,12 +19,12 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.asyncio import Redis
 
-from ranker.app import create_app
-from ranker.config import Settings
 from ranker.embedded import free_port
 from ranker.logs import REQUEST_ID_HEADER, JsonFormatter, request_id
-from tests.conftest import AiohttpClient
+from ranker.state import STORE
+from tests.conftest import Client
 from tests.test_cli import RANKER, clean_env, serving
 from tests.test_workers import listening_pids, wait_until
 
@@ -65,22 +65,20 @@ def test_a_record_is_one_line_of_json_with_its_extras(
 
 
 async def test_logs_and_errors_carry_the_request_id(
-    aiohttp_client: AiohttpClient,
-    make_settings: Callable[..., Settings],
-    json_lines: Callable[[], list[dict[str, object]]],
+    client: Client, redis: Redis, json_lines: Callable[[], list[dict[str, object]]]
 ) -> None:
-    # No Redis listens here: reading an article fails, logs a warning, answers 503.
-    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.5)
-    client = await aiohttp_client(create_app(settings))
+    # An article key that is no hash: reading it fails in Redis, is logged, answers 500.
+    for article_id in ("a", "b"):
+        await redis.set(client.app[STORE].keys.article(article_id), "not a hash")
     sent = await client.get("/v1/articles/a", headers={"X-Request-ID": "edge-42"})
-    assert sent.status == 503
+    assert sent.status == 500
     assert sent.headers["X-Request-ID"] == "edge-42"
     made = await client.get("/v1/articles/b", headers={"X-Request-ID": "bad id\u00e9"})
-    assert made.status == 503
+    assert made.status == 500
     made_id = made.headers["X-Request-ID"]
     assert made_id != "bad id\u00e9"
     assert len(made_id) == 32
-    ids = {line.get("request_id") for line in json_lines() if line["level"] == "WARNING"}
+    ids = {line.get("request_id") for line in json_lines() if line["level"] == "ERROR"}
     assert {"edge-42", made_id} <= ids
     ok = await client.get("/healthz")
     assert "X-Request-ID" not in ok.headers  # successful answers stay lean
