@@ -15,21 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
-import orjson
-from multidict import CIMultiDict
 from redis.exceptions import RedisError
 
 from .config import Settings
 from .errors import StoreUnavailable
 from .metrics import Metrics
+from .responses import STALE_HEADER, CachedList, render
 from .scoring import Clock
 from .store import Ranking, RankingStore
 
@@ -44,49 +40,6 @@ IDLE_AFTER_S = 60.0
 EARLY_REFRESH_GAP_S = 0.1
 """After a local write, a ranking is refreshed this long after its last refresh at the
 earliest, instead of waiting for the next tick: at most ten extra reads a second."""
-
-
-STALE_HEADER = "X-Ranker-Stale"
-"""Set (to ``true``) on a list served from memory because Redis could not be read."""
-
-
-@dataclass(frozen=True, slots=True)
-class CachedList:
-    """One rendered answer: the body, its strong ETag, and the response headers (copied per
-    response: aiohttp adds to them)."""
-
-    body: bytes
-    etag: str
-    headers: CIMultiDict[str]
-
-    def as_stale(self, stale_if_error_s: int) -> CachedList:
-        """The same answer marked stale, served while Redis cannot be read: no longer fresh
-        for any cache, still good to serve on error for ``stale_if_error_s``."""
-        headers = self.headers.copy()
-        headers["Cache-Control"] = f"public, max-age=0, stale-if-error={stale_if_error_s}"
-        headers[STALE_HEADER] = "true"
-        return CachedList(self.body, self.etag, headers)
-
-
-def render(
-    section: str, generated_at: float, half_life_s: float, items: list[Any], cache_control: str
-) -> CachedList:
-    """Serialize one answer. ``items`` are already-ranked item dicts, at most ``limit`` long."""
-    body = orjson.dumps(
-        {
-            "section": section,
-            "generated_at": generated_at,
-            "half_life_s": half_life_s,
-            "items": items,
-        }
-    )
-    # A digest of the bytes: replicas that render the same bytes give the same ETag, so a CDN
-    # in front of several of them still gets its 304s.
-    etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-    headers = CIMultiDict(
-        {"Content-Type": "application/json", "ETag": etag, "Cache-Control": cache_control}
-    )
-    return CachedList(body, etag, headers)
 
 
 class Slot:

@@ -1,12 +1,15 @@
-"""JSON responses, serialized by orjson, and conditional requests."""
+"""JSON responses, serialized by orjson, ready-made ranking answers, and conditional requests."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 
 def json_response(
@@ -33,3 +36,46 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
         if candidate == "*" or candidate.removeprefix("W/") == etag:
             return True
     return False
+
+
+STALE_HEADER = "X-Ranker-Stale"
+"""Set (to ``true``) on a list served from memory because Redis could not be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachedList:
+    """One rendered answer: the body, its strong ETag, and the response headers (copied per
+    response: aiohttp adds to them)."""
+
+    body: bytes
+    etag: str
+    headers: CIMultiDict[str]
+
+    def as_stale(self, stale_if_error_s: int) -> CachedList:
+        """The same answer marked stale, served while Redis cannot be read: no longer fresh
+        for any cache, still good to serve on error for ``stale_if_error_s``."""
+        headers = self.headers.copy()
+        headers["Cache-Control"] = f"public, max-age=0, stale-if-error={stale_if_error_s}"
+        headers[STALE_HEADER] = "true"
+        return CachedList(self.body, self.etag, headers)
+
+
+def render(
+    section: str, generated_at: float, half_life_s: float, items: list[Any], cache_control: str
+) -> CachedList:
+    """Serialize one answer. ``items`` are already-ranked item dicts, at most ``limit`` long."""
+    body = orjson.dumps(
+        {
+            "section": section,
+            "generated_at": generated_at,
+            "half_life_s": half_life_s,
+            "items": items,
+        }
+    )
+    # A digest of the bytes: replicas that render the same bytes give the same ETag, so a CDN
+    # in front of several of them still gets its 304s.
+    etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+    headers = CIMultiDict(
+        {"Content-Type": "application/json", "ETag": etag, "Cache-Control": cache_control}
+    )
+    return CachedList(body, etag, headers)

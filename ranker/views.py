@@ -16,7 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .articles import check_article_id, parse_article_update
 from .auth import client_identity
-from .cache import DEFAULT_LIMIT, MAX_LIMIT, STALE_HEADER, CachedList
+from .cache import DEFAULT_LIMIT, MAX_LIMIT
 from .errors import (
     ArticleNotFound,
     InvalidLimit,
@@ -27,7 +27,7 @@ from .errors import (
 )
 from .events import parse_events
 from .idempotency import HEADER, REPLAYED_HEADER, idempotency_key
-from .responses import etag_matches, json_response
+from .responses import STALE_HEADER, CachedList, etag_matches, json_response
 from .state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, SETTINGS, STORE
 from .store import Article, RankingStore
 from .worker_metrics import merged_exposition

@@ -21,10 +21,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ranker import cache as cache_module
 from ranker.app import create_app
-from ranker.cache import STALE_HEADER
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis
-from ranker.responses import etag_matches
+from ranker.responses import STALE_HEADER, etag_matches
 from ranker.state import CACHE, METRICS, SETTINGS, STORE
 from ranker.store import Ranking
 from tests.conftest import AiohttpClient, Client, FakeClock

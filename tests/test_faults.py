@@ -22,10 +22,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ranker.app import create_app
-from ranker.cache import STALE_HEADER
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis
 from ranker.keys import Keys
+from ranker.responses import STALE_HEADER
 from ranker.state import METRICS, STORE
 from tests.conftest import AiohttpClient, Client, FakeClock
 from tests.proxy import ReplyLosingProxy
