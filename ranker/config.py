@@ -63,6 +63,9 @@ class Settings:
     port: int = 8080
     half_life_s: float = 7200.0
     section_half_lives: Mapping[str, float] = field(default_factory=dict)
+    max_age_hours: Mapping[str, float] = field(default_factory=dict)
+    """Per ranking (a section slug or ``all``): its lists leave out articles published longer
+    ago than this many hours. A ranking not named has no limit."""
     sections: tuple[str, ...] = DEFAULT_SECTIONS
     key_prefix: str = "ranker"
     max_body_bytes: int = 1024 * 1024
@@ -96,13 +99,10 @@ class Settings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "section_set", frozenset(self.sections))
         _check_sections(self.sections, "RANKER_SECTIONS")
-        for name, value in self.section_half_lives.items():
-            if name != SITE_WIDE and name not in self.sections:
-                raise ConfigError(
-                    f"RANKER_SECTION_HALF_LIVES: {name!r} is neither {SITE_WIDE!r} "
-                    "nor a configured section"
-                )
-            _check_half_life(value, "RANKER_SECTION_HALF_LIVES")
+        self._check_per_ranking(
+            self.section_half_lives, "RANKER_SECTION_HALF_LIVES", _check_half_life
+        )
+        self._check_per_ranking(self.max_age_hours, "RANKER_MAX_AGE_HOURS", _check_positive)
         _check_half_life(self.half_life_s, "RANKER_HALF_LIFE_S")
         _check_positive(self.redis_timeout_s, "RANKER_REDIS_TIMEOUT_S")
         if not (math.isfinite(self.refresh_interval_s) and 0.01 <= self.refresh_interval_s <= 3600):
@@ -138,6 +138,16 @@ class Settings:
         self._check_ingest_limits()
         _check_tokens(self.write_tokens, "RANKER_WRITE_TOKENS")
         _check_origins(self.cors_origins, "RANKER_CORS_ORIGINS")
+
+    def _check_per_ranking(
+        self, values: Mapping[str, float], variable: str, check: Callable[[float, str], None]
+    ) -> None:
+        for name, value in values.items():
+            if name != SITE_WIDE and name not in self.section_set:
+                raise ConfigError(
+                    f"{variable}: {name!r} is neither {SITE_WIDE!r} nor a configured section"
+                )
+            check(value, variable)
 
     def _check_ingest_limits(self) -> None:
         if not (math.isfinite(self.request_timeout_s) and 0.1 <= self.request_timeout_s <= 600):
@@ -179,6 +189,12 @@ class Settings:
         """The half-life, in seconds, of one ranking (a section slug or ``all``)."""
         return self.section_half_lives.get(ranking, self.half_life_s)
 
+    def max_age_s_for(self, ranking: str) -> float | None:
+        """How long ago, in seconds, an article in one ranking's lists may have been published
+        at most; None: no limit."""
+        hours = self.max_age_hours.get(ranking)
+        return None if hours is None else hours * 3600.0
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Build settings from ``RANKER_*`` variables.
@@ -199,7 +215,8 @@ class Settings:
             host=get("RANKER_HOST", _parse_str, defaults.host),
             port=get("RANKER_PORT", _parse_int, defaults.port),
             half_life_s=get("RANKER_HALF_LIFE_S", _parse_float, defaults.half_life_s),
-            section_half_lives=get("RANKER_SECTION_HALF_LIVES", _parse_half_lives, {}),
+            section_half_lives=get("RANKER_SECTION_HALF_LIVES", _parse_per_ranking, {}),
+            max_age_hours=get("RANKER_MAX_AGE_HOURS", _parse_per_ranking, {}),
             sections=sections,
             key_prefix=get("RANKER_KEY_PREFIX", _parse_str, defaults.key_prefix),
             max_body_bytes=max_body_bytes,
@@ -299,18 +316,18 @@ def _parse_sections(raw: str, name: str) -> tuple[str, ...]:
     return sections
 
 
-def _parse_half_lives(raw: str, name: str) -> dict[str, float]:
-    half_lives: dict[str, float] = {}
+def _parse_per_ranking(raw: str, name: str) -> dict[str, float]:
+    values: dict[str, float] = {}
     for part in raw.split(","):
         if not part.strip():
             continue
         slug, sep, value = part.partition("=")
         if not sep:
-            raise ConfigError(f"{name}: {part.strip()!r} is not of the form section=seconds")
-        if slug.strip() in half_lives:
+            raise ConfigError(f"{name}: {part.strip()!r} is not of the form section=number")
+        if slug.strip() in values:
             raise ConfigError(f"{name}: {slug.strip()!r} is given twice")
-        half_lives[slug.strip()] = _parse_float(value.strip(), name)
-    return half_lives
+        values[slug.strip()] = _parse_float(value.strip(), name)
+    return values
 
 
 def _check_sections(sections: tuple[str, ...], name: str) -> None:

@@ -74,6 +74,12 @@ class Article:
         return cls(article_id, None, None, None, None, hidden=False, scores={})
 
 
+def _too_old(published: list[str | None], published_after: float) -> bool:
+    """Whether an article's ``published_at``, when it was read and is known, is before
+    ``published_after``."""
+    return bool(published) and published[0] is not None and float(published[0]) < published_after
+
+
 class FlushNotSent(RedisConnectionError):
     """Redis could not be reached before a flush was sent: nothing of it was applied."""
 
@@ -268,10 +274,17 @@ class RankingStore:
 
     @_observed("top")
     async def top(self, ranking: str, limit: int, now: float) -> Ranking:
-        """The ``limit`` best visible articles of a ranking, scored as of ``now``."""
+        """The ``limit`` best visible articles of a ranking, scored as of ``now``: neither
+        hidden nor, where the ranking has a maximum age, published before ``now`` less that
+        age (an article with no ``published_at`` is never too old)."""
         keys = [self.keys.scores(ranking), self.keys.decay(ranking), self.keys.hidden(ranking)]
+        # Only a ranking with a maximum age reads published_at: the others' reads cost as before.
+        max_age_s = self._settings.max_age_s_for(ranking)
+        fields = ["title", "url", "hidden"] + ([] if max_age_s is None else ["published_at"])
+        published_after = -math.inf if max_age_s is None else now - max_age_s
         # The ranking's hidden set (skipped by the script) can miss an article hidden before
-        # the ranking existed; its metadata cannot. Read further past any such article.
+        # the ranking existed; its metadata cannot. Too-old articles are known by their
+        # metadata only. Read further past any such article.
         extra = 0
         while True:
             wanted = limit + extra
@@ -281,14 +294,14 @@ class RankingStore:
             candidates = [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for article_id, _ in candidates:
-                    pipe.hmget(self.keys.article(article_id), "title", "url", "hidden")
+                    pipe.hmget(self.keys.article(article_id), fields)
                 metadata = await pipe.execute()
             visible = [
                 (article_id, stored, title, url)
-                for (article_id, stored), (title, url, hidden) in zip(
+                for (article_id, stored), (title, url, hidden, *published) in zip(
                     candidates, metadata, strict=True
                 )
-                if hidden != "1"
+                if hidden != "1" and not _too_old(published, published_after)
             ]
             if len(visible) >= limit or len(candidates) < wanted:
                 break

@@ -74,6 +74,16 @@ def test_every_variable_is_read() -> None:
     assert settings.half_life_for("news") == 3600.0
 
 
+def test_maximum_ages_are_per_ranking_in_hours_and_off_by_default() -> None:
+    assert Settings.from_env({}).max_age_hours == {}
+    assert all(Settings.from_env({}).max_age_s_for(name) is None for name in Settings().rankings)
+    settings = Settings.from_env({"RANKER_MAX_AGE_HOURS": "sports=48, national=24,all=1.5"})
+    assert settings.max_age_hours == {"sports": 48.0, "national": 24.0, "all": 1.5}
+    assert settings.max_age_s_for("sports") == 48 * 3600.0
+    assert settings.max_age_s_for("all") == 5400.0
+    assert settings.max_age_s_for("world") is None
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -92,6 +102,13 @@ def test_every_variable_is_read() -> None:
         ("RANKER_SECTION_HALF_LIVES", "nowhere=60"),
         ("RANKER_SECTION_HALF_LIVES", "sports=-1"),
         ("RANKER_SECTION_HALF_LIVES", "sports=60,sports=120"),
+        ("RANKER_MAX_AGE_HOURS", "sports"),
+        ("RANKER_MAX_AGE_HOURS", "nowhere=24"),
+        ("RANKER_MAX_AGE_HOURS", "sports=0"),
+        ("RANKER_MAX_AGE_HOURS", "sports=-24"),
+        ("RANKER_MAX_AGE_HOURS", "sports=nan"),
+        ("RANKER_MAX_AGE_HOURS", "sports=a day"),
+        ("RANKER_MAX_AGE_HOURS", "sports=24,sports=48"),
         ("RANKER_REDIS_URL", "localhost:6379"),
         ("RANKER_KEY_PREFIX", "{tag}"),
         ("RANKER_MAX_BODY_BYTES", "10"),

@@ -296,3 +296,49 @@ async def test_the_answer_of_a_keyed_batch_is_kept_once_applied_and_the_first_st
     assert await store.idempotency_record("t1") == '{"token": "t1"}'
     assert await store.keep_answer("t2", "nothing counted") is True
     assert await store.idempotency_record("t2") == "nothing counted"
+
+
+HOUR = 3600.0
+
+
+async def publish(store: RankingStore, ages_h: dict[str, float | None], now: float) -> None:
+    """Give each article a published_at that many hours before ``now`` (None: none)."""
+    for article_id, age_h in ages_h.items():
+        published_at = None if age_h is None else now - age_h * HOUR
+        await store.put_article(article_id, {"published_at": published_at})
+
+
+async def test_a_ranking_with_a_maximum_age_leaves_out_older_articles_and_fills_its_list(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store(max_age_hours={"sports": 48.0})
+    articles = {f"a{i}": 100.0 - i for i in range(30)}
+    await store.apply(FlushPlan(T0, {"sports": articles, "all": articles}), T0)
+    # The 15 best were published three days ago, the rest an hour ago.
+    await publish(store, {f"a{i}": 72.0 if i < 15 else 1.0 for i in range(30)}, T0)
+    top = (await store.top("sports", 10, T0)).items
+    assert [item.article_id for item in top] == [f"a{i}" for i in range(15, 25)]
+    # Only sports is limited: the site-wide list keeps them.
+    top = (await store.top("all", 10, T0)).items
+    assert [item.article_id for item in top] == [f"a{i}" for i in range(10)]
+
+
+async def test_an_article_with_no_published_at_is_never_too_old(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store(max_age_hours={"sports": 1.0})
+    await store.apply(FlushPlan(T0, {"sports": {"unknown": 3.0, "old": 2.0, "new": 1.0}}), T0)
+    await publish(store, {"old": 2.0, "new": 0.5}, T0)
+    top = (await store.top("sports", 10, T0)).items
+    assert [item.article_id for item in top] == ["unknown", "new"]
+
+
+async def test_an_article_exactly_the_maximum_age_old_is_kept_and_a_moment_later_is_not(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store(max_age_hours={"sports": 24.0})
+    await store.apply(FlushPlan(T0, {"sports": {"a": 2.0, "b": 1.0}}), T0)
+    await store.put_article("a", {"published_at": T0 - 24 * HOUR})
+    assert [item.article_id for item in (await store.top("sports", 10, T0)).items] == ["a", "b"]
+    later = T0 + 0.25
+    assert [item.article_id for item in (await store.top("sports", 10, later)).items] == ["b"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import string
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from ranker.app import create_app
 from ranker.cache import DEFAULT_LIMIT, MAX_LIMIT
 from ranker.config import Settings
 from ranker.errors import InvalidLimit
 from ranker.keys import Keys
 from ranker.views import _parse_limit
-from tests.conftest import Client, FakeClock, refreshed
+from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -401,6 +402,43 @@ async def test_hidden_article_keeps_its_score_and_reappears(
     assert (await client.put("/v1/articles/star", json={"hidden": False})).status == 200
     items = (await get_ranking(client, "/v1/rankings/sports"))["items"]
     assert items == [item(1, "star", 4.0), item(2, "plain", 1.0)]
+
+
+async def test_lists_leave_out_articles_older_than_their_rankings_maximum_age(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    settings = make_settings(max_age_hours={"sports": 48.0})
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    await ingest(
+        client,
+        {"article_id": "old", "section": "sports", "weight": 3},
+        {"article_id": "young", "section": "sports", "weight": 2},
+        {"article_id": "undated", "section": "sports"},
+    )
+    hour = 3600
+    put = await client.put("/v1/articles/young", json={"published_at": clock.now - 47 * hour})
+    assert put.status == 200
+    ids = ["old", "young", "undated"]
+    assert await listed(client, "/v1/rankings/sports") == ids
+    # A PUT of published_at refreshes this replica's lists before it answers, as hiding does.
+    put = await client.put("/v1/articles/old", json={"published_at": clock.now - 49 * hour})
+    assert put.status == 200
+    items = (await get_json(client, "/v1/rankings/sports"))["items"]
+    assert [i["article_id"] for i in items] == ["young", "undated"]
+    assert await listed(client, "/v1/rankings/all") == ids
+
+    # Age is measured at each refresh: two hours on, "young" is 49 hours old too.
+    clock.now += 2 * hour
+    assert await listed(client, "/v1/rankings/sports") == ["undated"]
+    assert await listed(client, "/v1/rankings/all") == ids
+
+
+async def listed(client: Client, path: str) -> list[str]:
+    """The ids a ranking lists as of now."""
+    return [i["article_id"] for i in (await get_ranking(client, path))["items"]]
 
 
 async def test_event_metadata_fills_only_what_the_cms_left_unset(client: Client) -> None:
