@@ -441,6 +441,47 @@ async def listed(client: Client, path: str) -> list[str]:
     return [i["article_id"] for i in (await get_ranking(client, path))["items"]]
 
 
+NON_ASCII_TITLES = {
+    "ko-event": KOREAN_TITLE,
+    "ko-cms": "손흥민, 시즌 10호골… “팀이 먼저”",
+    # Decomposed (e + combining acute), an astral emoji, a right-to-left script, a ZWJ sequence:
+    # what comes in goes out, never normalized or escaped.
+    "mixed": "Cafe\u0301 😀 日本語 עברית 👩\u200d💻",
+}
+
+
+async def test_non_ascii_titles_round_trip_byte_for_byte(client: Client) -> None:
+    event_title, cms_title, mixed = NON_ASCII_TITLES.values()
+    # Raw UTF-8 bodies: a JSON encoder's \u escapes would test the JSON parser, not the bytes.
+    events = [
+        {"article_id": "ko-event", "section": "national", "weight": 3, "title": event_title},
+        {"article_id": "ko-cms", "section": "national", "weight": 2},
+        {"article_id": "mixed", "section": "national", "title": mixed},
+    ]
+    resp = await post_events(client, orjson.dumps(events))
+    assert resp.status == 200
+    put = await client.put(
+        "/v1/articles/ko-cms",
+        data=orjson.dumps({"title": cms_title}),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+    assert put.status == 200
+    assert f'"title":"{cms_title}"'.encode() in await put.read()
+    await refreshed(client)
+    answers = [
+        *[await (await client.get(f"/v1/articles/{id_}")).read() for id_ in NON_ASCII_TITLES],
+        *[await (await client.get(f"/v1/rankings/{name}")).read() for name in ("national", "all")],
+    ]
+    for answer in answers:
+        assert b"\\u" not in answer
+    for (article_id, title), article in zip(NON_ASCII_TITLES.items(), answers, strict=False):
+        encoded = f'"title":"{title}"'.encode()
+        assert encoded in article, article_id
+        assert all(encoded in ranking for ranking in answers[-2:]), article_id
+    items = orjson.loads(answers[-1])["items"]
+    assert {i["article_id"]: i["title"] for i in items} == NON_ASCII_TITLES
+
+
 async def test_event_metadata_fills_only_what_the_cms_left_unset(client: Client) -> None:
     put = await client.put("/v1/articles/a-1", json={"title": "CMS title"})
     assert put.status == 200
