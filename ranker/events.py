@@ -283,10 +283,17 @@ def _validate(
         url = _optional_text(event, "url", MAX_URL)
         if url is not None and not is_valid_url(url):
             raise _Rejected("invalid_url", "url must start with http://, https:// or /")
-    if "user_agent" in event:
-        user_agent = _optional_text(event, "user_agent", MAX_USER_AGENT)
-        # Checked last: a bot's event that is also invalid is rejected, as any invalid event.
-        if user_agent is not None and (reason := bot_reason(user_agent)) is not None:
+    user_agent = event.get("user_agent")
+    if user_agent is not None:
+        # Inline, not _optional_text: sent with every event by some trackers. Checked last: a
+        # bot's event that is also invalid is rejected, as any invalid event.
+        if type(user_agent) is not str or not 0 < len(user_agent) <= MAX_USER_AGENT:
+            raise _Rejected(
+                "invalid_user_agent",
+                f"user_agent must be a string of 1-{MAX_USER_AGENT} characters",
+            )
+        reason = bot_reason(user_agent)
+        if reason is not None:
             raise _Excluded(reason)
     if title is not None or url is not None:
         merge_metadata(metadata, article_id, title, url)
