@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from .bots import bot_reason
 from .errors import InvalidBody, InvalidJson, TooManyEvents, UnsupportedMediaType
 from .scoring import MAX_FUTURE_S
 
@@ -25,6 +26,7 @@ MAX_WEIGHT = 1000.0
 MAX_VISITOR_ID = 128
 MAX_TITLE = 500
 MAX_URL = 2048
+MAX_USER_AGENT = 1024
 
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
@@ -42,10 +44,19 @@ class Rejection:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    """A valid event not counted: it came from a bot (``reason`` is one of ``bots.REASONS``)."""
+
+    index: int
+    reason: str
+
+
 @dataclass(slots=True)
 class ParsedEvents:
     views: list[View] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    excluded: list[Exclusion] = field(default_factory=list)
     # article id -> (title, url) from the first event that carried either; fills unset metadata.
     metadata: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
@@ -55,6 +66,12 @@ class _Rejected(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class _Excluded(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def parse_events(
@@ -128,6 +145,8 @@ def parse_events(
             accept(_validate(item, now, max_ts, sections, metadata))
         except _Rejected as exc:
             parsed.rejected.append(Rejection(index, exc.code, exc.message))
+        except _Excluded as exc:
+            parsed.excluded.append(Exclusion(index, exc.reason))
     return parsed
 
 
@@ -212,7 +231,11 @@ def _validate(
     sections: Container[str],
     metadata: dict[str, tuple[str | None, str | None]],
 ) -> View:
-    """One event's view; its title and url, if any, are merged into ``metadata``."""
+    """One event's view; its title and url, if any, are merged into ``metadata``.
+
+    Raises ``_Rejected`` for an invalid event and, for a valid one sent by a bot, ``_Excluded``
+    (its title and url are not taken either).
+    """
     # Runs once per event, the hottest code of ingest: exact type checks, no helper calls
     # on the common path, a plain tuple out.
     if type(event) is not dict:
@@ -254,13 +277,26 @@ def _validate(
 
     if "visitor_id" in event:
         _optional_text(event, "visitor_id", MAX_VISITOR_ID)
+    title = url = None
     if "title" in event or "url" in event:
         title = _optional_text(event, "title", MAX_TITLE)
         url = _optional_text(event, "url", MAX_URL)
         if url is not None and not is_valid_url(url):
             raise _Rejected("invalid_url", "url must start with http://, https:// or /")
-        if title is not None or url is not None:
-            merge_metadata(metadata, article_id, title, url)
+    user_agent = event.get("user_agent")
+    if user_agent is not None:
+        # Inline, not _optional_text: sent with every event by some trackers. Checked last: a
+        # bot's event that is also invalid is rejected, as any invalid event.
+        if type(user_agent) is not str or not 0 < len(user_agent) <= MAX_USER_AGENT:
+            raise _Rejected(
+                "invalid_user_agent",
+                f"user_agent must be a string of 1-{MAX_USER_AGENT} characters",
+            )
+        reason = bot_reason(user_agent)
+        if reason is not None:
+            raise _Excluded(reason)
+    if title is not None or url is not None:
+        merge_metadata(metadata, article_id, title, url)
     return (article_id, section, ts, weight)
 
 

@@ -47,6 +47,8 @@ class IdempotencyKey:
             for rejection in answer["rejected"]:
                 by_code.setdefault(rejection["code"], []).append(rejection["index"])
             compact = {"accepted": answer["accepted"], "rejected_by_code": by_code}
+            if "excluded" in answer:
+                compact["excluded"] = answer["excluded"]
             record = orjson.dumps({"fingerprint": self.fingerprint, "compact": compact})
         return record.decode()
 
@@ -69,14 +71,15 @@ class IdempotencyKey:
             for code, indexes in compact["rejected_by_code"].items()
             for index in indexes
         )
-        return orjson.dumps(
-            {
-                "accepted": compact["accepted"],
-                "rejected": [
-                    {"index": index, "code": code, "message": code} for index, code in rejected
-                ],
-            }
-        )
+        answer = {
+            "accepted": compact["accepted"],
+            "rejected": [
+                {"index": index, "code": code, "message": code} for index, code in rejected
+            ],
+        }
+        if "excluded" in compact:
+            answer["excluded"] = compact["excluded"]
+        return orjson.dumps(answer)
 
 
 def idempotency_key(

@@ -117,6 +117,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.events_excluded = Counter(
+            "ranker_events_excluded",
+            "Valid page-view events not counted because a bot sent them, by reason:"
+            " 'crawler' or 'headless_browser'.",
+            ["reason"],
+            registry=r,
+        )
         self.batches_rejected = Counter(
             "ranker_event_batches_rejected",
             "Ingest requests refused whole (nothing applied), by reason (the error code).",

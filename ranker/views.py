@@ -6,6 +6,7 @@ import logging
 import time
 from collections import Counter
 from importlib.resources import files
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -78,14 +79,19 @@ async def post_events(request: web.Request) -> web.Response:
                 sections=settings.section_set,
                 max_events=settings.max_batch_events,
             )
-            admission.charge(client, len(parsed.views) + len(parsed.rejected), time.monotonic())
-            answer = {
+            excluded = Counter(exclusion.reason for exclusion in parsed.excluded)
+            events = len(parsed.views) + len(parsed.rejected) + len(parsed.excluded)
+            admission.charge(client, events, time.monotonic())
+            answer: dict[str, Any] = {
                 "accepted": len(parsed.views),
                 "rejected": [
                     {"index": r.index, "code": r.code, "message": r.message}
                     for r in parsed.rejected
                 ],
             }
+            if excluded:
+                # Only when a bot's events were left out: most batches have none.
+                answer["excluded"] = dict(sorted(excluded.items()))
             kept = None if key is None else (key.token, key.record(answer))
             replayed = await app[INGESTOR].submit(parsed.views, parsed.metadata, kept)
             if replayed and key is not None:
@@ -103,6 +109,8 @@ async def post_events(request: web.Request) -> web.Response:
         raise
     for reason, count in Counter(rejection.code for rejection in parsed.rejected).items():
         metrics.events_rejected.labels(reason=reason).inc(count)
+    for reason, count in excluded.items():
+        metrics.events_excluded.labels(reason=reason).inc(count)
     return _events_response(orjson.dumps(answer), replayed=replayed)
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from ranker.events import MAX_TITLE, MAX_URL, MAX_VISITOR_ID, MAX_WEIGHT
+from ranker.events import MAX_TITLE, MAX_URL, MAX_USER_AGENT, MAX_VISITOR_ID, MAX_WEIGHT
 from ranker.scoring import MAX_FUTURE_S
+from tests.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS
 
 NOW = 1_800_000_000.0
 MAX_TS = NOW + MAX_FUTURE_S
@@ -129,6 +130,7 @@ valid_events = st.fixed_dictionaries(
         "url": st.none() | site_urls,
         "visitor_id": st.none()
         | st.text(st.characters(codec="utf-8"), min_size=1, max_size=MAX_VISITOR_ID),
+        "user_agent": st.none() | st.sampled_from(sorted(BROWSERS.values())),
         "referrer": json_values,
     },
 )
@@ -166,6 +168,13 @@ BAD_FIELDS: dict[str, list[tuple[st.SearchStrategy[Any], str]]] = {
         (any_urls.filter(lambda url: not is_site_url(url)), "invalid_url"),
         (st.just("/" + "u" * MAX_URL), "invalid_url"),
     ],
+    "user_agent": [
+        (non_null(str) | st.just(""), "invalid_user_agent"),
+        (
+            st.text("u", min_size=MAX_USER_AGENT + 1, max_size=MAX_USER_AGENT + 9),
+            "invalid_user_agent",
+        ),
+    ],
     "visitor_id": [
         (non_null(str) | st.just(""), "invalid_visitor_id"),
         (
@@ -182,8 +191,11 @@ bad_fields = st.one_of(
     ]
 )
 # Whatever a batch may hold: good events, events with a bad field, anything else JSON can say.
+bot_user_agents = st.sampled_from(sorted({*CRAWLERS.values(), *HEADLESS_BROWSERS.values()}))
 batch_items = st.one_of(
     valid_events,
+    # A bot's event: excluded when otherwise valid.
+    st.builds(lambda event, ua: {**event, "user_agent": ua}, valid_events, bot_user_agents),
     st.builds(lambda event, bad: {**event, bad[0]: bad[1]}, valid_events, bad_fields),
     json_values,
     st.dictionaries(

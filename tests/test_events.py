@@ -8,9 +8,19 @@ from typing import Any
 import orjson
 import pytest
 
+from ranker.bots import CRAWLER, HEADLESS_BROWSER
 from ranker.errors import InvalidBody, InvalidJson, RankerError, UnsupportedMediaType
-from ranker.events import ParsedEvents, View, _Rejected, _validate, parse_events
+from ranker.events import (
+    Exclusion,
+    ParsedEvents,
+    View,
+    _Excluded,
+    _Rejected,
+    _validate,
+    parse_events,
+)
 from ranker.scoring import MAX_FUTURE_S
+from tests.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS
 
 NOW = 1_800_000_000.0
 SECTIONS = frozenset({"national", "sports"})
@@ -57,6 +67,11 @@ ACCEPTED = [
     ),
     pytest.param(event(title=None, url=None), ("a1", "national", NOW, 1.0), id="null-meta"),
     pytest.param(event(url="/news/1?x=1#y"), ("a1", "national", NOW, 1.0), id="site-relative-url"),
+    pytest.param(event(user_agent=None), ("a1", "national", NOW, 1.0), id="user-agent-null"),
+    *(
+        pytest.param(event(user_agent=ua), ("a1", "national", NOW, 1.0), id=f"ua-{name}")
+        for name, ua in BROWSERS.items()
+    ),
 ]
 
 REJECTED = [
@@ -110,6 +125,13 @@ REJECTED = [
     pytest.param(event(url="/\\evil.example/a"), "invalid_url", id="url-backslash"),
     pytest.param(event(url="/" + "u" * 2048), "invalid_url", id="url-2049-chars"),
     pytest.param(event(visitor_id="v" * 129), "invalid_visitor_id", id="visitor-id-too-long"),
+    pytest.param(event(user_agent=""), "invalid_user_agent", id="user-agent-empty"),
+    pytest.param(event(user_agent="u" * 1025), "invalid_user_agent", id="user-agent-1025-chars"),
+    pytest.param(event(user_agent=["Googlebot"]), "invalid_user_agent", id="user-agent-list"),
+    # Invalid is invalid, whoever sent it: a bot's bad event is rejected, not excluded.
+    pytest.param(
+        event(user_agent=CRAWLERS["googlebot"], weight=0), "invalid_weight", id="bot-bad-weight"
+    ),
     pytest.param({}, "invalid_article_id", id="empty-object"),
     pytest.param([event()], "not_an_object", id="nested-array"),
     pytest.param(1, "not_an_object", id="number-element"),
@@ -137,6 +159,30 @@ def test_invalid_event_is_rejected_alone(item: object, code: str) -> None:
     assert [(r.index, r.code) for r in parsed.rejected] == [(1, code)]
     assert parsed.rejected[0].message
     assert "a1" not in parsed.metadata
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "reason"),
+    [
+        *((ua, CRAWLER) for ua in CRAWLERS.values()),
+        *((ua, HEADLESS_BROWSER) for ua in HEADLESS_BROWSERS.values()),
+    ],
+)
+def test_a_bots_event_is_excluded_with_its_reason_and_not_rejected(
+    user_agent: str, reason: str
+) -> None:
+    first, last = event(article_id="first"), event(article_id="last", section="sports")
+    bot = event(user_agent=user_agent, title="A bot's title", url="/bot")
+    parsed = parse(orjson.dumps([first, bot, last]))
+    assert [v[0] for v in parsed.views] == ["first", "last"]
+    assert parsed.rejected == []
+    assert parsed.excluded == [Exclusion(1, reason)]
+    assert "a1" not in parsed.metadata, "a bot's title and url are not taken either"
+
+
+def test_a_user_agent_of_1024_characters_is_taken() -> None:
+    parsed = parse_one(event(user_agent=BROWSERS["firefox-linux"].ljust(1024, "x")))
+    assert parsed.views == [("a1", "national", NOW, 1.0)]
 
 
 def test_single_object_body_is_one_event() -> None:
@@ -300,17 +346,22 @@ def test_body_errors_carry_status_and_code(
     assert (error.status, error.code) == (status, code)
 
 
-def reference_parse(items: list[Any]) -> tuple[list[View], list[tuple[int, str]]]:
+def reference_parse(
+    items: list[Any],
+) -> tuple[list[View], list[tuple[int, str]], list[Exclusion]]:
     """What parse_events must give, from _validate alone, event by event (no fast path)."""
     views: list[View] = []
     rejected: list[tuple[int, str]] = []
+    excluded: list[Exclusion] = []
     metadata: dict[str, tuple[str | None, str | None]] = {}
     for index, item in enumerate(items):
         try:
             views.append(_validate(item, NOW, NOW + MAX_FUTURE_S, SECTIONS, metadata))
         except _Rejected as exc:
             rejected.append((index, exc.code))
-    return views, rejected
+        except _Excluded as exc:
+            excluded.append(Exclusion(index, exc.reason))
+    return views, rejected, excluded
 
 
 FIELD_VALUES: dict[str, list[Any]] = {
@@ -321,6 +372,14 @@ FIELD_VALUES: dict[str, list[Any]] = {
     "title": ["T", "", 5, None],
     "url": ["/a", "ftp://x", None],
     "visitor_id": ["v", "", None],
+    "user_agent": [
+        BROWSERS["chrome-windows"],
+        CRAWLERS["googlebot"],
+        HEADLESS_BROWSERS["headless-chrome"],
+        "",
+        5,
+        None,
+    ],
     "extra": [1, None],
 }
 
@@ -339,9 +398,11 @@ def test_the_fast_path_agrees_with_the_full_validation_on_every_event() -> None:
     # Twice: the second time every valid id is known, so the fast path takes more events.
     for _ in range(2):
         parsed = parse(orjson.dumps(items))
-        views, rejected = reference_parse(orjson.loads(orjson.dumps(items)))
+        views, rejected, excluded = reference_parse(orjson.loads(orjson.dumps(items)))
         assert parsed.views == views
         assert [(r.index, r.code) for r in parsed.rejected] == rejected
+        assert parsed.excluded == excluded
         assert all(type(ts) is float and type(weight) is float for _, _, ts, weight in views)
     assert len(views) > 1000
     assert len(rejected) > 1000
+    assert {exclusion.reason for exclusion in excluded} == {CRAWLER, HEADLESS_BROWSER}

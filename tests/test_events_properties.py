@@ -2,8 +2,8 @@
 
 tests/test_events.py holds the worked examples; these hold for every body, content type and
 charset hypothesis can think of: only the three body errors escape, every accepted view is sound,
-accepted and rejected events partition the batch, JSON and NDJSON agree, and the fast path
-agrees with the full validation.
+accepted, rejected and excluded (bots') events partition the batch, JSON and NDJSON agree, and
+the fast path agrees with the full validation.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ranker import events
+from ranker.bots import REASONS, bot_reason
 from ranker.errors import InvalidBody, InvalidJson, UnsupportedMediaType
 from ranker.events import (
     JSON_TYPES,
@@ -57,6 +58,7 @@ EVENT_CODES = frozenset(
         "future_ts",
         "invalid_weight",
         "invalid_visitor_id",
+        "invalid_user_agent",
         "invalid_title",
         "invalid_url",
     }
@@ -93,8 +95,14 @@ def assert_sound(items: list[Any], parsed: ParsedEvents) -> None:
     indices = [r.index for r in parsed.rejected]
     assert indices == sorted(set(indices)), "rejections in order, each event at most once"
     assert all(0 <= index < len(items) for index in indices)
-    accepted = [i for i in range(len(items)) if i not in set(indices)]
-    assert len(parsed.views) == len(accepted), "accepted and rejected partition the batch"
+    left_out = [e.index for e in parsed.excluded]
+    assert left_out == sorted(set(left_out)), "exclusions in order, each event at most once"
+    assert not set(left_out) & set(indices), "an event is rejected or excluded, not both"
+    assert {e.reason for e in parsed.excluded} <= set(REASONS)
+    for index in left_out:
+        assert bot_reason(items[index]["user_agent"]) is not None
+    accepted = [i for i in range(len(items)) if i not in {*indices, *left_out}]
+    assert len(parsed.views) == len(accepted), "accepted, rejected and excluded partition the batch"
     for index, (article_id, section, ts, weight) in zip(accepted, parsed.views, strict=True):
         assert article_id == items[index]["article_id"]
         assert is_article_id(article_id)
@@ -146,7 +154,8 @@ def test_any_body_is_parsed_or_refused_with_a_body_error(
         if content_type in NDJSON_TYPES:
             # A damaged line costs only itself: every non-blank line is one event.
             lines = [line for line in body.split(b"\n") if line.strip()]
-            assert len(parsed.views) + len(parsed.rejected) == len(lines)
+            counted = len(parsed.views) + len(parsed.rejected) + len(parsed.excluded)
+            assert counted == len(lines)
 
 
 @given(items=st.lists(batch_items, max_size=12))
@@ -159,9 +168,10 @@ def test_every_outcome_is_sound_and_the_fast_path_agrees(items: list[Any]) -> No
     warm = parse(body)
     assert_sound(sent, cold)
     assert outcome(warm) == outcome(cold)
-    views, rejected = reference_parse(sent)
+    views, rejected, excluded = reference_parse(sent)
     assert cold.views == views
     assert [(r.index, r.code) for r in cold.rejected] == rejected
+    assert cold.excluded == excluded
 
 
 @given(event=valid_events)

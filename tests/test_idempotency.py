@@ -17,6 +17,7 @@ from ranker.flush import FlushPlan, KeyedBatch
 from ranker.idempotency import HEADER, REPLAYED_HEADER, idempotency_key
 from ranker.state import METRICS, STORE
 from tests.conftest import AiohttpClient, Client, FakeClock
+from tests.test_bots import CRAWLERS
 
 JSON = "application/json"
 
@@ -331,3 +332,36 @@ async def test_a_large_answer_is_kept_without_its_messages(client: Client, redis
         (r["index"], r["code"]) for r in first_answer["rejected"]
     ]
     assert {r["message"] for r in replayed["rejected"]} == {"unknown_section"}
+
+
+async def test_a_large_answer_with_bots_events_keeps_them_per_reason(client: Client) -> None:
+    googlebot = CRAWLERS["googlebot"]
+    events = [
+        {"article_id": "good", "section": "sports"},
+        {"article_id": "crawled", "section": "sports", "user_agent": googlebot},
+    ] + [{"article_id": f"bad-{n}", "section": "nowhere"} for n in range(2000)]
+    body = orjson.dumps(events)
+    status, first, _ = await post(client, body, "big-bots")
+    assert status == 200
+    status, again, headers = await post(client, body, "big-bots")
+    assert headers[REPLAYED_HEADER] == "true"
+    first_answer, replayed = orjson.loads(first), orjson.loads(again)
+    assert first_answer["excluded"] == replayed["excluded"] == {"crawler": 1}
+    assert replayed["accepted"] == 1
+    assert len(replayed["rejected"]) == 2000
+
+
+async def test_a_retry_of_a_batch_with_bots_events_gets_the_first_answer(client: Client) -> None:
+    googlebot = CRAWLERS["googlebot"]
+    body = orjson.dumps(
+        [
+            {"article_id": "good", "section": "sports"},
+            {"article_id": "good", "section": "sports", "user_agent": googlebot},
+        ]
+    )
+    status, first, _ = await post(client, body, "bots-1")
+    assert status == 200
+    assert orjson.loads(first) == {"accepted": 1, "rejected": [], "excluded": {"crawler": 1}}
+    status, again, headers = await post(client, body, "bots-1")
+    assert headers[REPLAYED_HEADER] == "true"
+    assert again == first

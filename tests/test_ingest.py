@@ -20,11 +20,13 @@ from ranker.embedded import free_port
 from ranker.errors import Overloaded
 from ranker.events import View
 from ranker.ingest import MAX_FLUSH_VIEWS, Ingestor
+from ranker.keys import Keys
 from ranker.metrics import Metrics
 from ranker.state import INGESTOR, METRICS, STORE
 from ranker.store import RankingStore
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.oracle import Oracle, assert_list_matches
+from tests.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS
 
 SECTIONS = ("national", "business", "sports", "entertainment", "world")
 DAY = 86_400.0
@@ -293,3 +295,53 @@ async def test_a_request_cancelled_while_its_flush_fails_leaves_no_unretrieved_e
     finally:
         loop.set_exception_handler(None)
     assert [c["message"] for c in reported] == []
+
+
+async def test_a_stream_with_bots_mixed_in_ranks_as_if_they_were_absent(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    key_prefix: str,
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    rng = random.Random(6)
+    humans = make_events(rng, 3_000, 60, clock.now - 3600, clock.now)
+    for event in humans[::7]:
+        event["user_agent"] = rng.choice(list(BROWSERS.values()))
+    bot_agents = [*CRAWLERS.values(), *HEADLESS_BROWSERS.values()]
+    clean = await aiohttp_client(create_app(oracle_settings(make_settings), clock=clock))
+    # The same Redis under a key prefix of its own, deleted here: the fixture deletes only its own.
+    mixed_settings = oracle_settings(make_settings, key_prefix=f"{key_prefix}-bots")
+    mixed = await aiohttp_client(create_app(mixed_settings, clock=clock))
+    try:
+        for batch in batches(humans, 300):
+            await post(clean, batch)
+            # The same human views in the same batches (so the same flushes), with bots' views
+            # of the same articles, of one article only bots read, and with titles, between.
+            with_bots: list[dict[str, Any]] = []
+            for event in batch:
+                with_bots.append(event)
+                if rng.random() < 0.5:
+                    bot_view = rng.choice([event, {"article_id": "bots-only", "section": "world"}])
+                    ua = rng.choice(bot_agents)
+                    with_bots.append({**bot_view, "user_agent": ua, "title": "Bot", "weight": 50})
+            response = await mixed.post("/v1/events", json=with_bots)
+            assert response.status == 200
+            answer = await response.json()
+            assert answer["accepted"] == len(batch)
+            assert sum(answer["excluded"].values()) == len(with_bots) - len(batch)
+        oracle = Oracle(mixed_settings.half_life_for)
+        oracle.add(humans)
+        await check_all_lists(mixed, oracle, mixed_settings)
+        for ranking in ("all", *SECTIONS):
+            path = f"/v1/rankings/{ranking}?limit=100"
+            await refreshed(clean)
+            await refreshed(mixed)
+            expected = await (await clean.get(path)).json()
+            served = await (await mixed.get(path)).json()
+            assert served == expected, ranking
+    finally:
+        pattern = Keys(mixed_settings.key_prefix).pattern()
+        keys = [key async for key in redis.scan_iter(match=pattern, count=1000)]
+        if keys:
+            await redis.delete(*keys)

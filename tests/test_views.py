@@ -22,6 +22,7 @@ from ranker.errors import InvalidLimit
 from ranker.keys import Keys
 from ranker.views import _parse_limit
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
+from tests.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -104,6 +105,7 @@ MALFORMED = [
     case("title-not-string", mixed(bad(title=["a"])), 200, "invalid_title"),
     case("url-bad-scheme", mixed(bad(url="javascript:alert(1)")), 200, "invalid_url"),
     case("visitor-id-number", mixed(bad(visitor_id=7)), 200, "invalid_visitor_id"),
+    case("user-agent-empty", mixed(bad(user_agent="")), 200, "invalid_user_agent"),
     case("ndjson-bad-utf-8", GOOD + b"\n" + BAD_UTF8, 200, "invalid_json", NDJSON),
     case("ndjson-broken-line", GOOD + b'\n\n{"article_id":"bad-1"', 200, "invalid_json", NDJSON),
     case("ndjson-bad-event", GOOD + b"\n" + bad(weight=-3) + b"\n", 200, "invalid_weight", NDJSON),
@@ -558,3 +560,37 @@ async def test_metrics_count_events_and_label_routes_by_template(client: Client)
         "/v1/articles/{article_id}",
         "unmatched",
     }
+
+
+async def test_bots_events_are_answered_and_counted_as_excluded_per_reason(client: Client) -> None:
+    person = {"article_id": "read", "section": "sports", "user_agent": BROWSERS["safari-iphone"]}
+    events = [
+        {"article_id": "crawled", "section": "sports", "user_agent": CRAWLERS["googlebot"]},
+        person,
+        {"article_id": "crawled", "section": "sports", "user_agent": CRAWLERS["bingbot"]},
+        {"article_id": "shot", "section": "sports", "user_agent": HEADLESS_BROWSERS["puppeteer"]},
+        {"article_id": "bad-1", "section": "sports", "user_agent": 7},
+    ]
+    resp = await client.post("/v1/events", json=events)
+    assert resp.status == 200
+    answer = await resp.json()
+    assert answer["accepted"] == 1
+    assert [(r["index"], r["code"]) for r in answer["rejected"]] == [(4, "invalid_user_agent")]
+    assert answer["excluded"] == {"crawler": 2, "headless_browser": 1}
+    items = (await get_ranking(client, "/v1/rankings/sports"))["items"]
+    assert [item["article_id"] for item in items] == ["read"]
+
+    resp = await client.get("/metrics")
+    samples = [s for f in text_string_to_metric_families(await resp.text()) for s in f.samples]
+    excluded = {
+        s.labels["reason"]: s.value for s in samples if s.name == "ranker_events_excluded_total"
+    }
+    assert excluded == {"crawler": 2.0, "headless_browser": 1.0}
+    accepted = [s.value for s in samples if s.name == "ranker_events_accepted_total"]
+    assert accepted == [1.0]
+
+
+async def test_an_answer_with_no_bots_event_has_no_excluded_field(client: Client) -> None:
+    event = {"article_id": "read", "section": "sports", "user_agent": BROWSERS["chrome-android"]}
+    resp = await client.post("/v1/events", json=[event])
+    assert await resp.json() == {"accepted": 1, "rejected": []}
