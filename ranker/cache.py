@@ -251,6 +251,7 @@ class RankingCache:
                 "score": item.score,
                 "title": item.title,
                 "url": item.url,
+                "fill": item.fill,
             }
             for rank, item in enumerate(ranking.items[: slot.limit], start=1)
         ]

@@ -22,7 +22,8 @@ prefixes = st.from_regex(KEY_PREFIX_RE, fullmatch=True)
 @pytest.mark.parametrize("ranking", [SITE_WIDE, *DEFAULT_SECTIONS])
 def test_the_keys_of_one_ranking_share_a_cluster_slot(ranking: str) -> None:
     keys = Keys("ranker")
-    names = (keys.scores(ranking), keys.decay(ranking), keys.hidden(ranking), keys.applied(ranking))
+    names = [keys.scores(ranking), keys.decay(ranking), keys.hidden(ranking), keys.applied(ranking)]
+    names += [keys.published(ranking)]
     assert len({key_slot(name.encode()) for name in names}) == 1
 
 
@@ -36,6 +37,7 @@ def test_every_key_starts_with_the_prefix() -> None:
     keys = Keys("news:ranker")
     names = [keys.scores("all"), keys.decay("all"), keys.article("a-1"), keys.hidden("all")]
     names += [keys.applied("all"), keys.idempotency("0f" * 16), keys.hidden_rankings()]
+    names += [keys.published("all")]
     assert all(name.startswith("news:ranker:") for name in names)
     assert keys.pattern() == "news:ranker:*"
 
