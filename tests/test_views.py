@@ -649,7 +649,8 @@ async def test_short_lists_are_filled_newest_first_through_a_sequence_of_refresh
     clock.now += 46.5 * hour  # s2 is 48.5 hours old; s3 and s4 are scored but older still
     assert entries(await get_ranking(client, path)) == []
 
-    # A move takes an article out of its old section's fill and into the new one's.
-    await client.put("/v1/articles/w1", json={"section": "sports"})
-    assert entries(await get_ranking(client, path)) == [("w1", True)]
+    # A move takes an article out of its old section's fill and into the new one's, in this
+    # replica's lists before the PUT answers.
+    assert (await client.put("/v1/articles/w1", json={"section": "sports"})).status == 200
+    assert entries(await get_json(client, path)) == [("w1", True)]
     assert entries(await get_ranking(client, "/v1/rankings/world")) == []
