@@ -281,6 +281,7 @@ class RankingCache:
                     "score": item.score,
                     "title": item.title,
                     "url": item.url,
+                    "fill": item.fill,
                     "movement": moved(rank, previous_rank),
                     "previous_rank": previous_rank,
                 }

@@ -48,6 +48,12 @@ class Keys:
         the read script can skip them)."""
         return f"{self.prefix}:{{r:{ranking}}}:hidden"
 
+    def published(self, ranking: str) -> str:
+        """Sorted set: article id -> ``published_at``, the articles a short list of this ranking
+        is filled from, newest last (kept in the ranking's slot; the newest
+        ``RANKER_MAX_SET_SIZE`` only)."""
+        return f"{self.prefix}:{{r:{ranking}}}:published"
+
     def hidden_rankings(self) -> str:
         """Set: the rankings that have a hidden set, so unhiding finds them all without a SCAN
         (a replica with a newer section list may have hidden an article in one this one does

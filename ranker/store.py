@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
-from .config import Settings
+from .config import SITE_WIDE, Settings
 from .flush import FlushPlan, script_call
 from .keys import Keys
 from .metrics import Metrics
@@ -41,10 +41,14 @@ FLUSH_IDLE_CHECK_S = 1.0
 
 
 class RankedItem(NamedTuple):
+    """One list entry. A fill item is a recently published article with no score that fills a
+    list short of scored articles; its score is 0.0."""
+
     article_id: str
     score: float
     title: str | None
     url: str | None
+    fill: bool = False
 
 
 class Ranking(NamedTuple):
@@ -276,7 +280,9 @@ class RankingStore:
     async def top(self, ranking: str, limit: int, now: float) -> Ranking:
         """The ``limit`` best visible articles of a ranking, scored as of ``now``: neither
         hidden nor, where the ranking has a maximum age, published before ``now`` less that
-        age (an article with no ``published_at`` is never too old)."""
+        age (an article with no ``published_at`` is never too old). When fewer than ``limit``
+        are visible, the list is filled from the ranking's most recently published visible
+        articles (see :meth:`_fill`)."""
         keys = [self.keys.scores(ranking), self.keys.decay(ranking), self.keys.hidden(ranking)]
         # Only a ranking with a maximum age reads published_at: the others' reads cost as before.
         max_age_s = self._settings.max_age_s_for(ranking)
@@ -290,7 +296,7 @@ class RankingStore:
             wanted = limit + extra
             landmark, half_life, members, *flat = await self._top(keys=keys, args=[wanted])
             if landmark is None:
-                return Ranking(None, [])
+                return Ranking(None, await self._fill(ranking, limit, set(), published_after))
             candidates = [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for article_id, _ in candidates:
@@ -307,14 +313,55 @@ class RankingStore:
                 break
             extra = max(2 * extra, extra + len(candidates) - len(visible))
         landmark_f, half_life_f = float(landmark), float(half_life)
-        return Ranking(
-            half_life_f,
-            [
-                RankedItem(article_id, decayed(stored, landmark_f, half_life_f, now), title, url)
-                for article_id, stored, title, url in visible[:limit]
-            ],
-            int(members),
-        )
+        items = [
+            RankedItem(article_id, decayed(stored, landmark_f, half_life_f, now), title, url)
+            for article_id, stored, title, url in visible[:limit]
+        ]
+        if len(items) < limit:
+            # Every visible scored article is listed: a full list never gets here.
+            listed = {item.article_id for item in items}
+            items += await self._fill(ranking, limit - len(items), listed, published_after)
+        return Ranking(half_life_f, items, int(members))
+
+    async def _fill(
+        self, ranking: str, wanted: int, listed: set[str], published_after: float
+    ) -> list[RankedItem]:
+        """Up to ``wanted`` of the ranking's most recently published articles, newest first,
+        as fill items: not in ``listed``, not hidden, not published before
+        ``published_after``, and (for a section) still in that section by their metadata,
+        which wins over an index entry a concurrent move left behind."""
+        key = self.keys.published(ranking)
+        fields = ["title", "url", "hidden", "section", "published_at"]
+        items: list[RankedItem] = []
+        start, page = 0, wanted + len(listed) + 8
+        while True:
+            # Newest first, the too-old left out by the index itself.
+            found = await self._redis.zrevrangebyscore(
+                key, "+inf", published_after, start=start, num=page
+            )
+            ids = [str(article_id) for article_id in found]  # str already: decode_responses
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for article_id in ids:
+                    pipe.hmget(self.keys.article(article_id), fields)
+                metadata = await pipe.execute()
+            for article_id, (title, url, hidden, section, published) in zip(
+                ids, metadata, strict=True
+            ):
+                if (
+                    article_id in listed
+                    or hidden == "1"
+                    or published is None
+                    or float(published) < published_after
+                    or (ranking != SITE_WIDE and section != ranking)
+                ):
+                    continue
+                items.append(RankedItem(article_id, 0.0, title, url, fill=True))
+                if len(items) == wanted:
+                    return items
+            if len(ids) < page:
+                return items
+            start += page
+            page *= 2
 
     @_observed("movement")
     async def movement_record(
@@ -362,8 +409,19 @@ class RankingStore:
 
     @_observed("article_put")
     async def put_article(self, article_id: str, changes: Mapping[str, Any]) -> None:
-        """Set the given metadata fields; a field given as None is cleared."""
+        """Set the given metadata fields; a field given as None is cleared. An article with a
+        ``published_at`` is kept in the site-wide fill index, and in its section's when it
+        has a ``section`` too (moved when either changes, removed when either is cleared)."""
         key = self.keys.article(article_id)
+        # The fields as they were: an article that changes section leaves the old one's index.
+        old_section: str | None = None
+        section: str | None = None
+        published: Any = None
+        if changes.keys() & {"section", "published_at"}:
+            stored, old_published = await self._redis.hmget(key, ["section", "published_at"])
+            old_section = None if stored is None else str(stored)  # str already: decode_responses
+            section = changes.get("section", old_section)
+            published = changes.get("published_at", old_published)
         to_set: dict[FieldT, EncodableT] = {}
         to_clear: list[str] = []
         for name, value in changes.items():
@@ -391,4 +449,27 @@ class RankingStore:
             elif "hidden" in changes:
                 for ranking in rankings:
                     pipe.srem(self.keys.hidden(ranking), article_id)
+            if changes.keys() & {"section", "published_at"}:
+                self._index_published(pipe, article_id, old_section, section, published)
             await pipe.execute()
+
+    def _index_published(
+        self,
+        pipe: Pipeline,
+        article_id: str,
+        old_section: str | None,
+        section: str | None,
+        published: Any,
+    ) -> None:
+        """Queue the fill-index changes for an article's new ``section`` and ``published_at``."""
+        if old_section is not None and (old_section != section or published is None):
+            pipe.zrem(self.keys.published(old_section), article_id)
+        if published is None:
+            pipe.zrem(self.keys.published(SITE_WIDE), article_id)
+            return
+        # Bounded like a ranking: the oldest go first, and only the newest can ever be fill.
+        keep = self._settings.max_set_size
+        for ranking in (SITE_WIDE,) if section is None else (SITE_WIDE, section):
+            index = self.keys.published(ranking)
+            pipe.zadd(index, {article_id: float(published)})
+            pipe.zremrangebyrank(index, 0, -keep - 1)

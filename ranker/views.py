@@ -197,8 +197,9 @@ async def put_article(request: web.Request) -> web.Response:
     changes = parse_article_update(body, request.content_type, request.charset, settings.sections)
     store = app[STORE]
     await store.put_article(article_id, changes)
-    if changes.keys() & {"hidden", "title", "url", "published_at"}:
-        # The editor who hid, retitled or re-dated a story sees it in this replica's lists at once;
+    if changes.keys() & {"hidden", "title", "url", "section", "published_at"}:
+        # The editor who hid, retitled, moved or re-dated a story sees it in this replica's lists
+        # at once (a move or a date can change which articles fill a short list);
         # other replicas within one refresh interval. The change is made by now: a failed
         # refresh must not report it failed (the next one picks it up).
         try:

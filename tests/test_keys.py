@@ -24,6 +24,7 @@ def test_the_keys_of_one_ranking_share_a_cluster_slot(ranking: str) -> None:
     keys = Keys("ranker")
     names = [keys.scores(ranking), keys.decay(ranking), keys.hidden(ranking), keys.applied(ranking)]
     names += [keys.movement(ranking, 500_000)]
+    names += [keys.published(ranking)]
     assert len({key_slot(name.encode()) for name in names}) == 1
 
 
@@ -38,6 +39,7 @@ def test_every_key_starts_with_the_prefix() -> None:
     names = [keys.scores("all"), keys.decay("all"), keys.article("a-1"), keys.hidden("all")]
     names += [keys.applied("all"), keys.idempotency("0f" * 16), keys.hidden_rankings()]
     names += [keys.movement("all", 500_000)]
+    names += [keys.published("all")]
     assert all(name.startswith("news:ranker:") for name in names)
     assert keys.pattern() == "news:ranker:*"
 

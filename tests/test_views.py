@@ -173,7 +173,7 @@ def item(rank: int, article_id: str, score: float, **meta: str | None) -> dict[s
     fields: dict[str, Any] = {"rank": rank, "article_id": article_id, "score": score}
     # Every list in these tests is from an interval with none recorded before it: all new.
     defaults = {"title": None, "url": None, "movement": "new", "previous_rank": None}
-    return fields | defaults | meta
+    return fields | defaults | meta | {"fill": False}
 
 
 async def redis_keys(redis: Redis, key_prefix: str) -> set[str]:
@@ -408,14 +408,22 @@ async def test_hidden_article_keeps_its_score_and_reappears(
     assert items == [item(1, "star", 4.0), item(2, "plain", 1.0)]
 
 
-async def test_lists_leave_out_articles_older_than_their_rankings_maximum_age(
+@pytest.fixture
+async def sports_48h(
     aiohttp_client: AiohttpClient,
     make_settings: Callable[..., Settings],
     clock: FakeClock,
     redis: Redis,
-) -> None:
+) -> Client:
+    """A client of an app whose sports lists leave out articles published over 48 hours ago."""
     settings = make_settings(max_age_hours={"sports": 48.0})
-    client = await aiohttp_client(create_app(settings, clock=clock))
+    return await aiohttp_client(create_app(settings, clock=clock))
+
+
+async def test_lists_leave_out_articles_older_than_their_rankings_maximum_age(
+    sports_48h: Client, clock: FakeClock
+) -> None:
+    client = sports_48h
     await ingest(
         client,
         {"article_id": "old", "section": "sports", "weight": 3},
@@ -596,3 +604,55 @@ async def test_an_answer_with_no_bots_event_has_no_excluded_field(client: Client
     event = {"article_id": "read", "section": "sports", "user_agent": BROWSERS["chrome-android"]}
     resp = await client.post("/v1/events", json=[event])
     assert await resp.json() == {"accepted": 1, "rejected": []}
+
+
+def entries(body: Any) -> list[tuple[str, bool]]:
+    """A list answer's items as (article id, whether it is fill)."""
+    return [(i["article_id"], i["fill"]) for i in body["items"]]
+
+
+async def test_short_lists_are_filled_newest_first_through_a_sequence_of_refreshes(
+    sports_48h: Client, clock: FakeClock
+) -> None:
+    client = sports_48h
+    hour = 3600
+    for article_id, age_h in {"s1": 1, "s2": 2, "s3": 3, "s4": 4, "w1": 0.5}.items():
+        put = await client.put(
+            f"/v1/articles/{article_id}",
+            json={
+                "section": "world" if article_id == "w1" else "sports",
+                "published_at": clock.now - age_h * hour,
+            },
+        )
+        assert put.status == 200
+    path = "/v1/rankings/sports?limit=3"
+
+    # No views yet: the newest published articles, as fill, score 0.
+    body = await get_ranking(client, path)
+    assert entries(body) == [("s1", True), ("s2", True), ("s3", True)]
+    assert body["items"][0] == item(1, "s1", 0.0) | {"fill": True}
+    all_fill = entries(await get_ranking(client, "/v1/rankings/all?limit=3"))
+    assert all_fill == [("w1", True), ("s1", True), ("s2", True)]
+
+    # Views arrive: the scored take the top, the fill shrinks and skips what is listed.
+    await ingest(client, {"article_id": "s3", "section": "sports"})
+    assert entries(await get_ranking(client, path)) == [("s3", False), ("s1", True), ("s2", True)]
+    await ingest(
+        client,
+        {"article_id": "s4", "section": "sports", "weight": 3},
+        {"article_id": "s1", "section": "sports", "weight": 2},
+    )
+    assert entries(await get_ranking(client, path)) == [("s4", False), ("s1", False), ("s3", False)]
+
+    # Hidden or too old: never fill. Only s2 is left to fill a list of 4; then nothing.
+    await client.put("/v1/articles/s1", json={"hidden": True})
+    path = "/v1/rankings/sports?limit=4"
+    assert entries(await get_ranking(client, path)) == [("s4", False), ("s3", False), ("s2", True)]
+    clock.now += 46.5 * hour  # s2 is 48.5 hours old; s3 and s4 are scored but older still
+    assert entries(await get_ranking(client, path)) == []
+
+    # A move takes an article out of its old section's fill and into the new one's, in this
+    # replica's lists before the PUT answers.
+    assert (await client.put("/v1/articles/w1", json={"section": "sports"})).status == 200
+    assert entries(await get_json(client, path)) == [("w1", True)]
+    assert entries(await get_ranking(client, "/v1/rankings/world")) == []
