@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from .config import Settings
 from .errors import StoreUnavailable
 from .metrics import Metrics
+from .movement import moved, movement_period, previous_ranks, record_ttl_s
 from .responses import STALE_HEADER, CachedList, render
 from .scoring import Clock
 from .store import Ranking, RankingStore
@@ -56,7 +57,17 @@ class Slot:
 
 
 class _RankingState:
-    __slots__ = ("dirty", "fetch", "name", "refreshed_at", "slots", "snapshot", "stale")
+    __slots__ = (
+        "dirty",
+        "fetch",
+        "movement_period",
+        "name",
+        "previous_ranks",
+        "refreshed_at",
+        "slots",
+        "snapshot",
+        "stale",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -67,6 +78,10 @@ class _RankingState:
         self.refreshed_at = -math.inf  # time.monotonic() of the last successful read
         self.dirty = False
         self.stale = False  # the last refresh failed: answers are marked so
+        # The movement interval this process has recorded the list of, and the ranks of the
+        # list recorded for the one before (ranker/movement.py).
+        self.movement_period: int | None = None
+        self.previous_ranks: dict[str, int] = {}
 
 
 class RankingCache:
@@ -218,12 +233,23 @@ class RankingCache:
                 return
 
     async def _fetch(self, state: _RankingState) -> None:
-        depth = _depth(state)
+        generated_at = self._clock()
+        interval_s = self._settings.movement_interval_s
+        period = movement_period(generated_at, interval_s)
+        recording = state.movement_period != period
+        # The record is as deep as any list, whichever replica makes it: once an interval.
+        depth = max(_depth(state), MAX_LIMIT) if recording else _depth(state)
         # Cleared before the read: a write that lands while it runs marks the ranking again.
         state.dirty = False
-        generated_at = self._clock()
         try:
             ranking = await self._store.top(state.name, depth, generated_at)
+            if recording:
+                ids = [item.article_id for item in ranking.items]
+                record = await self._store.movement_record(
+                    state.name, period, ids, record_ttl_s(interval_s)
+                )
+                state.previous_ranks = previous_ranks(record)
+                state.movement_period = period
         except BaseException:
             # The next tick retries; a write made meanwhile must not turn a Redis outage into
             # a loop of early refreshes.
@@ -244,16 +270,21 @@ class RankingCache:
     def _render(self, state: _RankingState, slot: Slot) -> None:
         assert state.snapshot is not None
         generated_at, ranking, _ = state.snapshot
-        items = [
-            {
-                "rank": rank,
-                "article_id": item.article_id,
-                "score": item.score,
-                "title": item.title,
-                "url": item.url,
-            }
-            for rank, item in enumerate(ranking.items[: slot.limit], start=1)
-        ]
+        previous = state.previous_ranks
+        items = []
+        for rank, item in enumerate(ranking.items[: slot.limit], start=1):
+            previous_rank = previous.get(item.article_id)
+            items.append(
+                {
+                    "rank": rank,
+                    "article_id": item.article_id,
+                    "score": item.score,
+                    "title": item.title,
+                    "url": item.url,
+                    "movement": moved(rank, previous_rank),
+                    "previous_rank": previous_rank,
+                }
+            )
         # What the scores actually decay by: the configured value can be newer than the
         # stored one for up to a settle period after a change.
         half_life = ranking.half_life_s or self._settings.half_life_for(state.name)

@@ -35,6 +35,8 @@ MIN_PRUNE_BELOW = 1e-12
 MAX_WORKERS = 256
 # A week: a reader's marks are kept that long, one key per (visitor, article) read.
 MAX_DEDUP_WINDOW_S = 7 * 86_400
+MIN_MOVEMENT_INTERVAL_S = 1.0
+MAX_MOVEMENT_INTERVAL_S = 7 * 86_400.0
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Visible ASCII but the comma that separates tokens in RANKER_WRITE_TOKENS; 16 characters at the
@@ -75,6 +77,8 @@ class Settings:
     max_pending_events: int = 200_000
     prune_below: float = 0.01
     refresh_interval_s: float = 1.0
+    movement_interval_s: float = 3600.0
+    """Each list item's ``movement`` compares it with the list of about this long ago."""
     stale_while_revalidate_s: int = 10
     stale_if_error_s: int = 300
     redis_timeout_s: float = 2.0
@@ -111,6 +115,17 @@ class Settings:
         _check_positive(self.redis_timeout_s, "RANKER_REDIS_TIMEOUT_S")
         if not (math.isfinite(self.refresh_interval_s) and 0.01 <= self.refresh_interval_s <= 3600):
             raise ConfigError("RANKER_REFRESH_INTERVAL_S: must be from 0.01 to 3600 seconds")
+        if not (
+            math.isfinite(self.movement_interval_s)
+            and max(MIN_MOVEMENT_INTERVAL_S, self.refresh_interval_s)
+            <= self.movement_interval_s
+            <= MAX_MOVEMENT_INTERVAL_S
+        ):
+            # Shorter than a refresh, an interval could pass with no list recorded in it.
+            raise ConfigError(
+                f"RANKER_MOVEMENT_INTERVAL_S: must be from {MIN_MOVEMENT_INTERVAL_S:g} (and at "
+                f"least RANKER_REFRESH_INTERVAL_S) to {MAX_MOVEMENT_INTERVAL_S:g} seconds"
+            )
         for value, name in (
             (self.stale_while_revalidate_s, "RANKER_STALE_WHILE_REVALIDATE_S"),
             (self.stale_if_error_s, "RANKER_STALE_IF_ERROR_S"),
@@ -236,6 +251,9 @@ class Settings:
             prune_below=get("RANKER_PRUNE_BELOW", _parse_float, defaults.prune_below),
             refresh_interval_s=get(
                 "RANKER_REFRESH_INTERVAL_S", _parse_float, defaults.refresh_interval_s
+            ),
+            movement_interval_s=get(
+                "RANKER_MOVEMENT_INTERVAL_S", _parse_float, defaults.movement_interval_s
             ),
             stale_while_revalidate_s=get(
                 "RANKER_STALE_WHILE_REVALIDATE_S", _parse_int, defaults.stale_while_revalidate_s

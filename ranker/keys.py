@@ -29,6 +29,11 @@ class Keys:
         script checks and records them in the same atomic step as the counts)."""
         return f"{self.prefix}:{{r:{ranking}}}:applied"
 
+    def movement(self, ranking: str, period: int) -> str:
+        """String: a JSON array of the ids a ranking's list began movement interval ``period``
+        with (see ranker/movement.py), best first; expires once no interval compares with it."""
+        return f"{self.prefix}:{{r:{ranking}}}:movement:{period}"
+
     def idempotency(self, token: str) -> str:
         """String: the first answer to a batch sent with an ``Idempotency-Key`` (JSON), for
         the length of the idempotency window."""

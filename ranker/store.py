@@ -336,6 +336,22 @@ class RankingStore:
             int(members),
         )
 
+    @_observed("movement")
+    async def movement_record(
+        self, ranking: str, period: int, ids: list[str] | None, ttl_s: int
+    ) -> list[str] | None:
+        """Record ``ids`` as the list a ranking began movement interval ``period`` with, unless
+        a replica did first (that record stays), and return the ids recorded for the interval
+        before (None when none was)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if ids is not None:
+                pipe.set(self.keys.movement(ranking, period), orjson.dumps(ids), ex=ttl_s, nx=True)
+            pipe.get(self.keys.movement(ranking, period - 1))
+            *_, previous = await pipe.execute()
+        return (
+            None if previous is None else [str(article_id) for article_id in orjson.loads(previous)]
+        )
+
     @_observed("article_get")
     async def get_article(self, article_id: str, now: float) -> Article | None:
         """An article's metadata and scores, or None when ranker knows nothing of it."""

@@ -41,6 +41,7 @@ def test_every_variable_is_read() -> None:
             "RANKER_MAX_SET_SIZE": "1000",
             "RANKER_MAX_PENDING_EVENTS": "5000",
             "RANKER_PRUNE_BELOW": "0.001",
+            "RANKER_MOVEMENT_INTERVAL_S": "900",
             "RANKER_REDIS_TIMEOUT_S": "0.5",
             "RANKER_REDIS_MAX_CONNECTIONS": "8",
             "RANKER_DATA_DIR": "/var/lib/ranker",
@@ -63,6 +64,7 @@ def test_every_variable_is_read() -> None:
         max_set_size=1000,
         max_pending_events=5000,
         prune_below=0.001,
+        movement_interval_s=900.0,
         redis_timeout_s=0.5,
         redis_max_connections=8,
         data_dir=Path("/var/lib/ranker"),
@@ -122,6 +124,9 @@ def test_maximum_ages_are_per_ranking_in_hours_and_off_by_default() -> None:
         ("RANKER_PRUNE_BELOW", "0"),
         ("RANKER_PRUNE_BELOW", "1"),
         ("RANKER_REDIS_TIMEOUT_S", "0"),
+        ("RANKER_MOVEMENT_INTERVAL_S", "0.5"),
+        ("RANKER_MOVEMENT_INTERVAL_S", "700000"),
+        ("RANKER_MOVEMENT_INTERVAL_S", "inf"),
         ("RANKER_LOG_LEVEL", "chatty"),
         ("RANKER_CORS_ORIGINS", "www.news.example"),
         ("RANKER_CORS_ORIGINS", "https://www.news.example/"),
@@ -135,6 +140,12 @@ def test_maximum_ages_are_per_ranking_in_hours_and_off_by_default() -> None:
 def test_a_bad_value_is_an_error_naming_its_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({variable: value})
+
+
+def test_the_movement_interval_defaults_to_an_hour_and_is_no_shorter_than_a_refresh() -> None:
+    assert Settings.from_env({}).movement_interval_s == 3600.0
+    with pytest.raises(ConfigError, match="RANKER_MOVEMENT_INTERVAL_S"):
+        Settings.from_env({"RANKER_REFRESH_INTERVAL_S": "60", "RANKER_MOVEMENT_INTERVAL_S": "30"})
 
 
 def test_a_bad_redis_url_is_not_echoed() -> None:

@@ -23,7 +23,8 @@ prefixes = st.from_regex(KEY_PREFIX_RE, fullmatch=True)
 @pytest.mark.parametrize("ranking", [SITE_WIDE, *DEFAULT_SECTIONS])
 def test_the_keys_of_one_ranking_share_a_cluster_slot(ranking: str) -> None:
     keys = Keys("ranker")
-    names = (keys.scores(ranking), keys.decay(ranking), keys.hidden(ranking), keys.applied(ranking))
+    names = [keys.scores(ranking), keys.decay(ranking), keys.hidden(ranking), keys.applied(ranking)]
+    names += [keys.movement(ranking, 500_000)]
     assert len({key_slot(name.encode()) for name in names}) == 1
 
 
@@ -47,6 +48,7 @@ def test_every_key_starts_with_the_prefix() -> None:
     names = [keys.scores("all"), keys.decay("all"), keys.article("a-1"), keys.hidden("all")]
     names += [keys.applied("all"), keys.idempotency("0f" * 16), keys.hidden_rankings()]
     names += [keys.seen(3, "0f" * 16)]
+    names += [keys.movement("all", 500_000)]
     assert all(name.startswith("news:ranker:") for name in names)
     assert keys.pattern() == "news:ranker:*"
 

@@ -171,7 +171,9 @@ async def all_lists(client: Client, settings: Settings) -> dict[str, list[dict[s
 
 def item(rank: int, article_id: str, score: float, **meta: str | None) -> dict[str, Any]:
     fields: dict[str, Any] = {"rank": rank, "article_id": article_id, "score": score}
-    return fields | {"title": None, "url": None} | meta
+    # Every list in these tests is from an interval with none recorded before it: all new.
+    defaults = {"title": None, "url": None, "movement": "new", "previous_rank": None}
+    return fields | defaults | meta
 
 
 async def redis_keys(redis: Redis, key_prefix: str) -> set[str]:

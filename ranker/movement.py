@@ -1,0 +1,47 @@
+"""Rank movement: how each item of a list moved since the list of one movement interval ago.
+
+Time is cut into intervals of ``movement_interval_s`` aligned on the clock (interval ``k`` runs
+from ``k * interval`` to ``(k + 1) * interval`` seconds since the epoch). The first refresh of a
+ranking in interval ``k``, by any replica, records the ranking's top ``MAX_LIMIT`` ids in Redis
+(SET NX: the first replica's record stands, the others keep it). Throughout interval ``k``,
+every list of that ranking is compared with the record of interval ``k - 1``: the list as it
+stood one to two intervals ago, the same one in every replica and across restarts. Each process
+reads that record once per interval and ranking, in the refresh that writes its own.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+Movement = Literal["up", "down", "same", "new"]
+
+
+def movement_period(now: float, interval_s: float) -> int:
+    """The number of the movement interval that clock time ``now`` falls in."""
+    return math.floor(now / interval_s)
+
+
+def record_ttl_s(interval_s: float) -> int:
+    """How long a record must be kept: through its own interval and the next one that compares
+    with it, with a minute to spare for replicas whose clocks are a little behind."""
+    return math.ceil(2 * interval_s) + 60
+
+
+def previous_ranks(record: list[str] | None) -> dict[str, int]:
+    """Article id -> rank (1-based) in a record; empty when there was none to compare with
+    (after a cold start every item is then ``new``)."""
+    if record is None:
+        return {}
+    return {article_id: rank for rank, article_id in enumerate(record, start=1)}
+
+
+def moved(rank: int, previous_rank: int | None) -> Movement:
+    """How an item now at ``rank`` moved from ``previous_rank`` (None: not in that list)."""
+    if previous_rank is None:
+        return "new"
+    if previous_rank > rank:
+        return "up"
+    if previous_rank < rank:
+        return "down"
+    return "same"
