@@ -241,8 +241,12 @@ def run_wrk(url: str, connections: int, duration: int, warmup: int, pipeline: in
 class Zipf:
     """Views of ``articles`` articles, Zipf-distributed, spread over every default section."""
 
-    def __init__(self, seed: int, articles: int = 5000, exponent: float = 1.1) -> None:
+    def __init__(
+        self, seed: int, articles: int = 5000, exponent: float = 1.1, visitors: int = 0
+    ) -> None:
         self.rng = random.Random(seed)
+        # With visitors, every view carries a visitor_id drawn from that many readers.
+        self.visitors = visitors
         self.ids = [f"bench-story-{i:05d}" for i in range(articles)]
         self.sections = [DEFAULT_SECTIONS[i % len(DEFAULT_SECTIONS)] for i in range(articles)]
         # Cumulative weights once, so each draw is a bisect rather than a pass over 5,000.
@@ -267,6 +271,11 @@ class Zipf:
             [
                 {"article_id": self.ids[i], "section": self.sections[i], "ts": now}
                 | (self.metadata[i] if metadata else {})
+                | (
+                    {"visitor_id": f"v-{self.rng.randrange(self.visitors)}"}
+                    if self.visitors
+                    else {}
+                )
                 for i in picks
             ]
         )

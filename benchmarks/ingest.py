@@ -66,7 +66,10 @@ async def _send(
                 async with session.post(url, data=bodies[i % len(bodies)], headers=headers) as r:
                     answer = await r.read()
                     if r.status == 200:
-                        load.accepted += orjson.loads(answer)["accepted"]
+                        taken = orjson.loads(answer)
+                        # A reader's repeat is taken too, only not counted.
+                        excluded = taken.get("excluded", {}).get("duplicate_reader", 0)
+                        load.accepted += taken["accepted"] + excluded
                     else:
                         load.failures[str(r.status)] += 1
             except aiohttp.ClientError as exc:
@@ -194,6 +197,12 @@ def main() -> None:
     parser.add_argument(
         "--keyed", action="store_true", help="also ranker with an Idempotency-Key per request"
     )
+    parser.add_argument(
+        "--visitors",
+        type=int,
+        default=0,
+        help="also ranker with a visitor_id on every event, drawn from this many readers",
+    )
     args = parser.parse_args()
     if args.workers != 1 and not harness.ranker_has_workers():
         parser.error("this ranker's serve has no --workers option yet")
@@ -202,7 +211,10 @@ def main() -> None:
     results: dict[str, list[Run]] = {"ranker": [], "naive": []}
     if args.keyed:
         results["ranker keyed"] = []
+    if args.visitors:
+        results["ranker visitors"] = []
     zipf = Zipf(seed=1)
+    readers = Zipf(seed=2, visitors=args.visitors)
     with contextlib.ExitStack() as stack:
         for prefix in (ranker_prefix, naive_prefix):
             stack.callback(harness.delete_keys, args.redis_url, prefix)
@@ -216,11 +228,13 @@ def main() -> None:
             )
         )  # fmt: skip
         for number in range(1, args.runs + 1):
-            variants = [("ranker", ranker, False), ("naive", naive, False)]
+            variants = [("ranker", ranker, zipf, False), ("naive", naive, zipf, False)]
             if args.keyed:
-                variants.append(("ranker keyed", ranker, True))
-            for name, target, keyed in variants:
-                run = measure(target, args, zipf, keyed)
+                variants.append(("ranker keyed", ranker, zipf, True))
+            if args.visitors:
+                variants.append(("ranker visitors", ranker, readers, False))
+            for name, target, source, keyed in variants:
+                run = measure(target, args, source, keyed)
                 log(f"  run {number} {name}: {run.rate:,.0f} events/s")
                 results[name].append(run)
         ceiling = (
@@ -241,6 +255,12 @@ def main() -> None:
         report.add(
             f"ranker with an Idempotency-Key per request / without: {ratio(k, r)}; "
             f"keyed/naive: {ratio(k, n)}"
+        )
+    if args.visitors:
+        v = median(run.rate for run in results["ranker visitors"])
+        report.add(
+            f"ranker with a visitor_id on every event (from {args.visitors:,} readers; events/s "
+            f"counts the repeats left out) / without: {ratio(v, r)}"
         )
     if ceiling:
         report.add(

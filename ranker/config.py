@@ -33,6 +33,8 @@ MIN_HALF_LIFE_S = 1.0
 # Below this a rebase could leave scores too small for a double before pruning removes them.
 MIN_PRUNE_BELOW = 1e-12
 MAX_WORKERS = 256
+# A week: a reader's marks are kept that long, one key per (visitor, article) read.
+MAX_DEDUP_WINDOW_S = 7 * 86_400
 MIN_MOVEMENT_INTERVAL_S = 1.0
 MAX_MOVEMENT_INTERVAL_S = 7 * 86_400.0
 LOG_FORMATS = ("json", "text")
@@ -89,6 +91,8 @@ class Settings:
     access_log: bool = False
     request_timeout_s: float = 5.0
     idempotency_window_s: int = 86_400
+    dedup_window_s: int = 1800
+    """A visitor's views of one article count once per this many seconds; 0: every view counts."""
     max_pending_bytes: int = 16 * 1024 * 1024
     max_batch_events: int = 10_000
     client_events_per_s: float = 0.0
@@ -170,6 +174,11 @@ class Settings:
         if not 60 <= self.idempotency_window_s <= 30 * 86_400:
             raise ConfigError(
                 "RANKER_IDEMPOTENCY_WINDOW_S: must be a whole number of seconds from 60 to 2592000"
+            )
+        if not 0 <= self.dedup_window_s <= MAX_DEDUP_WINDOW_S:
+            raise ConfigError(
+                "RANKER_DEDUP_WINDOW_S: must be a whole number of seconds from 0 (off) to "
+                f"{MAX_DEDUP_WINDOW_S}"
             )
         if self.max_pending_bytes < self.max_body_bytes:
             raise ConfigError(
@@ -266,6 +275,7 @@ class Settings:
             idempotency_window_s=get(
                 "RANKER_IDEMPOTENCY_WINDOW_S", _parse_int, defaults.idempotency_window_s
             ),
+            dedup_window_s=get("RANKER_DEDUP_WINDOW_S", _parse_int, defaults.dedup_window_s),
             # By default, room for at least one body of the largest size.
             max_pending_bytes=get(
                 "RANKER_MAX_PENDING_BYTES",

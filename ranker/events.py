@@ -46,7 +46,8 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class Exclusion:
-    """A valid event not counted: it came from a bot (``reason`` is one of ``bots.REASONS``)."""
+    """A valid event not counted: it came from a bot (``reason`` is one of ``bots.REASONS``).
+    A reader's repeat views are no Exclusion: they are found after parsing, in Redis (dedup)."""
 
     index: int
     reason: str
@@ -57,6 +58,8 @@ class ParsedEvents:
     views: list[View] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     excluded: list[Exclusion] = field(default_factory=list)
+    # (index into views, visitor id) for the accepted views that carry a visitor_id.
+    visitors: list[tuple[int, str]] = field(default_factory=list)
     # article id -> (title, url) from the first event that carried either; fills unset metadata.
     metadata: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
@@ -143,6 +146,10 @@ def parse_events(
             if isinstance(item, _Rejected):
                 raise item
             accept(_validate(item, now, max_ts, sections, metadata))
+            # A valid event, so a dict with a valid visitor_id if any; never the fast path's.
+            visitor_id = item.get("visitor_id")
+            if visitor_id is not None:
+                parsed.visitors.append((len(parsed.views) - 1, visitor_id))
         except _Rejected as exc:
             parsed.rejected.append(Rejection(index, exc.code, exc.message))
         except _Excluded as exc:

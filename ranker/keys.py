@@ -60,6 +60,13 @@ class Keys:
         not know)."""
         return f"{self.prefix}:hidden-rankings"
 
+    def seen(self, shard: int, mark: str) -> str:
+        """String: the token of the batch that counted a visitor's view of an article (``mark``
+        is a digest of the pair), expiring with the dedup window. The marks are spread over a
+        fixed number of hash tags ``{v:<shard>}``, so one script call per shard checks and
+        sets all of a batch's marks there, in one Redis Cluster slot."""
+        return f"{self.prefix}:{{v:{shard}}}:seen:{mark}"
+
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix."""
         return f"{self.prefix}:*"

@@ -34,6 +34,7 @@ def _lua(name: str) -> str:
 _INCREMENT = _lua("increment.lua")
 _TOP = _lua("top.lua")
 _SCORE = _lua("score.lua")
+_SEEN = _lua("seen.lua")
 
 
 FLUSH_IDLE_CHECK_S = 1.0
@@ -153,6 +154,7 @@ class RankingStore:
         self._increment = self._flush_redis.register_script(_INCREMENT)
         self._top = redis.register_script(_TOP)
         self._score = redis.register_script(_SCORE)
+        self._seen = redis.register_script(_SEEN)
         self._flush_proven_at = -math.inf
 
     @_observed("ping")
@@ -252,6 +254,24 @@ class RankingStore:
                     self._keep(pipe, batch.token, batch.record)
                 await pipe.execute()
         return frozenset(replayed)
+
+    @_observed("dedup")
+    async def claim_views(self, marks: Mapping[int, list[str]], token: str) -> set[str]:
+        """Mark (visitor, article) pairs seen for the dedup window, as ``token``'s batch: one
+        script call per shard, all in one pipeline. ``marks`` are the pairs' digests by shard.
+        Returns those whose views count: new, or marked by this same token before."""
+        window = self._settings.dedup_window_s
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard, digests in marks.items():
+                keys = [self.keys.seen(shard, digest) for digest in digests]
+                await self._seen(keys=keys, args=[token, window], client=pipe)
+            results = await pipe.execute()
+        return {
+            digest
+            for digests, counts in zip(marks.values(), results, strict=True)
+            for digest, counts_now in zip(digests, counts, strict=True)
+            if counts_now
+        }
 
     @_observed("idempotency_set")
     async def keep_answer(self, token: str, record: str) -> bool:

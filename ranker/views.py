@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .articles import check_article_id, parse_article_update
 from .auth import client_identity
 from .cache import DEFAULT_LIMIT, MAX_LIMIT
+from .dedup import DUPLICATE_READER, batch_token, count_once
 from .errors import (
     ArticleNotFound,
     InvalidLimit,
@@ -82,18 +83,26 @@ async def post_events(request: web.Request) -> web.Response:
             excluded = Counter(exclusion.reason for exclusion in parsed.excluded)
             events = len(parsed.views) + len(parsed.rejected) + len(parsed.excluded)
             admission.charge(client, events, time.monotonic())
+            views = parsed.views
+            if parsed.visitors and settings.dedup_window_s:
+                # After every check that could refuse the batch: marks set for a refused
+                # batch would leave its resent views out.
+                token = batch_token(None if key is None else key.token)
+                views, repeats = await count_once(app[STORE], views, parsed.visitors, token)
+                if repeats:
+                    excluded[DUPLICATE_READER] = repeats
             answer: dict[str, Any] = {
-                "accepted": len(parsed.views),
+                "accepted": len(views),
                 "rejected": [
                     {"index": r.index, "code": r.code, "message": r.message}
                     for r in parsed.rejected
                 ],
             }
             if excluded:
-                # Only when a bot's events were left out: most batches have none.
+                # Only when a bot's events or a reader's repeats were left out.
                 answer["excluded"] = dict(sorted(excluded.items()))
             kept = None if key is None else (key.token, key.record(answer))
-            replayed = await app[INGESTOR].submit(parsed.views, parsed.metadata, kept)
+            replayed = await app[INGESTOR].submit(views, parsed.metadata, kept)
             if replayed and key is not None:
                 # A retry that came before its first try's answer was kept, or in the same
                 # flush: answered as the first try was (its answer is kept by now), or

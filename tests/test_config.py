@@ -297,6 +297,7 @@ def test_ingest_limits_default_to_the_documented_values() -> None:
     settings = Settings.from_env({})
     assert settings.request_timeout_s == 5.0
     assert settings.idempotency_window_s == 86_400
+    assert settings.dedup_window_s == 1800  # a reader's repeat views count once per 30 min
     assert settings.max_pending_bytes == 16 * 1024 * 1024
     assert settings.max_batch_events == 10_000
     assert settings.client_events_per_s == 0.0  # no per-client limit
@@ -322,6 +323,7 @@ def test_ingest_limits_are_read_from_the_environment() -> None:
         {
             "RANKER_REQUEST_TIMEOUT_S": "2.5",
             "RANKER_IDEMPOTENCY_WINDOW_S": "3600",
+            "RANKER_DEDUP_WINDOW_S": "600",
             "RANKER_MAX_PENDING_BYTES": "8388608",
             "RANKER_MAX_BATCH_EVENTS": "500",
             "RANKER_CLIENT_EVENTS_PER_S": "12.5",
@@ -330,6 +332,7 @@ def test_ingest_limits_are_read_from_the_environment() -> None:
     )
     assert settings.request_timeout_s == 2.5
     assert settings.idempotency_window_s == 3600
+    assert settings.dedup_window_s == 600
     assert settings.max_pending_bytes == 8 * 1024 * 1024
     assert settings.max_batch_events == 500
     assert settings.client_events_per_s == 12.5
@@ -348,6 +351,10 @@ def test_ingest_limits_are_read_from_the_environment() -> None:
         ("RANKER_IDEMPOTENCY_WINDOW_S", {"RANKER_IDEMPOTENCY_WINDOW_S": "86400.5"}),
         ("RANKER_IDEMPOTENCY_WINDOW_S", {"RANKER_IDEMPOTENCY_WINDOW_S": "59"}),
         ("RANKER_IDEMPOTENCY_WINDOW_S", {"RANKER_IDEMPOTENCY_WINDOW_S": "2592001"}),
+        ("RANKER_DEDUP_WINDOW_S", {"RANKER_DEDUP_WINDOW_S": "half an hour"}),
+        ("RANKER_DEDUP_WINDOW_S", {"RANKER_DEDUP_WINDOW_S": "1800.5"}),
+        ("RANKER_DEDUP_WINDOW_S", {"RANKER_DEDUP_WINDOW_S": "-1"}),
+        ("RANKER_DEDUP_WINDOW_S", {"RANKER_DEDUP_WINDOW_S": "604801"}),
         ("RANKER_MAX_PENDING_BYTES", {"RANKER_MAX_PENDING_BYTES": "lots"}),
         ("RANKER_MAX_PENDING_BYTES", {"RANKER_MAX_PENDING_BYTES": "1048575"}),
         (
@@ -381,6 +388,8 @@ def test_a_bad_ingest_limit_is_an_error_naming_its_variable(
     [
         {"RANKER_REQUEST_TIMEOUT_S": "0.1", "RANKER_IDEMPOTENCY_WINDOW_S": "60"},
         {"RANKER_REQUEST_TIMEOUT_S": "600", "RANKER_IDEMPOTENCY_WINDOW_S": "2592000"},
+        {"RANKER_DEDUP_WINDOW_S": "0"},  # off: every view counts
+        {"RANKER_DEDUP_WINDOW_S": "604800"},
         {"RANKER_MAX_BODY_BYTES": "4096", "RANKER_MAX_PENDING_BYTES": "4096"},
         {"RANKER_MAX_BATCH_EVENTS": "1", "RANKER_CLIENT_BURST_EVENTS": "1"},
         {"RANKER_MAX_BATCH_EVENTS": "1000000", "RANKER_CLIENT_BURST_EVENTS": "1000000"},

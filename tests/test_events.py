@@ -406,3 +406,18 @@ def test_the_fast_path_agrees_with_the_full_validation_on_every_event() -> None:
     assert len(views) > 1000
     assert len(rejected) > 1000
     assert {exclusion.reason for exclusion in excluded} == {CRAWLER, HEADLESS_BROWSER}
+
+
+def test_the_views_that_carry_a_visitor_id_are_listed_with_it() -> None:
+    body = orjson.dumps(
+        [
+            event(article_id="anonymous"),
+            event(visitor_id="v-1"),
+            event(article_id="bad id", visitor_id="v-2"),  # rejected: not among the views
+            event(article_id="null-visitor", visitor_id=None),
+            event(article_id="b2", visitor_id="v-1"),
+        ]
+    )
+    parsed = parse(body)
+    assert [view[0] for view in parsed.views] == ["anonymous", "a1", "null-visitor", "b2"]
+    assert parsed.visitors == [(1, "v-1"), (3, "v-1")]

@@ -277,6 +277,30 @@ async def test_a_retry_with_its_key_after_a_lost_answer_counts_nothing_more(
     assert await redis_client.zscore(keys.scores("all"), "late") == 1.0
 
 
+async def test_a_keyed_retry_after_its_marks_were_set_and_the_answer_lost_counts_once(
+    proxied: Client, proxy: ReplyLosingProxy, redis_client: Redis
+) -> None:
+    client = proxied
+    events = [{"article_id": "read", "section": "sports", "visitor_id": "reader-1"}] * 2
+    headers = {"Idempotency-Key": "batch-1"}
+    proxy.lose_script_replies = True
+    # The reader dedup step's marks are set, and its answer never arrives.
+    first = await client.post("/v1/events", json=events, headers=headers)
+    assert first.status == 503
+    assert "nothing was counted" in (await first.json())["error"]["message"]
+    assert [key async for key in redis_client.scan_iter(match="faults:{v:*}:seen:*")]
+    proxy.lose_script_replies = False
+    await seconds_until_ready(client, limit=10)
+    retry = await client.post("/v1/events", json=events, headers=headers)
+    assert retry.status == 200
+    assert await retry.json() == {
+        "accepted": 1,
+        "rejected": [],
+        "excluded": {"duplicate_reader": 1},
+    }
+    assert await redis_client.zscore(Keys("faults").scores("sports"), "read") == 1.0
+
+
 async def test_a_request_waiting_on_a_stalled_redis_ends_at_the_request_timeout(
     aiohttp_client: AiohttpClient, private_redis: EmbeddedRedis
 ) -> None:

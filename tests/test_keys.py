@@ -12,6 +12,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from ranker.articles import check_article_id
 from ranker.config import DEFAULT_SECTIONS, KEY_PREFIX_RE, SITE_WIDE, SLUG_RE
+from ranker.dedup import SHARDS
 from ranker.errors import InvalidArticleId
 from ranker.keys import Keys
 from tests.strategies import ID_CHARS, texts
@@ -34,10 +35,20 @@ def test_rankings_spread_over_slots() -> None:
     assert len(slots) > 1
 
 
+def test_one_shards_reader_marks_share_a_slot_and_the_shards_spread_over_slots() -> None:
+    keys = Keys("ranker")
+    for shard in range(SHARDS):
+        marks = {key_slot(keys.seen(shard, digest).encode()) for digest in ("0" * 32, "f" * 32)}
+        assert len(marks) == 1
+    shards = {key_slot(keys.seen(shard, "0" * 32).encode()) for shard in range(SHARDS)}
+    assert len(shards) == SHARDS
+
+
 def test_every_key_starts_with_the_prefix() -> None:
     keys = Keys("news:ranker")
     names = [keys.scores("all"), keys.decay("all"), keys.article("a-1"), keys.hidden("all")]
     names += [keys.applied("all"), keys.idempotency("0f" * 16), keys.hidden_rankings()]
+    names += [keys.seen(3, "0f" * 16)]
     names += [keys.movement("all", 500_000)]
     names += [keys.published("all")]
     assert all(name.startswith("news:ranker:") for name in names)
