@@ -1,0 +1,132 @@
+"""Article metadata: what the CMS and events say of an article, its scores in every ranking, and
+the indexes of published articles that fill short lists."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio.client import Pipeline
+from redis.typing import EncodableT, FieldT
+
+from .config import SITE_WIDE
+from .scoring import decayed
+from .store_base import StoreBase, observed
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """An article's metadata and its current decayed score in every ranking that holds it."""
+
+    article_id: str
+    title: str | None
+    url: str | None
+    section: str | None
+    published_at: float | None
+    hidden: bool
+    scores: dict[str, float]
+
+    @classmethod
+    def blank(cls, article_id: str) -> Article:
+        """An article ranker holds nothing for."""
+        return cls(article_id, None, None, None, None, hidden=False, scores={})
+
+
+class ArticleMetadata(StoreBase):
+    """Reading and changing article metadata."""
+
+    @observed("article_get")
+    async def get_article(self, article_id: str, now: float) -> Article | None:
+        """An article's metadata and scores, or None when ranker knows nothing of it."""
+        rankings = self._settings.rankings
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.article(article_id))
+            for ranking in rankings:
+                keys = [self.keys.scores(ranking), self.keys.decay(ranking)]
+                await self._score(keys=keys, args=[article_id], client=pipe)
+            meta, *states = await pipe.execute()
+        scores = {
+            ranking: decayed(float(stored), float(landmark), float(half_life), now)
+            for ranking, (landmark, half_life, stored) in zip(rankings, states, strict=True)
+            if stored is not None and landmark is not None
+        }
+        if not meta and not scores:
+            return None
+        published_at = meta.get("published_at")
+        return Article(
+            article_id=article_id,
+            title=meta.get("title"),
+            url=meta.get("url"),
+            section=meta.get("section"),
+            published_at=float(published_at) if published_at is not None else None,
+            hidden=meta.get("hidden") == "1",
+            scores=scores,
+        )
+
+    @observed("article_put")
+    async def put_article(self, article_id: str, changes: Mapping[str, Any]) -> None:
+        """Set the given metadata fields; a field given as None is cleared. An article with a
+        ``published_at`` is kept in the site-wide fill index, and in its section's when it
+        has a ``section`` too (moved when either changes, removed when either is cleared)."""
+        key = self.keys.article(article_id)
+        # The fields as they were: an article that changes section leaves the old one's index.
+        old_section: str | None = None
+        section: str | None = None
+        published: Any = None
+        if changes.keys() & {"section", "published_at"}:
+            stored, old_published = await self._redis.hmget(key, ["section", "published_at"])
+            old_section = None if stored is None else str(stored)  # str already: decode_responses
+            section = changes.get("section", old_section)
+            published = changes.get("published_at", old_published)
+        to_set: dict[FieldT, EncodableT] = {}
+        to_clear: list[str] = []
+        for name, value in changes.items():
+            if value is None:
+                to_clear.append(name)
+            elif isinstance(value, bool):
+                to_set[name] = "1" if value else "0"
+            else:
+                to_set[name] = repr(value) if isinstance(value, float) else str(value)
+        rankings = set(self._settings.rankings)
+        if "hidden" in changes and not changes["hidden"]:
+            # Also the rankings this process is not configured with (a replica with a newer
+            # section list may have hidden it there): none may keep hiding it.
+            known = await self._redis.smembers(self.keys.hidden_rankings())
+            rankings |= {str(name) for name in known}  # str already: decode_responses
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if to_set:
+                pipe.hset(key, mapping=to_set)
+            if to_clear:
+                pipe.hdel(key, *to_clear)
+            if changes.get("hidden"):
+                pipe.sadd(self.keys.hidden_rankings(), *rankings)
+                for ranking in rankings:
+                    pipe.sadd(self.keys.hidden(ranking), article_id)
+            elif "hidden" in changes:
+                for ranking in rankings:
+                    pipe.srem(self.keys.hidden(ranking), article_id)
+            if changes.keys() & {"section", "published_at"}:
+                self._index_published(pipe, article_id, old_section, section, published)
+            await pipe.execute()
+
+    def _index_published(
+        self,
+        pipe: Pipeline,
+        article_id: str,
+        old_section: str | None,
+        section: str | None,
+        published: Any,
+    ) -> None:
+        """Queue the fill-index changes for an article's new ``section`` and ``published_at``."""
+        if old_section is not None and (old_section != section or published is None):
+            pipe.zrem(self.keys.published(old_section), article_id)
+        if published is None:
+            pipe.zrem(self.keys.published(SITE_WIDE), article_id)
+            return
+        # Bounded like a ranking: the oldest go first, and only the newest can ever be fill.
+        keep = self._settings.max_set_size
+        for ranking in (SITE_WIDE,) if section is None else (SITE_WIDE, section):
+            index = self.keys.published(ranking)
+            pipe.zadd(index, {article_id: float(published)})
+            pipe.zremrangebyrank(index, 0, -keep - 1)

@@ -1,0 +1,106 @@
+"""What every part of the store shares: the Redis clients, keys, settings and metrics, whether
+Redis answers, the Lua scripts (registered once, here) and the :func:`observed` decorator that
+times each operation and keeps that availability current.
+
+Only the store modules issue commands to the service's Redis (``embedded`` just checks that a
+server it started answers): this one, ``store_lists`` (the list reads),
+``store_articles`` (article metadata) and ``store`` (the writes, and :class:`RankingStore`, which
+joins them)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import time
+from collections.abc import Callable, Coroutine
+from importlib.resources import files
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .config import Settings
+from .keys import Keys
+from .metrics import Metrics
+
+
+def _lua(name: str) -> str:
+    return files("ranker").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+_INCREMENT = _lua("increment.lua")
+_TOP = _lua("top.lua")
+_SCORE = _lua("score.lua")
+_SEEN = _lua("seen.lua")
+
+
+class StoreBase:
+    """The state every part of :class:`~ranker.store.RankingStore` works with."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        *,
+        flush_redis: Redis | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.available = True
+        """False from a command that could not reach Redis (refused, cut or timed out) until
+        the next that could: work that needs Redis is refused at once meanwhile."""
+        self.went_down = asyncio.Event()
+        """Set when a command finds Redis unreachable, for the check that finds it back."""
+        self.outage_listeners: list[Callable[[], None]] = []
+        """Called when a command first finds Redis unreachable after it answered."""
+        self._redis = redis
+        self._flush_redis = flush_redis if flush_redis is not None else redis
+        self._settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._increment = self._flush_redis.register_script(_INCREMENT)
+        self._top = redis.register_script(_TOP)
+        self._score = redis.register_script(_SCORE)
+        self._seen = redis.register_script(_SEEN)
+        self._flush_proven_at = -math.inf
+
+
+S = TypeVar("S", bound=StoreBase)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def observed(
+    operation: str,
+) -> Callable[
+    [Callable[Concatenate[S, P], Coroutine[Any, Any, T]]],
+    Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
+]:
+    """Time a store method as one Redis operation, and keep ``ranker_redis_up`` current."""
+
+    def decorate(
+        method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
+    ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
+        async def timed(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            metrics = self.metrics
+            started = time.perf_counter()
+            try:
+                result = await method(self, *args, **kwargs)
+            except (RedisConnectionError, RedisTimeoutError):
+                if self.available:
+                    self.available = False
+                    for listener in self.outage_listeners:
+                        listener()
+                self.went_down.set()
+                metrics.redis_up.set(0)
+                raise
+            self.available = True
+            metrics.redis_up.set(1)
+            metrics.redis_command_duration.labels(operation).observe(time.perf_counter() - started)
+            return result
+
+        functools.update_wrapper(timed, method)
+        return timed
+
+    return decorate

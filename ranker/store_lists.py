@@ -1,0 +1,146 @@
+"""The ranked lists as readers see them: a ranking's best visible articles, filled from the newest
+published when short, and the record movement compares each list with."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import orjson
+
+from .config import SITE_WIDE
+from .scoring import decayed
+from .store_base import StoreBase, observed
+
+
+class RankedItem(NamedTuple):
+    """One list entry. A fill item is a recently published article with no score that fills a
+    list short of scored articles; its score is 0.0."""
+
+    article_id: str
+    score: float
+    title: str | None
+    url: str | None
+    fill: bool = False
+
+
+class Ranking(NamedTuple):
+    """A ranking's best items, the half-life their scores decay by (None when empty), and how
+    many articles its set holds in all."""
+
+    half_life_s: float | None
+    items: list[RankedItem]
+    members: int = 0
+
+
+def _too_old(published: list[str | None], published_after: float) -> bool:
+    """Whether an article's ``published_at``, when it was read and is known, is before
+    ``published_after``."""
+    return bool(published) and published[0] is not None and float(published[0]) < published_after
+
+
+class ListReads(StoreBase):
+    """Reading the ranked lists."""
+
+    @observed("top")
+    async def top(self, ranking: str, limit: int, now: float) -> Ranking:
+        """The ``limit`` best visible articles of a ranking, scored as of ``now``: neither
+        hidden nor, where the ranking has a maximum age, published before ``now`` less that
+        age (an article with no ``published_at`` is never too old). When fewer than ``limit``
+        are visible, the list is filled from the ranking's most recently published visible
+        articles (see :meth:`_fill`)."""
+        keys = [self.keys.scores(ranking), self.keys.decay(ranking), self.keys.hidden(ranking)]
+        # Only a ranking with a maximum age reads published_at: the others' reads cost as before.
+        max_age_s = self._settings.max_age_s_for(ranking)
+        fields = ["title", "url", "hidden"] + ([] if max_age_s is None else ["published_at"])
+        published_after = -math.inf if max_age_s is None else now - max_age_s
+        # The ranking's hidden set (skipped by the script) can miss an article hidden before
+        # the ranking existed; its metadata cannot. Too-old articles are known by their
+        # metadata only. Read further past any such article.
+        extra = 0
+        while True:
+            wanted = limit + extra
+            landmark, half_life, members, *flat = await self._top(keys=keys, args=[wanted])
+            if landmark is None:
+                return Ranking(None, await self._fill(ranking, limit, set(), published_after))
+            candidates = [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for article_id, _ in candidates:
+                    pipe.hmget(self.keys.article(article_id), fields)
+                metadata = await pipe.execute()
+            visible = [
+                (article_id, stored, title, url)
+                for (article_id, stored), (title, url, hidden, *published) in zip(
+                    candidates, metadata, strict=True
+                )
+                if hidden != "1" and not _too_old(published, published_after)
+            ]
+            if len(visible) >= limit or len(candidates) < wanted:
+                break
+            extra = max(2 * extra, extra + len(candidates) - len(visible))
+        landmark_f, half_life_f = float(landmark), float(half_life)
+        items = [
+            RankedItem(article_id, decayed(stored, landmark_f, half_life_f, now), title, url)
+            for article_id, stored, title, url in visible[:limit]
+        ]
+        if len(items) < limit:
+            # Every visible scored article is listed: a full list never gets here.
+            listed = {item.article_id for item in items}
+            items += await self._fill(ranking, limit - len(items), listed, published_after)
+        return Ranking(half_life_f, items, int(members))
+
+    async def _fill(
+        self, ranking: str, wanted: int, listed: set[str], published_after: float
+    ) -> list[RankedItem]:
+        """Up to ``wanted`` of the ranking's most recently published articles, newest first,
+        as fill items: not in ``listed``, not hidden, not published before
+        ``published_after``, and (for a section) still in that section by their metadata,
+        which wins over an index entry a concurrent move left behind."""
+        key = self.keys.published(ranking)
+        fields = ["title", "url", "hidden", "section", "published_at"]
+        items: list[RankedItem] = []
+        start, page = 0, wanted + len(listed) + 8
+        while True:
+            # Newest first, the too-old left out by the index itself.
+            found = await self._redis.zrevrangebyscore(
+                key, "+inf", published_after, start=start, num=page
+            )
+            ids = [str(article_id) for article_id in found]  # str already: decode_responses
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for article_id in ids:
+                    pipe.hmget(self.keys.article(article_id), fields)
+                metadata = await pipe.execute()
+            for article_id, (title, url, hidden, section, published) in zip(
+                ids, metadata, strict=True
+            ):
+                if (
+                    article_id in listed
+                    or hidden == "1"
+                    or published is None
+                    or float(published) < published_after
+                    or (ranking != SITE_WIDE and section != ranking)
+                ):
+                    continue
+                items.append(RankedItem(article_id, 0.0, title, url, fill=True))
+                if len(items) == wanted:
+                    return items
+            if len(ids) < page:
+                return items
+            start += page
+            page *= 2
+
+    @observed("movement")
+    async def movement_record(
+        self, ranking: str, period: int, ids: list[str] | None, ttl_s: int
+    ) -> list[str] | None:
+        """Record ``ids`` as the list a ranking began movement interval ``period`` with, unless
+        a replica did first (that record stays), and return the ids recorded for the interval
+        before (None when none was)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if ids is not None:
+                pipe.set(self.keys.movement(ranking, period), orjson.dumps(ids), ex=ttl_s, nx=True)
+            pipe.get(self.keys.movement(ranking, period - 1))
+            *_, previous = await pipe.execute()
+        return (
+            None if previous is None else [str(article_id) for article_id in orjson.loads(previous)]
+        )
