@@ -1,0 +1,152 @@
+"""Reading settings from the environment: every ``RANKER_*`` variable, parsed and named.
+
+The one place that reads the environment; the CLI passes ``os.environ`` in, and the
+:class:`~ranker.config.Settings` built here checks the values it is given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+from ranker.config import DEFAULT_SECTIONS, ConfigError, Settings, check_sections
+
+T = TypeVar("T")
+
+
+def settings_from_env(env: Mapping[str, str]) -> Settings:
+    """Build settings from ``RANKER_*`` variables (see :meth:`Settings.from_env`).
+
+    Raises :class:`ConfigError`, naming the variable, for a malformed value.
+    """
+
+    def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
+        raw = env.get(name, "").strip()
+        return parse(raw, name) if raw else default
+
+    sections = get("RANKER_SECTIONS", _parse_sections, DEFAULT_SECTIONS)
+    defaults = Settings(sections=sections)
+    max_body_bytes = get("RANKER_MAX_BODY_BYTES", _parse_int, defaults.max_body_bytes)
+    max_batch_events = get("RANKER_MAX_BATCH_EVENTS", _parse_int, defaults.max_batch_events)
+    return Settings(
+        redis_url=get("RANKER_REDIS_URL", _parse_redis_url, None),
+        host=get("RANKER_HOST", _parse_str, defaults.host),
+        port=get("RANKER_PORT", _parse_int, defaults.port),
+        half_life_s=get("RANKER_HALF_LIFE_S", _parse_float, defaults.half_life_s),
+        section_half_lives=get("RANKER_SECTION_HALF_LIVES", _parse_per_ranking, {}),
+        max_age_hours=get("RANKER_MAX_AGE_HOURS", _parse_per_ranking, {}),
+        sections=sections,
+        key_prefix=get("RANKER_KEY_PREFIX", _parse_str, defaults.key_prefix),
+        max_body_bytes=max_body_bytes,
+        max_set_size=get("RANKER_MAX_SET_SIZE", _parse_int, defaults.max_set_size),
+        max_pending_events=get(
+            "RANKER_MAX_PENDING_EVENTS", _parse_int, defaults.max_pending_events
+        ),
+        prune_below=get("RANKER_PRUNE_BELOW", _parse_float, defaults.prune_below),
+        refresh_interval_s=get(
+            "RANKER_REFRESH_INTERVAL_S", _parse_float, defaults.refresh_interval_s
+        ),
+        movement_interval_s=get(
+            "RANKER_MOVEMENT_INTERVAL_S", _parse_float, defaults.movement_interval_s
+        ),
+        stale_while_revalidate_s=get(
+            "RANKER_STALE_WHILE_REVALIDATE_S", _parse_int, defaults.stale_while_revalidate_s
+        ),
+        stale_if_error_s=get("RANKER_STALE_IF_ERROR_S", _parse_int, defaults.stale_if_error_s),
+        redis_timeout_s=get("RANKER_REDIS_TIMEOUT_S", _parse_float, defaults.redis_timeout_s),
+        redis_max_connections=get(
+            "RANKER_REDIS_MAX_CONNECTIONS", _parse_int, defaults.redis_max_connections
+        ),
+        data_dir=get("RANKER_DATA_DIR", lambda raw, _: Path(raw), defaults.data_dir),
+        redis_server=get("RANKER_REDIS_SERVER", _parse_str, None),
+        log_level=get("RANKER_LOG_LEVEL", lambda raw, _: raw.upper(), defaults.log_level),
+        workers=get("RANKER_WORKERS", _parse_int, defaults.workers),
+        log_format=get("RANKER_LOG_FORMAT", lambda raw, _: raw.lower(), defaults.log_format),
+        access_log=get("RANKER_ACCESS_LOG", _parse_bool, defaults.access_log),
+        request_timeout_s=get("RANKER_REQUEST_TIMEOUT_S", _parse_float, defaults.request_timeout_s),
+        idempotency_window_s=get(
+            "RANKER_IDEMPOTENCY_WINDOW_S", _parse_int, defaults.idempotency_window_s
+        ),
+        dedup_window_s=get("RANKER_DEDUP_WINDOW_S", _parse_int, defaults.dedup_window_s),
+        # By default, room for at least one body of the largest size.
+        max_pending_bytes=get(
+            "RANKER_MAX_PENDING_BYTES",
+            _parse_int,
+            max(defaults.max_pending_bytes, max_body_bytes),
+        ),
+        max_batch_events=max_batch_events,
+        client_events_per_s=get(
+            "RANKER_CLIENT_EVENTS_PER_S", _parse_float, defaults.client_events_per_s
+        ),
+        # By default, room for at least one batch of the largest size.
+        client_burst_events=get(
+            "RANKER_CLIENT_BURST_EVENTS",
+            _parse_int,
+            max(defaults.client_burst_events, max_batch_events),
+        ),
+        write_tokens=get("RANKER_WRITE_TOKENS", _parse_list, ()),
+        cors_origins=get("RANKER_CORS_ORIGINS", _parse_list, ()),
+    )
+
+
+def _parse_str(raw: str, name: str) -> str:
+    return raw
+
+
+def _parse_int(raw: str, name: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a whole number") from None
+
+
+def _parse_bool(raw: str, name: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: {raw!r} is not one of true, false, 1, 0, yes, no, on, off")
+
+
+def _parse_float(raw: str, name: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}: {raw!r} is not a finite number")
+    return value
+
+
+def _parse_redis_url(raw: str, name: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        # The value is not echoed: it may hold a password.
+        raise ConfigError(f"{name}: must start with redis://, rediss:// or unix://")
+    return raw
+
+
+def _parse_list(raw: str, name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _parse_sections(raw: str, name: str) -> tuple[str, ...]:
+    sections = _parse_list(raw, name)
+    check_sections(sections, name)
+    return sections
+
+
+def _parse_per_ranking(raw: str, name: str) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        slug, sep, value = part.partition("=")
+        if not sep:
+            raise ConfigError(f"{name}: {part.strip()!r} is not of the form section=number")
+        if slug.strip() in values:
+            raise ConfigError(f"{name}: {slug.strip()!r} is given twice")
+        values[slug.strip()] = _parse_float(value.strip(), name)
+    return values
