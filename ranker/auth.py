@@ -12,6 +12,7 @@ import enum
 import hashlib
 import hmac
 import ipaddress
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -41,6 +42,15 @@ class Access(enum.Enum):
     """Anyone, and browsers on the allowed origins (``RANKER_CORS_ORIGINS``) too."""
     OPS = "ops"
     """Anyone; for probes and scrapers, which are no browsers, so no CORS."""
+    EDIT = "edit"
+    """Editors only: a configured editor token (``RANKER_EDITOR_TOKENS``), or a loopback client
+    when none is configured. No CORS. The handler finds who it was in ``request[ACTOR]``."""
+
+
+ACTOR = web.RequestKey("actor", str)
+"""Per editorial request: who makes it, as the audit log names them: the editor token's
+name, or ``local`` for a loopback client when no editor token is configured."""
+LOCAL_ACTOR = "local"
 
 
 def is_loopback(remote: str | None) -> bool:
@@ -76,14 +86,9 @@ class WriteGuard:
     def check(self, request: web.BaseRequest) -> None:
         """Return if the request may write; raise :class:`Unauthorized` or :class:`Forbidden`."""
         if not self._digests:
-            self._check_local(request)
+            _check_local(request, "RANKER_WRITE_TOKENS")
             return
-        if "Authorization" not in request.headers:
-            raise Unauthorized("writing needs an Authorization: Bearer <token> header")
-        token = bearer_token(request)
-        if token is None:
-            raise Unauthorized("the Authorization header must be Bearer <token>")
-        if not self._known(token):
+        if self._match(_presented_token(request, "writing needs")) is None:
             raise Unauthorized("the bearer token is not valid here")
 
     def writers_only(self, handler: Handler) -> Handler:
@@ -95,27 +100,70 @@ class WriteGuard:
 
         return guarded
 
-    def _known(self, token: str) -> bool:
+    def _match(self, token: str) -> int | None:
+        """The index of the token ``token`` is, compared with every one in constant time."""
         presented = _digest(token)
-        known = False
-        for digest in self._digests:
-            known |= hmac.compare_digest(presented, digest)
-        return known
+        found = None
+        for index, digest in enumerate(self._digests):
+            if hmac.compare_digest(presented, digest):
+                found = index
+        return found
 
-    @staticmethod
-    def _check_local(request: web.BaseRequest) -> None:
-        if not is_loopback(request.remote):
-            raise Forbidden(
-                "with no write tokens configured, only clients on the server's own host may "
-                "write; set RANKER_WRITE_TOKENS on the server and send Authorization: Bearer "
-                "<token>"
-            )
-        if any(name in request.headers for name in PROXY_HEADERS):
-            raise Forbidden(
-                "this request came through a proxy (it carries Forwarded or X-Forwarded-For), "
-                "so it is not local; writes through a proxy need RANKER_WRITE_TOKENS set on "
-                "the server and Authorization: Bearer <token>"
-            )
+
+class EditorGuard(WriteGuard):
+    """Decides whether a request may make editorial changes, and who makes them: each editor
+    token has a name, which the audit log records."""
+
+    def __init__(self, editors: Mapping[str, str]) -> None:
+        super().__init__(tuple(editors.values()))
+        self._names = tuple(editors)
+
+    def __repr__(self) -> str:
+        return f"EditorGuard({len(self._digests)} tokens)"
+
+    def identify(self, request: web.BaseRequest) -> str:
+        """Who makes the request; raise :class:`Unauthorized` or :class:`Forbidden` if no one
+        who may."""
+        if not self._digests:
+            _check_local(request, "RANKER_EDITOR_TOKENS")
+            return LOCAL_ACTOR
+        found = self._match(_presented_token(request, "editorial changes need"))
+        if found is None:
+            raise Unauthorized("the bearer token is not an editor token here")
+        return self._names[found]
+
+    def editors_only(self, handler: Handler) -> Handler:
+        """``handler``, run only for requests :meth:`identify` lets in, who it found in
+        ``request[ACTOR]``."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            request[ACTOR] = self.identify(request)
+            return await handler(request)
+
+        return guarded
+
+
+def _presented_token(request: web.BaseRequest, needs: str) -> str:
+    if "Authorization" not in request.headers:
+        raise Unauthorized(f"{needs} an Authorization: Bearer <token> header")
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized("the Authorization header must be Bearer <token>")
+    return token
+
+
+def _check_local(request: web.BaseRequest, variable: str) -> None:
+    if not is_loopback(request.remote):
+        raise Forbidden(
+            f"with no {variable} configured, only clients on the server's own host may do "
+            f"this; set {variable} on the server and send Authorization: Bearer <token>"
+        )
+    if any(name in request.headers for name in PROXY_HEADERS):
+        raise Forbidden(
+            "this request came through a proxy (it carries Forwarded or X-Forwarded-For), "
+            f"so it is not local; through a proxy, this needs {variable} set on the server "
+            "and Authorization: Bearer <token>"
+        )
 
 
 def bearer_token(request: web.BaseRequest) -> str | None:

@@ -282,6 +282,7 @@ class RankingCache:
                     "title": item.title,
                     "url": item.url,
                     "fill": item.fill,
+                    "pinned": item.pinned,
                     "movement": moved(rank, previous_rank),
                     "previous_rank": previous_rank,
                 }

@@ -44,6 +44,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Visible ASCII but the comma that separates tokens in RANKER_WRITE_TOKENS; 16 characters at the
 # least, so a token cannot be a short word someone guesses.
 TOKEN_RE = re.compile(r"[!-+\--~]{16,256}")
+# What the audit log records as who made an editorial change: one name per editor token.
+EDITOR_NAME_RE = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+MIN_AUDIT_ENTRIES = 1000
+MAX_AUDIT_ENTRIES = 10_000_000
 # An origin as a browser sends it: lowercase scheme and host, an optional port, no path.
 ORIGIN_RE = re.compile(
     r"https?://(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\])(?::\d{1,5})?"
@@ -99,6 +103,11 @@ class Settings:
     client_burst_events: int = 20_000
     write_tokens: tuple[str, ...] = field(default=(), repr=False)
     """Bearer tokens that may write; none: loopback clients only. Never in a repr or a log."""
+    editor_tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Editor name -> the bearer token that makes editorial changes as that editor; none:
+    loopback clients only, recorded as ``local``. Never in a repr or a log."""
+    audit_max_entries: int = 100_000
+    """The editorial audit log keeps about this many of the newest changes."""
     cors_origins: tuple[str, ...] = ()
     """Origins whose browsers may read the lists (``*``: any); none: no CORS headers."""
     section_set: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -156,6 +165,7 @@ class Settings:
             raise ConfigError(f"RANKER_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
         self._check_ingest_limits()
         _check_tokens(self.write_tokens, "RANKER_WRITE_TOKENS")
+        self._check_editors()
         _check_origins(self.cors_origins, "RANKER_CORS_ORIGINS")
 
     def _check_per_ranking(
@@ -167,6 +177,24 @@ class Settings:
                     f"{variable}: {name!r} is neither {SITE_WIDE!r} nor a configured section"
                 )
             check(value, variable)
+
+    def _check_editors(self) -> None:
+        variable = "RANKER_EDITOR_TOKENS"
+        for name in self.editor_tokens:
+            if not EDITOR_NAME_RE.fullmatch(name):
+                raise ConfigError(
+                    f"{variable}: editor name {name[:80]!r} must be 1-64 characters of "
+                    "A-Za-z0-9._@-"
+                )
+        tokens = list(self.editor_tokens.values())
+        _check_tokens(tuple(tokens), variable)
+        if len(set(tokens)) != len(tokens):
+            # One token, two names: the audit log could not say which editor it was.
+            raise ConfigError(f"{variable}: two editors share a token; give each its own")
+        if not MIN_AUDIT_ENTRIES <= self.audit_max_entries <= MAX_AUDIT_ENTRIES:
+            raise ConfigError(
+                f"RANKER_AUDIT_MAX_ENTRIES: must be from {MIN_AUDIT_ENTRIES} to {MAX_AUDIT_ENTRIES}"
+            )
 
     def _check_ingest_limits(self) -> None:
         if not (math.isfinite(self.request_timeout_s) and 0.1 <= self.request_timeout_s <= 600):

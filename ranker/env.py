@@ -87,6 +87,8 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
             max(defaults.client_burst_events, max_batch_events),
         ),
         write_tokens=get("RANKER_WRITE_TOKENS", _parse_list, ()),
+        editor_tokens=get("RANKER_EDITOR_TOKENS", _parse_editor_tokens, {}),
+        audit_max_entries=get("RANKER_AUDIT_MAX_ENTRIES", _parse_int, defaults.audit_max_entries),
         cors_origins=get("RANKER_CORS_ORIGINS", _parse_list, ()),
     )
 
@@ -150,3 +152,18 @@ def _parse_per_ranking(raw: str, name: str) -> dict[str, float]:
             raise ConfigError(f"{name}: {slug.strip()!r} is given twice")
         values[slug.strip()] = _parse_float(value.strip(), name)
     return values
+
+
+def _parse_editor_tokens(raw: str, name: str) -> dict[str, str]:
+    """``editor:token`` pairs, comma-separated. Split at the first colon: names have none, a
+    token may."""
+    tokens: dict[str, str] = {}
+    for number, part in enumerate(_parse_list(raw, name), 1):
+        editor, sep, token = part.partition(":")
+        if not sep or not editor.strip() or not token.strip():
+            # By position: the entry holds a secret and is not echoed.
+            raise ConfigError(f"{name}: entry {number} is not of the form editor:token")
+        if editor.strip() in tokens:
+            raise ConfigError(f"{name}: editor {editor.strip()[:80]!r} is given twice")
+        tokens[editor.strip()] = token.strip()
+    return tokens

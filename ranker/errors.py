@@ -85,6 +85,22 @@ class ArticleNotFound(NotFound):
     code = "article_not_found"
 
 
+class NotHidden(NotFound):
+    """An unhide for an article that is not hidden (or whose hide has ended)."""
+
+    code = "not_hidden"
+
+
+class PinNotFound(NotFound):
+    """An unpin of a slot no article is pinned to (or whose pin has ended)."""
+
+    code = "pin_not_found"
+
+
+class InvalidEditorialChange(BadRequest):
+    code = "invalid_editorial_change"
+
+
 class StoreUnavailable(RankerError):
     """Redis did not answer; for an ingest request, nothing of it was acknowledged."""
 

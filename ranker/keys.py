@@ -43,10 +43,21 @@ class Keys:
         """Hash: an article's metadata (title, url, section, published_at, hidden)."""
         return f"{self.prefix}:article:{article_id}"
 
-    def hidden(self, ranking: str) -> str:
-        """Set: ids of the articles this ranking may not show (kept in the ranking's slot, so
-        the read script can skip them)."""
-        return f"{self.prefix}:{{r:{ranking}}}:hidden"
+    def hides(self, ranking: str) -> str:
+        """Sorted set: article id -> when its hide ends (``inf``: until unhidden), for every
+        article hidden by an editor, in every ranking (kept in the ranking's slot, so the read
+        script can skip them). The site-wide ranking's holds every hide."""
+        return f"{self.prefix}:{{r:{ranking}}}:hides"
+
+    def pins(self, ranking: str) -> str:
+        """Hash: slot (1-based position in the ranking's lists) -> JSON ``[article id, until]``
+        of the article pinned there (kept in the ranking's slot, read by the read script)."""
+        return f"{self.prefix}:{{r:{ranking}}}:pins"
+
+    def audit(self) -> str:
+        """Stream: every editorial change, who made it, what and when, the newest
+        ``RANKER_AUDIT_MAX_ENTRIES`` (about)."""
+        return f"{self.prefix}:audit"
 
     def published(self, ranking: str) -> str:
         """Sorted set: article id -> ``published_at``, the articles a short list of this ranking
@@ -55,7 +66,7 @@ class Keys:
         return f"{self.prefix}:{{r:{ranking}}}:published"
 
     def hidden_rankings(self) -> str:
-        """Set: the rankings that have a hidden set, so unhiding finds them all without a SCAN
+        """Set: the rankings that have a set of hides, so unhiding finds them all without a SCAN
         (a replica with a newer section list may have hidden an article in one this one does
         not know)."""
         return f"{self.prefix}:hidden-rankings"

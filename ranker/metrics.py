@@ -124,6 +124,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.editorial_changes = Counter(
+            "ranker_editorial_changes",
+            "Editorial changes made through this process, by action (hide, unhide, pin, unpin).",
+            ["action"],
+            registry=r,
+        )
         self.batches_rejected = Counter(
             "ranker_event_batches_rejected",
             "Ingest requests refused whole (nothing applied), by reason (the error code).",

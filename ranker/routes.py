@@ -6,7 +6,8 @@ about 14,000 instructions a request, measured with callgrind: 6% of serving a ca
 wrapper costs a coroutine call, and knows its route template without asking the router.
 Unknown paths and methods get routes of their own, so they pass the same boundary and get the
 same JSON errors. The table also says who may call each route (``auth.Access``): write handlers
-are registered behind the write check, read routes with the CORS policy.
+are registered behind the write check, editorial ones behind the editor check, read routes with
+the CORS policy.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import views
-from .auth import Access, CorsPolicy, WriteGuard
+from . import editorial, views
+from .auth import Access, CorsPolicy, EditorGuard, WriteGuard
 from .errors import NotFound, RankerError, RequestTimeout
 from .logs import CURRENT_REQUEST, REQUEST_ID_HEADER, request_id
 from .metrics import RequestLatency
@@ -68,6 +69,12 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", RANKING_ROUTE, Access.READ, views.get_ranking, views.cached_ranking),
     Route("GET", "/v1/articles/{article_id}", Access.READ, views.get_article),
     Route("PUT", "/v1/articles/{article_id}", Access.WRITE, views.put_article),
+    Route("GET", "/v1/editorial", Access.EDIT, editorial.get_editorial),
+    Route("GET", "/v1/editorial/audit", Access.EDIT, editorial.get_audit),
+    Route("PUT", "/v1/editorial/hides/{article_id}", Access.EDIT, editorial.put_hide),
+    Route("DELETE", "/v1/editorial/hides/{article_id}", Access.EDIT, editorial.delete_hide),
+    Route("PUT", "/v1/editorial/pins/{section}/{slot}", Access.EDIT, editorial.put_pin),
+    Route("DELETE", "/v1/editorial/pins/{section}/{slot}", Access.EDIT, editorial.delete_pin),
     Route("GET", "/healthz", Access.OPS, views.healthz),
     Route("GET", "/readyz", Access.OPS, views.readyz),
     Route("GET", "/metrics", Access.OPS, views.metrics),
@@ -81,6 +88,7 @@ def add_routes(app: web.Application) -> None:
     latency = app[METRICS].http_request_duration
     timeout = settings.request_timeout_s
     guard = WriteGuard(settings.write_tokens)
+    editors = EditorGuard(settings.editor_tokens)
     cors = CorsPolicy.from_settings(settings)
     methods: dict[str, tuple[str, list[str]]] = {}  # path -> (its route label, its methods)
     read_paths: set[str] = set()
@@ -89,6 +97,8 @@ def add_routes(app: web.Application) -> None:
         route_cors = None
         if route.access is Access.WRITE:
             handler = guard.writers_only(handler)
+        elif route.access is Access.EDIT:
+            handler = editors.editors_only(handler)
         elif route.access is Access.READ:
             route_cors = cors
             read_paths.add(path)

@@ -22,6 +22,7 @@ from .flush import FlushPlan, script_call
 from .scoring import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES
 from .store_articles import Article, ArticleMetadata
 from .store_base import observed
+from .store_editorial import EditorialStore
 from .store_lists import ListReads, RankedItem, Ranking
 
 __all__ = [
@@ -41,8 +42,8 @@ class FlushNotSent(RedisConnectionError):
     """Redis could not be reached before a flush was sent: nothing of it was applied."""
 
 
-class RankingStore(ListReads, ArticleMetadata):
-    """Decaying rankings and article metadata in Redis."""
+class RankingStore(ListReads, ArticleMetadata, EditorialStore):
+    """Decaying rankings, article metadata and editorial controls in Redis."""
 
     @observed("ping")
     async def ping(self) -> None:

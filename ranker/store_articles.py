@@ -3,6 +3,7 @@ the indexes of published articles that fill short lists."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from redis.typing import EncodableT, FieldT
 from .config import SITE_WIDE
 from .scoring import decayed
 from .store_base import StoreBase, observed
+from .store_editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,9 @@ class Article:
     published_at: float | None
     hidden: bool
     scores: dict[str, float]
+    hidden_until: float | None = None
+    """When a hide with an end stops; None when the article is not hidden, or hidden until
+    unhidden."""
 
     @classmethod
     def blank(cls, article_id: str) -> Article:
@@ -54,21 +59,26 @@ class ArticleMetadata(StoreBase):
         if not meta and not scores:
             return None
         published_at = meta.get("published_at")
+        hidden = hidden_at(meta.get(LEGACY_HIDDEN), meta.get(HIDDEN_UNTIL), now)
+        until = float(meta[HIDDEN_UNTIL]) if hidden and HIDDEN_UNTIL in meta else math.inf
         return Article(
             article_id=article_id,
             title=meta.get("title"),
             url=meta.get("url"),
             section=meta.get("section"),
             published_at=float(published_at) if published_at is not None else None,
-            hidden=meta.get("hidden") == "1",
+            hidden=hidden,
             scores=scores,
+            hidden_until=until if math.isfinite(until) else None,
         )
 
     @observed("article_put")
     async def put_article(self, article_id: str, changes: Mapping[str, Any]) -> None:
-        """Set the given metadata fields; a field given as None is cleared. An article with a
-        ``published_at`` is kept in the site-wide fill index, and in its section's when it
-        has a ``section`` too (moved when either changes, removed when either is cleared)."""
+        """Set the given metadata fields (not ``hidden``: see
+        :class:`~ranker.store_editorial.EditorialStore`); a field given as None is cleared. An
+        article with a ``published_at`` is kept in the site-wide fill index, and in its
+        section's when it has a ``section`` too (moved when either changes, removed when either
+        is cleared)."""
         key = self.keys.article(article_id)
         # The fields as they were: an article that changes section leaves the old one's index.
         old_section: str | None = None
@@ -84,28 +94,13 @@ class ArticleMetadata(StoreBase):
         for name, value in changes.items():
             if value is None:
                 to_clear.append(name)
-            elif isinstance(value, bool):
-                to_set[name] = "1" if value else "0"
             else:
                 to_set[name] = repr(value) if isinstance(value, float) else str(value)
-        rankings = set(self._settings.rankings)
-        if "hidden" in changes and not changes["hidden"]:
-            # Also the rankings this process is not configured with (a replica with a newer
-            # section list may have hidden it there): none may keep hiding it.
-            known = await self._redis.smembers(self.keys.hidden_rankings())
-            rankings |= {str(name) for name in known}  # str already: decode_responses
         async with self._redis.pipeline(transaction=False) as pipe:
             if to_set:
                 pipe.hset(key, mapping=to_set)
             if to_clear:
                 pipe.hdel(key, *to_clear)
-            if changes.get("hidden"):
-                pipe.sadd(self.keys.hidden_rankings(), *rankings)
-                for ranking in rankings:
-                    pipe.sadd(self.keys.hidden(ranking), article_id)
-            elif "hidden" in changes:
-                for ranking in rankings:
-                    pipe.srem(self.keys.hidden(ranking), article_id)
             if changes.keys() & {"section", "published_at"}:
                 self._index_published(pipe, article_id, old_section, section, published)
             await pipe.execute()

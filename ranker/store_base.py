@@ -4,7 +4,8 @@ times each operation and keeps that availability current.
 
 Only the store modules issue commands to the service's Redis (``embedded`` just checks that a
 server it started answers): this one, ``store_lists`` (the list reads),
-``store_articles`` (article metadata) and ``store`` (the writes, and :class:`RankingStore`, which
+``store_articles`` (article metadata), ``store_editorial`` (hides, pins and their audit log)
+and ``store`` (the writes, and :class:`RankingStore`, which
 joins them)."""
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _INCREMENT = _lua("increment.lua")
 _TOP = _lua("top.lua")
 _SCORE = _lua("score.lua")
 _SEEN = _lua("seen.lua")
+_PIN = _lua("pin.lua")
 
 
 class StoreBase:
@@ -63,6 +65,7 @@ class StoreBase:
         self._top = redis.register_script(_TOP)
         self._score = redis.register_script(_SCORE)
         self._seen = redis.register_script(_SEEN)
+        self._pin = redis.register_script(_PIN)
         self._flush_proven_at = -math.inf
 
 

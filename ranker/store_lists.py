@@ -11,17 +11,20 @@ import orjson
 from .config import SITE_WIDE
 from .scoring import decayed
 from .store_base import StoreBase, observed
+from .store_editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
 
 
 class RankedItem(NamedTuple):
     """One list entry. A fill item is a recently published article with no score that fills a
-    list short of scored articles; its score is 0.0."""
+    list short of scored articles; its score is 0.0. A pinned item is in its place because an
+    editor put it there; its score is its own (0.0 when it has none)."""
 
     article_id: str
     score: float
     title: str | None
     url: str | None
     fill: bool = False
+    pinned: bool = False
 
 
 class Ranking(NamedTuple):
@@ -31,6 +34,13 @@ class Ranking(NamedTuple):
     half_life_s: float | None
     items: list[RankedItem]
     members: int = 0
+
+
+def _score(stored: str | float | None, decay: tuple[float, float] | None, now: float) -> float:
+    """A stored score decayed to ``now`` by (landmark, half-life); 0.0 for none."""
+    if stored is None or decay is None:
+        return 0.0
+    return decayed(float(stored), decay[0], decay[1], now)
 
 
 def _too_old(published: list[str | None], published_after: float) -> bool:
@@ -44,60 +54,87 @@ class ListReads(StoreBase):
 
     @observed("top")
     async def top(self, ranking: str, limit: int, now: float) -> Ranking:
-        """The ``limit`` best visible articles of a ranking, scored as of ``now``: neither
-        hidden nor, where the ranking has a maximum age, published before ``now`` less that
-        age (an article with no ``published_at`` is never too old). When fewer than ``limit``
-        are visible, the list is filled from the ranking's most recently published visible
-        articles (see :meth:`_fill`)."""
-        keys = [self.keys.scores(ranking), self.keys.decay(ranking), self.keys.hidden(ranking)]
+        """The ``limit`` best visible articles of a ranking, scored as of ``now``, with the
+        articles editors pinned in their slots.
+
+        Visible means neither hidden nor, where the ranking has a maximum age, published
+        before ``now`` less that age (an article with no ``published_at`` is never too old).
+        When fewer than ``limit`` are visible, the list is filled from the ranking's most
+        recently published visible articles (see :meth:`_fill`). Pins then take their slots
+        (a pin past the list's end goes last), pushing the others down: a pinned article is
+        listed once, at its slot, whatever its score, even with none; only a hide takes it
+        out.
+        """
+        keys = [
+            self.keys.scores(ranking),
+            self.keys.decay(ranking),
+            self.keys.hides(ranking),
+            self.keys.pins(ranking),
+        ]
         # Only a ranking with a maximum age reads published_at: the others' reads cost as before.
         max_age_s = self._settings.max_age_s_for(ranking)
-        fields = ["title", "url", "hidden"] + ([] if max_age_s is None else ["published_at"])
+        fields = ["title", "url", LEGACY_HIDDEN, HIDDEN_UNTIL]
+        if max_age_s is not None:
+            fields.append("published_at")
         published_after = -math.inf if max_age_s is None else now - max_age_s
-        # The ranking's hidden set (skipped by the script) can miss an article hidden before
-        # the ranking existed; its metadata cannot. Too-old articles are known by their
-        # metadata only. Read further past any such article.
+        # The ranking's hides (skipped by the script) can miss an article hidden before the
+        # ranking existed; its metadata cannot. Too-old articles are known by their metadata
+        # only. Read further past any such article.
         extra = 0
         while True:
             wanted = limit + extra
-            landmark, half_life, members, *flat = await self._top(keys=keys, args=[wanted])
-            if landmark is None:
-                return Ranking(None, await self._fill(ranking, limit, set(), published_after))
-            candidates = [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
+            landmark, half_life, members, pin_count, *flat = await self._top(
+                keys=keys, args=[wanted, now]
+            )
+            pin_end = 4 * int(pin_count)
+            pins = [
+                (int(flat[i]), flat[i + 1], flat[i + 3]) for i in range(0, pin_end, 4)
+            ]  # (slot, article id, stored score or None)
+            candidates = [(flat[i], float(flat[i + 1])) for i in range(pin_end, len(flat), 2)]
             async with self._redis.pipeline(transaction=False) as pipe:
-                for article_id, _ in candidates:
+                for article_id in (*(pin[1] for pin in pins), *(c[0] for c in candidates)):
                     pipe.hmget(self.keys.article(article_id), fields)
                 metadata = await pipe.execute()
+            pinned_metadata, metadata = metadata[: len(pins)], metadata[len(pins) :]
             visible = [
                 (article_id, stored, title, url)
-                for (article_id, stored), (title, url, hidden, *published) in zip(
+                for (article_id, stored), (title, url, hidden, until, *published) in zip(
                     candidates, metadata, strict=True
                 )
-                if hidden != "1" and not _too_old(published, published_after)
+                if not hidden_at(hidden, until, now) and not _too_old(published, published_after)
             ]
-            if len(visible) >= limit or len(candidates) < wanted:
+            if landmark is None or len(visible) >= limit or len(candidates) < wanted:
                 break
             extra = max(2 * extra, extra + len(candidates) - len(visible))
-        landmark_f, half_life_f = float(landmark), float(half_life)
+        decay = None if landmark is None else (float(landmark), float(half_life))
         items = [
-            RankedItem(article_id, decayed(stored, landmark_f, half_life_f, now), title, url)
+            RankedItem(article_id, _score(stored, decay, now), title, url)
             for article_id, stored, title, url in visible[:limit]
+        ]
+        pinned = [
+            (slot, RankedItem(article_id, _score(stored, decay, now), title, url, pinned=True))
+            for (slot, article_id, stored), (title, url, hidden, until, *_) in zip(
+                pins, pinned_metadata, strict=True
+            )
+            if not hidden_at(hidden, until, now)
         ]
         if len(items) < limit:
             # Every visible scored article is listed: a full list never gets here.
-            listed = {item.article_id for item in items}
-            items += await self._fill(ranking, limit - len(items), listed, published_after)
-        return Ranking(half_life_f, items, int(members))
+            listed = {item.article_id for item in items} | {item.article_id for _, item in pinned}
+            items += await self._fill(ranking, limit - len(items), listed, published_after, now)
+        for slot, item in sorted(pinned, key=lambda pin: pin[0]):
+            items.insert(slot - 1, item)
+        return Ranking(None if decay is None else decay[1], items[:limit], int(members))
 
     async def _fill(
-        self, ranking: str, wanted: int, listed: set[str], published_after: float
+        self, ranking: str, wanted: int, listed: set[str], published_after: float, now: float
     ) -> list[RankedItem]:
         """Up to ``wanted`` of the ranking's most recently published articles, newest first,
         as fill items: not in ``listed``, not hidden, not published before
         ``published_after``, and (for a section) still in that section by their metadata,
         which wins over an index entry a concurrent move left behind."""
         key = self.keys.published(ranking)
-        fields = ["title", "url", "hidden", "section", "published_at"]
+        fields = ["title", "url", LEGACY_HIDDEN, HIDDEN_UNTIL, "section", "published_at"]
         items: list[RankedItem] = []
         start, page = 0, wanted + len(listed) + 8
         while True:
@@ -110,12 +147,12 @@ class ListReads(StoreBase):
                 for article_id in ids:
                     pipe.hmget(self.keys.article(article_id), fields)
                 metadata = await pipe.execute()
-            for article_id, (title, url, hidden, section, published) in zip(
+            for article_id, (title, url, hidden, until, section, published) in zip(
                 ids, metadata, strict=True
             ):
                 if (
                     article_id in listed
-                    or hidden == "1"
+                    or hidden_at(hidden, until, now)
                     or published is None
                     or float(published) < published_after
                     or (ranking != SITE_WIDE and section != ranking)

@@ -19,6 +19,7 @@ from .articles import check_article_id, parse_article_update
 from .auth import client_identity
 from .cache import DEFAULT_LIMIT, MAX_LIMIT
 from .dedup import DUPLICATE_READER, batch_token, count_once
+from .editorial import actor_of_write
 from .errors import (
     ArticleNotFound,
     InvalidLimit,
@@ -32,6 +33,7 @@ from .idempotency import HEADER, REPLAYED_HEADER, idempotency_key
 from .responses import STALE_HEADER, CachedList, etag_matches, json_response
 from .state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, SETTINGS, STORE
 from .store import Article, RankingStore
+from .store_editorial import FOREVER, Change
 from .worker_metrics import merged_exposition
 
 log = logging.getLogger(__name__)
@@ -205,8 +207,28 @@ async def put_article(request: web.Request) -> web.Response:
     body = await _read_body(request, settings.max_body_bytes)
     changes = parse_article_update(body, request.content_type, request.charset, settings.sections)
     store = app[STORE]
-    await store.put_article(article_id, changes)
-    if changes.keys() & {"hidden", "title", "url", "section", "published_at"}:
+    now = app[CLOCK]()
+    hidden_changed = False
+    if "hidden" in changes:
+        # The CMS's hide: an editorial change like any other, in the audit log under the
+        # write token that made it. null unhides, as false does.
+        change = Change(
+            action="hide" if changes["hidden"] else "unhide",
+            actor=actor_of_write(request),
+            at=now,
+            article_id=article_id,
+            until=FOREVER if changes["hidden"] else None,
+        )
+        if changes.pop("hidden"):
+            await store.hide(article_id, FOREVER, change, now)
+            hidden_changed = True
+        else:
+            hidden_changed = await store.unhide(article_id, change, now)
+        if hidden_changed:
+            app[METRICS].editorial_changes.labels(action=change.action).inc()
+    if changes:
+        await store.put_article(article_id, changes)
+    if hidden_changed or changes.keys() & {"title", "url", "section", "published_at"}:
         # The editor who hid, retitled, moved or re-dated a story sees it in this replica's lists
         # at once (a move or a date can change which articles fill a short list);
         # other replicas within one refresh interval. The change is made by now: a failed
@@ -215,7 +237,7 @@ async def put_article(request: web.Request) -> web.Response:
             await app[CACHE].refresh()
         except RedisError as exc:
             log.warning("lists not refreshed after an article update: %s", exc)
-    article = await store.get_article(article_id, app[CLOCK]())
+    article = await store.get_article(article_id, now)
     # Clearing every field of an article with no views leaves nothing stored: say so plainly.
     return json_response(article or Article.blank(article_id))
 

@@ -343,7 +343,7 @@ async def test_a_put_waits_for_a_read_that_started_after_its_write(
     put = asyncio.ensure_future(client.put("/v1/articles/a", json={"hidden": True}))
 
     async def written() -> bool:
-        return await redis.hget(store.keys.article("a"), "hidden") == "1"
+        return await redis.hget(store.keys.article("a"), "hidden_until") == "inf"
 
     await eventually(written)
     release.set()

@@ -23,9 +23,9 @@ prefixes = st.from_regex(KEY_PREFIX_RE, fullmatch=True)
 @pytest.mark.parametrize("ranking", [SITE_WIDE, *DEFAULT_SECTIONS])
 def test_the_keys_of_one_ranking_share_a_cluster_slot(ranking: str) -> None:
     keys = Keys("ranker")
-    names = [keys.scores(ranking), keys.decay(ranking), keys.hidden(ranking), keys.applied(ranking)]
+    names = [keys.scores(ranking), keys.decay(ranking), keys.hides(ranking), keys.applied(ranking)]
     names += [keys.movement(ranking, 500_000)]
-    names += [keys.published(ranking)]
+    names += [keys.published(ranking), keys.pins(ranking)]
     assert len({key_slot(name.encode()) for name in names}) == 1
 
 
@@ -46,7 +46,7 @@ def test_one_shards_reader_marks_share_a_slot_and_the_shards_spread_over_slots()
 
 def test_every_key_starts_with_the_prefix() -> None:
     keys = Keys("news:ranker")
-    names = [keys.scores("all"), keys.decay("all"), keys.article("a-1"), keys.hidden("all")]
+    names = [keys.scores("all"), keys.decay("all"), keys.article("a-1"), keys.hides("all")]
     names += [keys.applied("all"), keys.idempotency("0f" * 16), keys.hidden_rankings()]
     names += [keys.seen(3, "0f" * 16)]
     names += [keys.movement("all", 500_000)]
@@ -83,4 +83,5 @@ def test_any_ranking_keeps_its_keys_in_one_slot(prefix: str, ranking: str) -> No
     keys = Keys(prefix)
     slot = key_slot(f"r:{ranking}".encode())
     assert {key_slot(k.encode()) for k in (keys.scores(ranking), keys.decay(ranking))} == {slot}
-    assert key_slot(keys.hidden(ranking).encode()) == slot
+    assert key_slot(keys.hides(ranking).encode()) == slot
+    assert key_slot(keys.pins(ranking).encode()) == slot

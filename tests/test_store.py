@@ -13,6 +13,7 @@ from ranker.config import Settings
 from ranker.flush import FlushPlan, KeyedBatch
 from ranker.scoring import HALF_LIFE_SETTLE_S
 from ranker.store import RankedItem, Ranking, RankingStore
+from ranker.store_editorial import FOREVER, Change
 
 T0 = 1_800_000_000.0
 
@@ -27,6 +28,14 @@ def make_store(redis: Redis, make_settings: Callable[..., Settings]) -> Callable
 
 async def view(store: RankingStore, article_id: str, ts: float, now: float, w: float = 1.0) -> None:
     await store.apply(FlushPlan(ts, {"sports": {article_id: w}, "all": {article_id: w}}), now)
+
+
+async def hide(store: RankingStore, article_id: str) -> None:
+    await store.hide(article_id, FOREVER, Change("hide", "test", T0, article_id), T0)
+
+
+async def unhide(store: RankingStore, article_id: str) -> None:
+    assert await store.unhide(article_id, Change("unhide", "test", T0, article_id), T0)
 
 
 async def scores(store: RankingStore, ranking: str, now: float) -> dict[str, float]:
@@ -146,10 +155,10 @@ async def test_hidden_articles_are_skipped_however_many_there_are(
     store = make_store()
     await store.apply(FlushPlan(T0, {"sports": {f"a{i}": 100.0 - i for i in range(40)}}), T0)
     for i in range(15):
-        await store.put_article(f"a{i}", {"hidden": True})
+        await hide(store, f"a{i}")
     top = (await store.top("sports", 10, T0)).items
     assert [item.article_id for item in top] == [f"a{i}" for i in range(15, 25)]
-    await store.put_article("a0", {"hidden": False})
+    await unhide(store, "a0")
     assert (await store.top("sports", 1, T0)).items[0].article_id == "a0"
 
 
@@ -172,14 +181,14 @@ async def test_unhiding_reaches_rankings_this_process_does_not_know(
 ) -> None:
     newer = make_store(sections=("sports", "weather"))
     await newer.apply(FlushPlan(T0, {"weather": {"a": 1.0}}), T0)
-    await newer.put_article("a", {"hidden": True})
+    await hide(newer, "a")
     older = make_store(sections=("sports",))
 
     def no_scan(*args: object, **kwargs: object) -> None:
         raise AssertionError("unhiding must not walk the keyspace: it may be shared and huge")
 
     monkeypatch.setattr(redis, "scan_iter", no_scan)
-    await older.put_article("a", {"hidden": False})
+    await unhide(older, "a")
     assert [item.article_id for item in (await newer.top("weather", 10, T0)).items] == ["a"]
 
 
@@ -392,7 +401,7 @@ async def test_fill_is_never_hidden_nor_too_old_nor_undated(
 ) -> None:
     store = make_store(max_age_hours={"sports": 24.0})
     await put_published(store, "sports", {"hidden": 1.0, "fresh": 2.0, "stale": 25.0})
-    await store.put_article("hidden", {"hidden": True})
+    await hide(store, "hidden")
     await store.put_article("undated", {"section": "sports"})
     assert listing(await store.top("sports", 10, T0)) == [("fresh", True)]
     # Unlimited site-wide: the old one fills there, the hidden one nowhere.
@@ -451,6 +460,6 @@ async def test_fill_reads_past_articles_it_may_not_list(
     store = make_store()
     await put_published(store, "sports", {f"h{i}": float(i) for i in range(40)})
     for i in range(40):
-        await store.put_article(f"h{i}", {"hidden": True})
+        await hide(store, f"h{i}")
     await put_published(store, "sports", {"x": 50.0, "y": 60.0})
     assert listing(await store.top("sports", 2, T0)) == [("x", True), ("y", True)]

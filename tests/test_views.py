@@ -351,7 +351,7 @@ async def test_article_put_get_round_trip(client: Client) -> None:
     }
     put = await client.put("/v1/articles/art:2027.01-15_x", json=sent)
     assert put.status == 200
-    expected = {"article_id": "art:2027.01-15_x", **sent, "scores": {}}
+    expected = {"article_id": "art:2027.01-15_x", **sent, "scores": {}, "hidden_until": None}
     assert await put.json() == expected
     got = await client.get("/v1/articles/art:2027.01-15_x")
     assert await got.json() == expected
@@ -376,6 +376,7 @@ async def test_a_put_that_stores_nothing_answers_a_blank_article(
         "published_at": None,
         "hidden": False,
         "scores": {},
+        "hidden_until": None,
     }
     await assert_error(await client.get("/v1/articles/nobody"), 404, "article_not_found")
 

@@ -1,0 +1,264 @@
+"""Editorial controls over HTTP: hiding an article, pinning one to a slot, and the audit log.
+
+Every route here is for editors only (``auth.Access.EDIT``). A change is made in Redis, recorded
+in the audit log with who made it, and shows in this replica's lists at once; other replicas
+show it at their next refresh, as they do an end of a hide or pin.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import orjson
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from .articles import check_article_id
+from .auth import ACTOR, client_identity
+from .cache import MAX_LIMIT
+from .errors import (
+    ArticleNotFound,
+    InvalidEditorialChange,
+    InvalidJson,
+    NotHidden,
+    PinNotFound,
+    UnknownSection,
+    UnsupportedMediaType,
+)
+from .responses import json_response
+from .state import CACHE, CLOCK, METRICS, SETTINGS, STORE
+from .store_editorial import FOREVER, Change, Pin
+
+log = logging.getLogger(__name__)
+
+MAX_EDITOR = 100
+MAX_REASON = 500
+DEFAULT_AUDIT_LIMIT = 50
+MAX_AUDIT_LIMIT = 1000
+AUDIT_FIELDS = ("action", "actor", "editor", "article_id", "ranking", "slot", "until", "reason")
+
+
+async def put_hide(request: web.Request) -> web.Response:
+    """Hide an article from every list, now, until ``until`` or until it is unhidden."""
+    app = request.app
+    article_id = check_article_id(request.match_info["article_id"])
+    now = app[CLOCK]()
+    body = await _read_change(request, allowed=("until", "editor", "reason"))
+    until = _until(body, now)
+    change = _change(request, body, "hide", now, article_id=article_id, until=until)
+    await app[STORE].hide(article_id, until, change, now)
+    await _changed(request, "hide")
+    return json_response({"article_id": article_id, "hidden": True, "until": _json(until)})
+
+
+async def delete_hide(request: web.Request) -> web.Response:
+    """End an article's hide: it is listed again by its score."""
+    app = request.app
+    article_id = check_article_id(request.match_info["article_id"])
+    now = app[CLOCK]()
+    body = await _read_change(request, allowed=("editor", "reason"))
+    change = _change(request, body, "unhide", now, article_id=article_id)
+    if not await app[STORE].unhide(article_id, change, now):
+        raise NotHidden(f"article {article_id!r} is not hidden")
+    await _changed(request, "unhide")
+    return json_response({"article_id": article_id, "hidden": False})
+
+
+async def put_pin(request: web.Request) -> web.Response:
+    """Pin an article to a slot of a ranking's lists until ``until`` (or until unpinned)."""
+    app = request.app
+    ranking, slot = _pin_target(request)
+    now = app[CLOCK]()
+    body = await _read_change(request, allowed=("article_id", "until", "editor", "reason"))
+    article_id = body.get("article_id")
+    if not isinstance(article_id, str):
+        raise InvalidEditorialChange("article_id is required: the article to pin")
+    check_article_id(article_id)
+    until = _until(body, now)
+    store = app[STORE]
+    if await store.get_article(article_id, now) is None:
+        # A pin shows the article's title and URL: an id ranker has never heard of would
+        # render as an empty slot.
+        raise ArticleNotFound(f"no metadata or views for article {article_id!r}")
+    change = _change(
+        request, body, "pin", now, article_id=article_id, ranking=ranking, slot=slot, until=until
+    )
+    result = await store.pin(Pin(ranking, slot, article_id, until), change, now)
+    await _changed(request, "pin")
+    return json_response(
+        {
+            "ranking": ranking,
+            "slot": slot,
+            "article_id": article_id,
+            "until": _json(until),
+            "replaced": result.replaced,
+            "moved_from": result.moved_from,
+        }
+    )
+
+
+async def delete_pin(request: web.Request) -> web.Response:
+    """Remove the pin at a slot: the list there is ranked by score again."""
+    app = request.app
+    ranking, slot = _pin_target(request)
+    now = app[CLOCK]()
+    body = await _read_change(request, allowed=("editor", "reason"))
+    change = _change(request, body, "unpin", now, ranking=ranking, slot=slot)
+    article_id = await app[STORE].unpin(ranking, slot, change, now)
+    if article_id is None:
+        raise PinNotFound(f"no article is pinned to slot {slot} of {ranking!r}")
+    await _changed(request, "unpin")
+    return json_response({"ranking": ranking, "slot": slot, "article_id": article_id})
+
+
+async def get_editorial(request: web.Request) -> web.Response:
+    """The hides and pins in force now."""
+    app = request.app
+    hides, pins = await app[STORE].active(app[CLOCK]())
+    return json_response(
+        {
+            "hides": [{"article_id": a, "until": _json(until)} for a, until in hides],
+            "pins": [
+                {"ranking": p.ranking, "slot": p.slot, "article_id": p.article_id}
+                | {"until": _json(p.until)}
+                for p in pins
+            ],
+        }
+    )
+
+
+async def get_audit(request: web.Request) -> web.Response:
+    """The audit log, newest first, a page at a time: ``?before=<next>`` gives the next."""
+    limit = _audit_limit(request.query.get("limit"))
+    before = request.query.get("before")
+    if before is not None and not _is_entry_id(before):
+        raise InvalidEditorialChange("before must be an entry id from a previous page's next")
+    entries = await request.app[STORE].audit_log(limit, before)
+    rendered = [_audit_entry(entry_id, fields) for entry_id, fields in entries]
+    following = entries[-1][0] if len(entries) == limit else None
+    return json_response({"entries": rendered, "next": following})
+
+
+def actor_of_write(request: web.Request) -> str:
+    """Who the audit log names for a change made on a write route (the CMS's ``hidden``):
+    its write token, by a digest prefix (never the token), else its address."""
+    return client_identity(request, tokens_configured=bool(request.app[SETTINGS].write_tokens))
+
+
+def _pin_target(request: web.Request) -> tuple[str, int]:
+    ranking = request.match_info["section"]
+    if ranking not in request.app[SETTINGS].rankings:
+        raise UnknownSection(f"no ranking named {ranking[:64]!r}")
+    raw = request.match_info["slot"]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidEditorialChange(f"slot must be a whole number from 1 to {MAX_LIMIT}")
+    return ranking, int(raw)
+
+
+async def _read_change(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The request's JSON object (an empty body is an empty one), with only ``allowed``
+    fields, ``editor`` and ``reason`` checked."""
+    settings = request.app[SETTINGS]
+    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+        raise InvalidEditorialChange("the body is too large for an editorial change")
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("send an editorial change as application/json")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJson(f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidEditorialChange("body must be a JSON object")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise InvalidEditorialChange(f"unknown fields {unknown}; allowed: {', '.join(allowed)}")
+    for name, most in (("editor", MAX_EDITOR), ("reason", MAX_REASON)):
+        value = body.get(name)
+        if value is not None and not (
+            isinstance(value, str) and 0 < len(value) <= most and value.isprintable()
+        ):
+            raise InvalidEditorialChange(
+                f"{name} must be 1-{most} printable characters (no line breaks)"
+            )
+    return body
+
+
+def _until(body: dict[str, Any], now: float) -> float:
+    until = body.get("until")
+    if until is None:
+        return FOREVER
+    if isinstance(until, bool) or not isinstance(until, int | float) or not math.isfinite(until):
+        raise InvalidEditorialChange("until must be epoch seconds, or null for no end")
+    if until <= now:
+        raise InvalidEditorialChange(f"until must be in the future (now is {now!r})")
+    return float(until)
+
+
+def _change(
+    request: web.Request, body: dict[str, Any], action: str, now: float, **what: Any
+) -> Change:
+    return Change(
+        action=action,
+        actor=request[ACTOR],
+        at=now,
+        editor=body.get("editor"),
+        reason=body.get("reason"),
+        **what,
+    )
+
+
+async def _changed(request: web.Request, action: str) -> None:
+    """Count the change, and show it in this replica's lists at once (others show it at
+    their next refresh). The change is made by now: a failed refresh must not report it
+    failed (the next one picks it up)."""
+    app = request.app
+    app[METRICS].editorial_changes.labels(action=action).inc()
+    log.info("editorial change: %s by %s", action, request[ACTOR])
+    try:
+        await app[CACHE].refresh()
+    except RedisError as exc:
+        log.warning("lists not refreshed after an editorial change: %s", exc)
+
+
+def _audit_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_AUDIT_LIMIT
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not (
+        1 <= int(raw) <= MAX_AUDIT_LIMIT
+    ):
+        raise InvalidEditorialChange(f"limit must be a whole number from 1 to {MAX_AUDIT_LIMIT}")
+    return int(raw)
+
+
+def _is_entry_id(raw: str) -> bool:
+    milliseconds, dash, sequence = raw.partition("-")
+    return (
+        bool(dash)
+        and raw.isascii()
+        and milliseconds.isdigit()
+        and sequence.isdigit()
+        and len(raw) <= 41
+    )
+
+
+def _audit_entry(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": entry_id, "at": float(fields["at"])}
+    for name in AUDIT_FIELDS:
+        value = fields.get(name)
+        if name == "slot" and value is not None:
+            entry[name] = int(value)
+        elif name == "until" and value is not None:
+            entry[name] = _json(float(value))
+        else:
+            entry[name] = value
+    return entry
+
+
+def _json(until: float) -> float | None:
+    """An ``until`` as the API gives it: epoch seconds, or null for no end."""
+    return None if until == FOREVER else until
