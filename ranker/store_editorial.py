@@ -184,6 +184,8 @@ class EditorialStore(StoreBase):
     async def audit_log(self, limit: int, before: str | None) -> list[tuple[str, dict[str, str]]]:
         """Up to ``limit`` audit entries, newest first, older than the entry id ``before``
         when given: (entry id, fields)."""
+        if before is not None and _entry_id(before) == (0, 0):
+            return []  # nothing is older than the first id there can be
         newest = "+" if before is None else f"({before}"
         entries = await self._redis.xrevrange(self.keys.audit(), newest, "-", count=limit)
         # str already: decode_responses
@@ -205,6 +207,11 @@ class EditorialStore(StoreBase):
             maxlen=self._settings.audit_max_entries,
             approximate=True,
         )
+
+
+def _entry_id(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence)
 
 
 def _decode_pin(ranking: str, slot: int, stored: str | bytes) -> Pin:

@@ -226,6 +226,7 @@ async def put_article(request: web.Request) -> web.Response:
             hidden_changed = await store.unhide(article_id, change, now)
         if hidden_changed:
             app[METRICS].editorial_changes.labels(action=change.action).inc()
+            log.info("editorial change: %s", change.fields())
     if changes:
         await store.put_article(article_id, changes)
     if hidden_changed or changes.keys() & {"title", "url", "section", "published_at"}:

@@ -59,7 +59,11 @@ async def ids(client: Client, ranking: str, limit: int = 10) -> list[str]:
 
 
 async def edit(
-    client: Client, method: str, path: str, body: dict[str, Any] | None = None, **headers: str
+    client: Client,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Any:
     response = await client.request(method, path, json=body, headers=headers)
     assert response.status == 200, await response.text()
@@ -380,8 +384,8 @@ async def test_editor_tokens_name_who_made_a_change(
         wrong = {"Authorization": f"Bearer {WRITE_TOKEN}"}
         await assert_error(await client.request(method, path, headers=wrong), 401, "unauthorized")
     editor = {"Authorization": f"Bearer {EDITOR_TOKEN}"}
-    await edit(client, "PUT", "/v1/editorial/hides/a", {"editor": "Kim J."}, **editor)
-    (entry,) = (await edit(client, "GET", "/v1/editorial/audit", **editor))["entries"]
+    await edit(client, "PUT", "/v1/editorial/hides/a", {"editor": "Kim J."}, editor)
+    (entry,) = (await edit(client, "GET", "/v1/editorial/audit", None, editor))["entries"]
     assert (entry["actor"], entry["editor"]) == ("kim", "Kim J.")
     # An editor token is no write token.
     response = await client.post("/v1/events", json=[], headers=editor)

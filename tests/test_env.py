@@ -203,3 +203,45 @@ def test_ingest_limits_are_read_from_the_environment() -> None:
     assert settings.max_batch_events == 500
     assert settings.client_events_per_s == 12.5
     assert settings.client_burst_events == 600
+
+
+def test_editor_tokens_are_name_token_pairs() -> None:
+    settings = Settings.from_env(
+        {
+            "RANKER_EDITOR_TOKENS": (
+                " desk:editor-token-0123456789, kim.j@news:x:y-token-abcdefghij ,"
+            ),
+            "RANKER_AUDIT_MAX_ENTRIES": "5000",
+        }
+    )
+    # Split at the first colon: a token may hold one, a name may not.
+    assert settings.editor_tokens == {
+        "desk": "editor-token-0123456789",
+        "kim.j@news": "x:y-token-abcdefghij",
+    }
+    assert settings.audit_max_entries == 5000
+    assert "editor-token-0123456789" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("editor-token-0123456789", "entry 1 is not of the form editor:token"),
+        (":editor-token-0123456789", "entry 1 is not of the form editor:token"),
+        ("desk:", "entry 1 is not of the form editor:token"),
+        ("a:editor-token-0123456789,a:other-token-0123456789", "editor 'a' is given twice"),
+        ("a b:editor-token-0123456789", "editor name 'a b' must be"),
+        ("a:short", "token 1 of 1 must be"),
+        ("a:editor-token-0123456789,b:editor-token-0123456789", "two editors share a token"),
+    ],
+)
+def test_bad_editor_tokens_are_named_and_not_echoed(raw: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"RANKER_EDITOR_TOKENS: {message}") as raised:
+        Settings.from_env({"RANKER_EDITOR_TOKENS": raw})
+    assert "editor-token-0123456789" not in str(raised.value)
+
+
+@pytest.mark.parametrize("raw", ["999", "10000001", "many"])
+def test_a_bad_audit_size_is_an_error(raw: str) -> None:
+    with pytest.raises(ConfigError, match="RANKER_AUDIT_MAX_ENTRIES"):
+        Settings.from_env({"RANKER_AUDIT_MAX_ENTRIES": raw})

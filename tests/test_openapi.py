@@ -98,11 +98,15 @@ TOKEN = "schemathesis-token-0123456789"
     [
         pytest.param({}, [], id="no-tokens-loopback-writes"),
         pytest.param(
-            {"RANKER_WRITE_TOKENS": TOKEN},
+            {"RANKER_WRITE_TOKENS": TOKEN, "RANKER_EDITOR_TOKENS": f"schemathesis:{TOKEN}"},
             ["-H", f"Authorization: Bearer {TOKEN}"],
             id="token-sent",
         ),
-        pytest.param({"RANKER_WRITE_TOKENS": TOKEN}, [], id="writes-unauthorized"),
+        pytest.param(
+            {"RANKER_WRITE_TOKENS": TOKEN, "RANKER_EDITOR_TOKENS": f"schemathesis:{TOKEN}"},
+            [],
+            id="writes-unauthorized",
+        ),
     ],
 )
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_spec(

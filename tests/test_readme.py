@@ -46,20 +46,30 @@ def test_the_readme_has_curl_examples_for_every_endpoint() -> None:
     [
         # As a newcomer runs them: no token configured, so writes from this host are taken.
         pytest.param(None, id="loopback-default"),
-        # With RANKER_WRITE_TOKENS set, the examples' writes must carry $RANKER_TOKEN.
+        # With RANKER_WRITE_TOKENS set, the examples' writes must carry $RANKER_TOKEN; with
+        # RANKER_EDITOR_TOKENS set, their editorial changes $RANKER_EDITOR_TOKEN.
         pytest.param("readme-example-token-0123456789", id="with-a-token"),
     ],
 )
 def test_the_readme_curl_examples_work(tmp_path: Path, token: str | None) -> None:
-    shell_env = {name: value for name, value in os.environ.items() if name != "RANKER_TOKEN"}
-    if token is not None:
+    shell_env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("RANKER_TOKEN", "RANKER_EDITOR_TOKEN")
+    }
+    editor_token = None if token is None else f"editor-{token}"
+    if token is not None and editor_token is not None:
         shell_env["RANKER_TOKEN"] = token
+        shell_env["RANKER_EDITOR_TOKEN"] = editor_token
     # An empty RANKER_WRITE_TOKENS is as good as unset: no tokens. No refresh on the clock: the
     # ETag example's two requests must see one list, and a refresh between them would change
     # it (the README says a 304 holds within a refresh interval). This server's own writes
     # still refresh its lists early, which the last check below relies on.
     with serving(
-        tmp_path / "data", RANKER_WRITE_TOKENS=token or "", RANKER_REFRESH_INTERVAL_S="3600"
+        tmp_path / "data",
+        RANKER_WRITE_TOKENS=token or "",
+        RANKER_EDITOR_TOKENS="" if editor_token is None else f"desk:{editor_token}",
+        RANKER_REFRESH_INTERVAL_S="3600",
     ) as base:
         for example in curl_examples():
             script = example.replace("http://localhost:8080", base)

@@ -173,7 +173,7 @@ def item(rank: int, article_id: str, score: float, **meta: str | None) -> dict[s
     fields: dict[str, Any] = {"rank": rank, "article_id": article_id, "score": score}
     # Every list in these tests is from an interval with none recorded before it: all new.
     defaults = {"title": None, "url": None, "movement": "new", "previous_rank": None}
-    return fields | defaults | meta | {"fill": False}
+    return fields | defaults | meta | {"fill": False, "pinned": False}
 
 
 async def redis_keys(redis: Redis, key_prefix: str) -> set[str]:
