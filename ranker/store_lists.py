@@ -86,10 +86,9 @@ class ListReads(StoreBase):
             landmark, half_life, members, pin_count, *flat = await self._top(
                 keys=keys, args=[wanted, now]
             )
-            pin_end = 4 * int(pin_count)
-            pins = [
-                (int(flat[i]), flat[i + 1], flat[i + 3]) for i in range(0, pin_end, 4)
-            ]  # (slot, article id, stored score or None)
+            pin_end = 3 * int(pin_count)
+            # (slot, article id, stored score or None)
+            pins = [(int(flat[i]), flat[i + 1], flat[i + 2]) for i in range(0, pin_end, 3)]
             candidates = [(flat[i], float(flat[i + 1])) for i in range(pin_end, len(flat), 2)]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for article_id in (*(pin[1] for pin in pins), *(c[0] for c in candidates)):

@@ -467,11 +467,19 @@ def test_write_tokens_come_from_secrets_not_from_the_files() -> None:
     env = {variable["name"]: variable for variable in container["env"]}
     secret = env["RANKER_WRITE_TOKENS"]["valueFrom"]["secretKeyRef"]
     assert secret == {"name": "ranker-write-tokens", "key": "RANKER_WRITE_TOKENS"}
-    assert "RANKER_WRITE_TOKENS" not in docs["ConfigMap"]["data"]
+    # Editors have a Secret of their own, which pods need not wait for.
+    secret = env["RANKER_EDITOR_TOKENS"]["valueFrom"]["secretKeyRef"]
+    assert secret == {
+        "name": "ranker-editor-tokens",
+        "key": "RANKER_EDITOR_TOKENS",
+        "optional": True,
+    }
+    assert not {"RANKER_WRITE_TOKENS", "RANKER_EDITOR_TOKENS"} & set(docs["ConfigMap"]["data"])
     assert "Secret" not in docs  # created by hand, so no token is kept in git
     compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
     environment = compose["services"]["ranker"]["environment"]
     assert environment["RANKER_WRITE_TOKENS"] == "${RANKER_WRITE_TOKENS:-}"
+    assert environment["RANKER_EDITOR_TOKENS"] == "${RANKER_EDITOR_TOKENS:-}"
 
 
 def test_compose_mounts_files_that_exist() -> None:

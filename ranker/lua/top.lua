@@ -4,9 +4,9 @@
 -- KEYS[1] scores, KEYS[2] decay state, KEYS[3] hides (id -> when the hide ends), KEYS[4] pins
 -- (slot -> JSON [id, when the pin ends], null: when unpinned); ARGV[1] how many members,
 -- ARGV[2] now (epoch seconds).
--- Returns {landmark, half_life, members, pins, slot1, id1, until1, stored1, ..., id1, score1,
--- ...}: landmark false when no score is stored; pins the number of active pins that follow,
--- each with its article's stored score (false when it has none); then the members, best first.
+-- Returns {landmark, half_life, members, pins, slot1, id1, stored1, ..., id1, score1, ...}:
+-- landmark false when no score is stored; pins the number of active pins that follow, each with
+-- its article's stored score (false when it has none); then the members, best first.
 -- members is the size of the whole set, for the ops who watch it fill. A hide or pin whose
 -- end is past is ignored: expiry needs no write.
 local now = tonumber(ARGV[2])
@@ -23,15 +23,11 @@ local pins = redis.call('HGETALL', KEYS[4])
 for i = 1, #pins, 2 do
   local pin = cjson.decode(pins[i + 1])
   local id, ends = pin[1], pin[2]
-  if ends == cjson.null then
-    ends = 'inf'
-  end
-  if tonumber(ends) > now and not hidden(id) and not pinned[id] then
+  if (ends == cjson.null or ends > now) and not hidden(id) and not pinned[id] then
     pinned[id] = true
     result[4] = result[4] + 1
     result[#result + 1] = pins[i]
     result[#result + 1] = id
-    result[#result + 1] = tostring(ends)
     result[#result + 1] = redis.call('ZSCORE', KEYS[1], id) or false
   end
 end
