@@ -1,5 +1,6 @@
-"""What one flush applies: the views of its requests summed into one amount per (ranking,
-article), the keyed requests' kept apart, and how each ranking's script call is made of them."""
+"""What one flush applies: the views of its requests summed into one amount per (profile,
+ranking, article), the keyed requests' kept apart, and how each ranking's script call is made of
+them. A profile is the default one or a named window: the same views, another half-life."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from .events import View
 Increments = Mapping[str, Mapping[str, float]]
 """ranking -> article id -> sum of weight * 2**((ts - reference_ts) / half_life)."""
 
+WindowIncrements = Mapping[str, Increments]
+"""window name -> that window's increments, at its half-lives."""
+
 
 @dataclass(frozen=True, slots=True)
 class KeyedBatch:
@@ -25,12 +29,14 @@ class KeyedBatch:
     increments: Increments
     # The answer to give a retry of the request, kept once the batch is applied.
     record: str
+    windows: WindowIncrements = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class FlushPlan:
     """One flush's worth of work, already coalesced: one amount per (ranking, article) for the
-    requests without a key, one set of amounts per keyed request."""
+    requests without a key, one set of amounts per keyed request; ``increments`` for the
+    default profile, ``windows`` for each named window."""
 
     reference_ts: float
     increments: Increments
@@ -39,6 +45,7 @@ class FlushPlan:
     # section -> views of it in this flush, for the metrics once it is applied
     views_by_section: Mapping[str, int] = field(default_factory=dict)
     keyed: Sequence[KeyedBatch] = ()
+    windows: WindowIncrements = field(default_factory=dict)
 
     def rankings(self) -> set[str]:
         """Every ranking this flush writes to."""
@@ -58,64 +65,109 @@ def plan_flush(
     requests without a key together, and each keyed request's own, as (token, record, views).
 
     Amounts are relative to the newest view's time, so every exponent is at most zero and no
-    amount can overflow; the script scales them to the ranking's landmark.
+    amount can overflow; the script scales them to the ranking's landmark. Each profile (the
+    default one, each window) has its own amounts, at its own half-life.
     """
     batches = [views for views in batches if views]
     keyed = [request for request in keyed if request[2]]
     every_list = (*batches, *(views for _, _, views in keyed))
     reference_ts = max(max(map(itemgetter(2), views)) for views in every_list)
-    increments, views_by_section = _sum_views(batches, reference_ts, settings)
+    increments, windows, views_by_section = _sum_views(batches, reference_ts, settings)
     keyed_batches = []
     for token, record, views in keyed:
-        amounts, counts = _sum_views((views,), reference_ts, settings)
-        keyed_batches.append(KeyedBatch(token, amounts, record))
+        amounts, window_amounts, counts = _sum_views((views,), reference_ts, settings)
+        keyed_batches.append(KeyedBatch(token, amounts, record, window_amounts))
         for section, count in counts.items():
             views_by_section[section] = views_by_section.get(section, 0) + count
-    return FlushPlan(reference_ts, increments, metadata, views_by_section, keyed_batches)
+    return FlushPlan(reference_ts, increments, metadata, views_by_section, keyed_batches, windows)
 
 
 def _sum_views(
     batches: Iterable[Sequence[View]], reference_ts: float, settings: Settings
-) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
-    """Amounts per ranking and article, and views per section. The inner loop runs once per
-    event, the hottest code of ingest after parsing: lookups are hoisted, and a view's worth is
-    computed once when its section decays like the site-wide ranking."""
-    site_half_life = settings.half_life_for(SITE_WIDE)
-    site: dict[str, float] = {}
-    # section -> [its amounts, its half-life, its view count]
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]], dict[str, int]]:
+    """Amounts per ranking and article for the default profile and for each window, and views
+    per section. The inner loop runs once per event, the hottest code of ingest after parsing:
+    lookups are hoisted, and a view's worth is computed once per distinct half-life among the
+    profiles of its section and of the site-wide ranking (profiles that share a half-life
+    share one dict of amounts)."""
+    profiles = settings.profiles
+    # half-life -> the site-wide ranking's amounts at it
+    site: dict[float, dict[str, float]] = {
+        settings.half_life_for(SITE_WIDE, window): {} for window in profiles
+    }
+    # section -> [its terms: (half-life, the amounts it adds to), its view count, its amounts
+    # by half-life]
     targets: dict[str, list[Any]] = {}
     for views in batches:
         for article_id, section, ts, weight in views:
             target = targets.get(section)
             if target is None:
-                target = targets[section] = [{}, settings.half_life_for(section), 0]
-            amounts, half_life, _ = target
-            target[2] += 1
-            amount = weight * exp2((ts - reference_ts) / half_life)
-            amounts[article_id] = amounts.get(article_id, 0.0) + amount
-            if half_life != site_half_life:
-                amount = weight * exp2((ts - reference_ts) / site_half_life)
-            site[article_id] = site.get(article_id, 0.0) + amount
-    increments = {section: amounts for section, (amounts, _, _) in targets.items()}
-    if site:
-        increments[SITE_WIDE] = site
-    views_by_section = {section: count for section, (_, _, count) in targets.items()}
-    return increments, views_by_section
+                target = targets[section] = _target(section, settings, site)
+            target[1] += 1
+            age = ts - reference_ts
+            for half_life, sinks in target[0]:
+                amount = weight * exp2(age / half_life)
+                for amounts in sinks:
+                    amounts[article_id] = amounts.get(article_id, 0.0) + amount
+    views_by_section = {section: count for section, (_, count, _) in targets.items()}
+    by_profile: list[dict[str, dict[str, float]]] = []
+    for window in profiles:
+        increments = {
+            section: own[settings.half_life_for(section, window)]
+            for section, (_, _, own) in targets.items()
+        }
+        site_amounts = site[settings.half_life_for(SITE_WIDE, window)]
+        if site_amounts:
+            increments[SITE_WIDE] = site_amounts
+        by_profile.append(increments)
+    windows = dict(zip(settings.windows, by_profile[1:], strict=True))
+    return by_profile[0], windows, views_by_section
+
+
+def _target(section: str, settings: Settings, site: dict[float, dict[str, float]]) -> list[Any]:
+    """A section's entry for :func:`_sum_views`: [terms, view count, its amounts by
+    half-life]; each term is a half-life and the dicts of amounts a view's worth at it adds
+    to (the section's and the site-wide ranking's, where they decay alike)."""
+    own: dict[float, dict[str, float]] = {
+        settings.half_life_for(section, window): {} for window in settings.profiles
+    }
+    sinks: dict[float, list[dict[str, float]]] = {}
+    for half_life, amounts in (*own.items(), *site.items()):
+        sinks.setdefault(half_life, []).append(amounts)
+    terms = tuple((half_life, tuple(amounts)) for half_life, amounts in sinks.items())
+    return [terms, 0, own]
 
 
 def script_call(
-    plan: FlushPlan, ranking: str, skip: set[str]
+    plan: FlushPlan, ranking: str, skip: set[str], window: str | None = None
 ) -> tuple[list[str], dict[str, float]]:
-    """One ranking's script call: the tokens of the keyed batches it carries (all but
-    ``skip``; a token twice in a flush counts once), and its amounts, those batches' and the
-    unkeyed ones' summed."""
-    amounts = dict(plan.increments.get(ranking, {}))
+    """One ranking's script call in one profile (None: the default one): the tokens of the
+    keyed batches it carries (all but ``skip``; a token twice in a flush counts once), and its
+    amounts, those batches' and the unkeyed ones' summed. The tokens are the same in every
+    profile: a batch feeds them all."""
+    source = plan.increments if window is None else plan.windows.get(window, {})
+    amounts = dict(source.get(ranking, {}))
     tokens: list[str] = []
     for batch in plan.keyed:
         share = batch.increments.get(ranking)
         if share is None or batch.token in skip or batch.token in tokens:
             continue
         tokens.append(batch.token)
+        if window is not None:
+            share = batch.windows.get(window, {}).get(ranking, {})
         for article_id, amount in share.items():
             amounts[article_id] = amounts.get(article_id, 0.0) + amount
+    return tokens, amounts
+
+
+def ranking_call(
+    plan: FlushPlan, ranking: str, skip: set[str], profiles: Sequence[str | None]
+) -> tuple[list[str], list[dict[str, float]]]:
+    """One ranking's script call in all its ``profiles`` at once: the tokens it carries (see
+    :func:`script_call`) and the amounts of each profile, in the order given."""
+    tokens: list[str] = []
+    amounts = []
+    for window in profiles:
+        tokens, profile_amounts = script_call(plan, ranking, skip, window)
+        amounts.append(profile_amounts)
     return tokens, amounts
