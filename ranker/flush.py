@@ -19,6 +19,9 @@ Increments = Mapping[str, Mapping[str, float]]
 WindowIncrements = Mapping[str, Increments]
 """window name -> that window's increments, at its half-lives."""
 
+Terms = tuple[tuple[float, dict[str, float]], ...]
+"""A section's amounts being summed in a flush, one dict per half-life."""
+
 
 @dataclass(frozen=True, slots=True)
 class KeyedBatch:
@@ -87,34 +90,38 @@ def _sum_views(
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]], dict[str, int]]:
     """Amounts per ranking and article for the default profile and for each window, and views
     per section. The inner loop runs once per event, the hottest code of ingest after parsing:
-    lookups are hoisted, and a view's worth is computed once per distinct half-life among the
-    profiles of its section and of the site-wide ranking (profiles that share a half-life
-    share one dict of amounts)."""
+    lookups are hoisted, and a view's worth is computed and added once per distinct half-life
+    among the profiles of its section and of the site-wide ranking. The site-wide amounts are
+    the sections' summed afterwards: once per (section, article), not once per view."""
     profiles = settings.profiles
-    # half-life -> the site-wide ranking's amounts at it
-    site: dict[float, dict[str, float]] = {
-        settings.half_life_for(SITE_WIDE, window): {} for window in profiles
-    }
-    # section -> [its terms: (half-life, the amounts it adds to), its view count, its amounts
-    # by half-life]
+    site_half_lives = {settings.half_life_for(SITE_WIDE, window) for window in profiles}
+    # section -> [its terms: (half-life, the section's amounts at it), its view count]
     targets: dict[str, list[Any]] = {}
     for views in batches:
         for article_id, section, ts, weight in views:
             target = targets.get(section)
             if target is None:
-                target = targets[section] = _target(section, settings, site)
+                half_lives = {settings.half_life_for(section, window) for window in profiles}
+                terms: Terms = tuple((h, {}) for h in sorted(half_lives | site_half_lives))
+                target = targets[section] = [terms, 0]
             target[1] += 1
             age = ts - reference_ts
-            for half_life, sinks in target[0]:
-                amount = weight * exp2(age / half_life)
-                for amounts in sinks:
-                    amounts[article_id] = amounts.get(article_id, 0.0) + amount
-    views_by_section = {section: count for section, (_, count, _) in targets.items()}
+            for half_life, amounts in target[0]:
+                amounts[article_id] = amounts.get(article_id, 0.0) + weight * exp2(age / half_life)
+    views_by_section = {section: count for section, (_, count) in targets.items()}
+    # section -> half-life -> the section's amounts at it
+    by_half_life = {section: dict(terms) for section, (terms, _) in targets.items()}
+    site: dict[float, dict[str, float]] = {}
+    for half_life in site_half_lives:
+        summed = site[half_life] = {}
+        for own in by_half_life.values():
+            for article_id, amount in own[half_life].items():
+                summed[article_id] = summed.get(article_id, 0.0) + amount
     by_profile: list[dict[str, dict[str, float]]] = []
     for window in profiles:
         increments = {
             section: own[settings.half_life_for(section, window)]
-            for section, (_, _, own) in targets.items()
+            for section, own in by_half_life.items()
         }
         site_amounts = site[settings.half_life_for(SITE_WIDE, window)]
         if site_amounts:
@@ -122,20 +129,6 @@ def _sum_views(
         by_profile.append(increments)
     windows = dict(zip(settings.windows, by_profile[1:], strict=True))
     return by_profile[0], windows, views_by_section
-
-
-def _target(section: str, settings: Settings, site: dict[float, dict[str, float]]) -> list[Any]:
-    """A section's entry for :func:`_sum_views`: [terms, view count, its amounts by
-    half-life]; each term is a half-life and the dicts of amounts a view's worth at it adds
-    to (the section's and the site-wide ranking's, where they decay alike)."""
-    own: dict[float, dict[str, float]] = {
-        settings.half_life_for(section, window): {} for window in settings.profiles
-    }
-    sinks: dict[float, list[dict[str, float]]] = {}
-    for half_life, amounts in (*own.items(), *site.items()):
-        sinks.setdefault(half_life, []).append(amounts)
-    terms = tuple((half_life, tuple(amounts)) for half_life, amounts in sinks.items())
-    return [terms, 0, own]
 
 
 def script_call(
