@@ -14,6 +14,7 @@ from ranker.app import create_app
 from ranker.config import Settings
 from ranker.flush import KeyedBatch, plan_flush
 from ranker.idempotency import HEADER, REPLAYED_HEADER, idempotency_key
+from ranker.movement import movement_period
 from ranker.scoring import HALF_LIFE_SETTLE_S
 from ranker.state import CACHE, METRICS, STORE
 from ranker.store import RankingStore
@@ -247,7 +248,7 @@ async def test_the_common_spellings_of_a_windows_list_are_served_by_the_fast_pat
 
 
 async def test_each_window_has_its_own_movement_and_metrics(
-    client: Client, clock: FakeClock
+    client: Client, clock: FakeClock, redis: Redis
 ) -> None:
     await post(client, [{"article_id": "old", "section": "sports", "ts": clock.now - 3 * HOUR}])
     await post(client, [{"article_id": "new", "section": "sports"}] * 1)
@@ -265,3 +266,9 @@ async def test_each_window_has_its_own_movement_and_metrics(
         assert registry.get_sample_value("ranker_ranking_members", labels) == 2
         assert registry.get_sample_value("ranker_ranking_age_seconds", labels) is not None
     assert client.app[CACHE].active() == {"sports": [10], "sports?window=popular": [10]}
+    # Each list recorded itself for rank movement under its own window's key.
+    store, period = client.app[STORE], movement_period(clock.now, 3600.0)
+    default_record = await redis.get(store.keys.movement("sports", period))
+    popular_record = await redis.get(store.keys.movement("sports", period, "popular"))
+    assert orjson.loads(default_record or "null") == ["new", "old"]
+    assert orjson.loads(popular_record or "null") == ["old", "new"]
