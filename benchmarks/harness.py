@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from itertools import accumulate
@@ -151,9 +151,16 @@ def ranker_has_workers() -> bool:
 
 
 @contextmanager
-def ranker_server(redis_url: str, prefix: str, workers: int | None = None) -> Iterator[Server]:
-    """``ranker serve`` on a free port under its own key prefix. ``workers=None`` passes no
-    ``--workers`` flag, so this also runs a ranker that does not have one."""
+def ranker_server(
+    redis_url: str,
+    prefix: str,
+    workers: int | None = None,
+    settings: Mapping[str, str] | None = None,
+    name: str = "ranker",
+) -> Iterator[Server]:
+    """``ranker serve`` on a free port under its own key prefix, with any further ``RANKER_*``
+    ``settings``. ``workers=None`` passes no ``--workers`` flag, so this also runs a ranker that
+    does not have one."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RANKER_")}
     env.update(
@@ -162,8 +169,9 @@ def ranker_server(redis_url: str, prefix: str, workers: int | None = None) -> It
         RANKER_HOST="127.0.0.1",
         RANKER_PORT=str(port),
     )
+    env.update(settings or {})
     argv = [RANKER, "serve"] + ([] if workers is None else ["--workers", str(workers)])
-    name = "ranker" if workers is None else f"ranker --workers {workers}"
+    name = name if workers is None else f"{name} --workers {workers}"
     with run_server(
         name, argv, env=env, port=port, workers=workers or 1, ready_path="/readyz"
     ) as s:

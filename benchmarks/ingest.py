@@ -1,6 +1,7 @@
 """Ingest benchmark: acknowledged views per second, ranker against a naive ZINCRBY server.
 
     .venv/bin/python -m benchmarks.ingest [--runs 3] [--duration 10] [--senders 8] [--workers 1]
+        [--keyed] [--visitors N] [--windows none]
 
 ``--senders`` concurrent senders (asyncio tasks in one process, or spread over ``--procs``
 processes) POST pre-encoded batches of 500-1,000 Zipf-distributed views (exponent 1.1 over
@@ -9,7 +10,9 @@ each ``ts`` is at most a run old and never ahead. Runs alternate ``ranker serve`
 ``benchmarks.naive``; acknowledged views are the ``accepted`` of 200 answers over wall time.
 ``redis-benchmark`` pipelining ZINCRBY gives the Redis ceiling. CPU seconds per run show where
 the two cores went: the server's process tree, the load generator, Redis (INFO; on a shared
-Redis that includes everyone else's commands).
+Redis that includes everyone else's commands). ``--windows SPEC`` also runs a second ranker with
+``RANKER_WINDOWS=SPEC`` (``none``: the default profile only), in the same alternation, to price
+the named windows the first one keeps by default.
 """
 
 from __future__ import annotations
@@ -203,6 +206,11 @@ def main() -> None:
         default=0,
         help="also ranker with a visitor_id on every event, drawn from this many readers",
     )
+    parser.add_argument(
+        "--windows",
+        metavar="SPEC",
+        help="also a ranker with RANKER_WINDOWS=SPEC (e.g. none), against the default windows",
+    )
     args = parser.parse_args()
     if args.workers != 1 and not harness.ranker_has_workers():
         parser.error("this ranker's serve has no --workers option yet")
@@ -213,10 +221,14 @@ def main() -> None:
         results["ranker keyed"] = []
     if args.visitors:
         results["ranker visitors"] = []
+    windows_name = f"ranker RANKER_WINDOWS={args.windows}"
+    if args.windows is not None:
+        results[windows_name] = []
     zipf = Zipf(seed=1)
     readers = Zipf(seed=2, visitors=args.visitors)
+    windows_prefix = harness.unique_prefix("windows")
     with contextlib.ExitStack() as stack:
-        for prefix in (ranker_prefix, naive_prefix):
+        for prefix in (ranker_prefix, naive_prefix, windows_prefix):
             stack.callback(harness.delete_keys, args.redis_url, prefix)
         # Pass --workers only to a ranker that knows it; without it ranker runs one process.
         workers = args.workers if harness.ranker_has_workers() else None
@@ -227,12 +239,25 @@ def main() -> None:
                 "--key-prefix", naive_prefix, workers=args.workers,
             )
         )  # fmt: skip
+        other = None
+        if args.windows is not None:
+            other = stack.enter_context(
+                harness.ranker_server(
+                    args.redis_url,
+                    windows_prefix,
+                    workers,
+                    settings={"RANKER_WINDOWS": args.windows},
+                    name=windows_name,
+                )
+            )
         for number in range(1, args.runs + 1):
             variants = [("ranker", ranker, zipf, False), ("naive", naive, zipf, False)]
             if args.keyed:
                 variants.append(("ranker keyed", ranker, zipf, True))
             if args.visitors:
                 variants.append(("ranker visitors", ranker, readers, False))
+            if other is not None:
+                variants.append((windows_name, other, zipf, False))
             for name, target, source, keyed in variants:
                 run = measure(target, args, source, keyed)
                 log(f"  run {number} {name}: {run.rate:,.0f} events/s")
@@ -261,6 +286,11 @@ def main() -> None:
         report.add(
             f"ranker with a visitor_id on every event (from {args.visitors:,} readers; events/s "
             f"counts the repeats left out) / without: {ratio(v, r)}"
+        )
+    if args.windows is not None:
+        w = median(run.rate for run in results[windows_name])
+        report.add(
+            f"ranker with its default windows / with RANKER_WINDOWS={args.windows}: {ratio(r, w)}"
         )
     if ceiling:
         report.add(

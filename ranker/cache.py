@@ -1,8 +1,8 @@
 """Every ranking answer served from memory, as ready bytes, refreshed in the background.
 
-Each process keeps the serialized answer of every (ranking, limit) pair asked for recently.
-One task refreshes them: every ``refresh_interval_s``, one Redis read per ranking (at the
-deepest limit asked for) re-renders all of that ranking's answers. So a poll costs a dict
+Each process keeps the serialized answer of every (ranking, window, limit) asked for recently.
+One task refreshes them: every ``refresh_interval_s``, one Redis read per ranking and window
+(at the deepest limit asked for) re-renders all of its answers. So a poll costs a dict
 lookup whatever the request rate, and a list no one asks for costs nothing: it is dropped after
 ``IDLE_AFTER_S`` without a request.
 
@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from redis.exceptions import RedisError
 
-from .config import Settings
+from .config import DEFAULT_WINDOW, Settings
 from .errors import StoreUnavailable
 from .metrics import Metrics
 from .movement import moved, movement_period, previous_ranks, record_ttl_s
@@ -44,7 +44,7 @@ earliest, instead of waiting for the next tick: at most ten extra reads a second
 
 
 class Slot:
-    """One (ranking, limit) answer. Requests only read ``current`` and set ``requested``."""
+    """One (ranking, window, limit) answer. Requests only read ``current`` and set ``requested``."""
 
     __slots__ = ("aliases", "current", "idle_since", "limit", "requested")
 
@@ -67,10 +67,14 @@ class _RankingState:
         "slots",
         "snapshot",
         "stale",
+        "window",
+        "window_label",
     )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, window: str | None) -> None:
         self.name = name
+        self.window = window  # None: the default profile
+        self.window_label = DEFAULT_WINDOW if window is None else window
         self.slots: dict[int, Slot] = {}
         # The last read: when its scores are as of (clock time), the ranking, how deep it went.
         self.snapshot: tuple[float, Ranking, int] | None = None
@@ -95,7 +99,8 @@ class RankingCache:
         self._metrics = metrics
         self._clock = clock
         self._interval = settings.refresh_interval_s
-        self._rankings: dict[str, _RankingState] = {}
+        # (ranking, window) -> its lists; window None: the default profile
+        self._rankings: dict[tuple[str, str | None], _RankingState] = {}
         # Request key (the raw request target, in its common spellings) -> slot: a poll is one
         # dict lookup, with no parsing.
         self._by_alias: dict[str, Slot] = {}
@@ -112,16 +117,23 @@ class RankingCache:
         slot.requested = True
         return slot.current
 
-    async def get(self, section: str, limit: int, aliases: Iterable[str] = ()) -> CachedList:
-        """The answer for a ranking and limit, reading Redis only if it is not cached yet.
+    async def get(
+        self,
+        section: str,
+        limit: int,
+        aliases: Iterable[str] = (),
+        window: str | None = None,
+    ) -> CachedList:
+        """The answer for a ranking, limit and window (None: the default profile), reading
+        Redis only if it is not cached yet.
 
-        ``section`` must be a configured ranking; ``aliases`` are request keys that
-        :meth:`lookup` will find it by from now on. Raises what the store raises when the first
-        read of a ranking fails.
+        ``section`` must be a configured ranking, ``window`` a configured window; ``aliases``
+        are request keys that :meth:`lookup` will find it by from now on. Raises what the store
+        raises when the first read of a ranking fails.
         """
-        state = self._rankings.get(section)
+        state = self._rankings.get((section, window))
         if state is None:
-            state = self._rankings[section] = _RankingState(section)
+            state = self._rankings[(section, window)] = _RankingState(section, window)
         slot = state.slots.get(limit)
         if slot is None:
             slot = state.slots[limit] = Slot(limit, tuple(aliases))
@@ -138,24 +150,28 @@ class RankingCache:
         return slot.current
 
     def active(self) -> dict[str, list[int]]:
-        """The lists being kept, as ranking -> limits: what each refresh reads and renders."""
-        return {name: sorted(state.slots) for name, state in self._rankings.items()}
+        """The lists being kept, as ranking (``<ranking>?window=<window>`` for a window's)
+        -> limits: what each refresh reads and renders."""
+        return {
+            name if window is None else f"{name}?window={window}": sorted(state.slots)
+            for (name, window), state in self._rankings.items()
+        }
 
     def mark_written(self, rankings: Iterable[str]) -> None:
-        """Rankings this process just changed in Redis: refresh them early."""
+        """Rankings this process just changed in Redis: refresh them early, in every window."""
+        written = set(rankings)
         woken = False
-        for name in rankings:
-            state = self._rankings.get(name)
-            if state is not None:
+        for state in self._rankings.values():
+            if state.name in written:
                 state.dirty = woken = True
         if woken:
             self._wakeup.set()
 
     async def refresh(self, rankings: Iterable[str] | None = None) -> None:
-        """Re-read the given rankings (default: every cached one) with a read that starts after
-        this call, so it sees every write made before it, and wait for that."""
-        names = self._rankings if rankings is None else rankings
-        states = [self._rankings[name] for name in names if name in self._rankings]
+        """Re-read the given rankings (default: every cached one), in every window, with a read
+        that starts after this call, so it sees every write made before it, and wait for that."""
+        names = None if rankings is None else set(rankings)
+        states = [s for s in self._rankings.values() if names is None or s.name in names]
         for state in states:
             # A read already running may predate the caller's write: dirty makes _read
             # wait for it and then read again.
@@ -242,11 +258,11 @@ class RankingCache:
         # Cleared before the read: a write that lands while it runs marks the ranking again.
         state.dirty = False
         try:
-            ranking = await self._store.top(state.name, depth, generated_at)
+            ranking = await self._store.top(state.name, depth, generated_at, state.window)
             if recording:
                 ids = [item.article_id for item in ranking.items]
                 record = await self._store.movement_record(
-                    state.name, period, ids, record_ttl_s(interval_s)
+                    state.name, period, ids, record_ttl_s(interval_s), state.window
                 )
                 state.previous_ranks = previous_ranks(record)
                 state.movement_period = period
@@ -262,7 +278,9 @@ class RankingCache:
         state.snapshot = (generated_at, ranking, depth)
         state.refreshed_at = time.monotonic()
         state.stale = False
-        self._metrics.ranking_members.labels(ranking=state.name).set(ranking.members)
+        self._metrics.ranking_members.labels(ranking=state.name, window=state.window_label).set(
+            ranking.members
+        )
         for slot in state.slots.values():
             if slot.limit <= depth:
                 self._render(state, slot)
@@ -289,8 +307,15 @@ class RankingCache:
             )
         # What the scores actually decay by: the configured value can be newer than the
         # stored one for up to a settle period after a change.
-        half_life = ranking.half_life_s or self._settings.half_life_for(state.name)
-        current = render(state.name, generated_at, half_life, items, self._settings.cache_control)
+        half_life = ranking.half_life_s or self._settings.half_life_for(state.name, state.window)
+        current = render(
+            state.name,
+            state.window_label,
+            generated_at,
+            half_life,
+            items,
+            self._settings.cache_control,
+        )
         slot.current = current.as_stale(self._settings.stale_if_error_s) if state.stale else current
 
     def mark_all_stale(self) -> None:
@@ -308,7 +333,7 @@ class RankingCache:
                 slot.current = current.as_stale(stale_if_error_s)
 
     def _drop_idle(self, now: float) -> None:
-        for name, state in list(self._rankings.items()):
+        for key, state in list(self._rankings.items()):
             for limit, slot in list(state.slots.items()):
                 if slot.requested:
                     slot.requested = False
@@ -320,17 +345,17 @@ class RankingCache:
                     for alias in slot.aliases:
                         self._by_alias.pop(alias, None)
             if not state.slots and state.fetch is None:
-                del self._rankings[name]
+                del self._rankings[key]
                 # Absent when the ranking was never read successfully.
                 with contextlib.suppress(KeyError):
-                    self._metrics.ranking_members.remove(name)
+                    self._metrics.ranking_members.remove(state.name, state.window_label)
 
-    def ages(self) -> dict[str, float]:
-        """Seconds since each cached ranking was last read from Redis."""
+    def ages(self) -> dict[tuple[str, str], float]:
+        """Seconds since each cached ranking, by (ranking, window), was last read from Redis."""
         now = time.monotonic()
         return {
-            name: now - state.refreshed_at
-            for name, state in self._rankings.items()
+            (state.name, state.window_label): now - state.refreshed_at
+            for state in self._rankings.values()
             if state.snapshot is not None
         }
 

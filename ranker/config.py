@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 SITE_WIDE = "all"
 """The name of the site-wide ranking in the API and in Redis keys."""
@@ -27,6 +28,16 @@ DEFAULT_SECTIONS: tuple[str, ...] = (
     "video",
     "photos",
 )
+
+DEFAULT_WINDOW = "default"
+"""The name, in the API and the metrics, of the profile the lists have always served: the one
+``RANKER_HALF_LIFE_S`` and ``RANKER_SECTION_HALF_LIVES`` configure."""
+
+DEFAULT_WINDOWS: Mapping[str, float] = MappingProxyType({"trending": 1800.0, "popular": 21600.0})
+"""The named windows kept unless ``RANKER_WINDOWS`` says otherwise: name -> half-life (s)."""
+
+MAX_WINDOWS = 8
+"""Each window is one more sorted set per ranking and one more set of amounts per flush."""
 
 SLUG_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 # Braces are excluded so that the prefix can never open a Redis Cluster hash tag of its own.
@@ -75,6 +86,12 @@ class Settings:
     """Per ranking (a section slug or ``all``): its lists leave out articles published longer
     ago than this many hours. A ranking not named has no limit."""
     sections: tuple[str, ...] = DEFAULT_SECTIONS
+    windows: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WINDOWS))
+    """Named ranking profiles fed by the same events as the default one: window name -> its
+    half-life (seconds) for every ranking not named in ``window_half_lives``."""
+    window_half_lives: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """Per window, per ranking (a section slug or ``all``): a half-life other than the
+    window's own."""
     key_prefix: str = "ranker"
     max_body_bytes: int = 1024 * 1024
     max_set_size: int = 5000
@@ -112,10 +129,15 @@ class Settings:
     """Origins whose browsers may read the lists (``*``: any); none: no CORS headers."""
     section_set: frozenset[str] = field(init=False, repr=False, compare=False)
     """``sections`` as a set, for the per-event membership test."""
+    profiles: tuple[str | None, ...] = field(init=False, repr=False, compare=False)
+    """Every profile a ranking is kept in: None (the default profile) first, then the
+    windows in the order configured."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "section_set", frozenset(self.sections))
+        object.__setattr__(self, "profiles", (None, *self.windows))
         check_sections(self.sections, "RANKER_SECTIONS")
+        self._check_windows()
         self._check_per_ranking(
             self.section_half_lives, "RANKER_SECTION_HALF_LIVES", _check_half_life
         )
@@ -196,6 +218,31 @@ class Settings:
                 f"RANKER_AUDIT_MAX_ENTRIES: must be from {MIN_AUDIT_ENTRIES} to {MAX_AUDIT_ENTRIES}"
             )
 
+    def _check_windows(self) -> None:
+        if len(self.windows) > MAX_WINDOWS:
+            raise ConfigError(f"RANKER_WINDOWS: at most {MAX_WINDOWS} windows")
+        for name, half_life in self.windows.items():
+            if not SLUG_RE.fullmatch(name):
+                raise ConfigError(
+                    f"RANKER_WINDOWS: {name!r} is not a slug (lowercase letters, digits and "
+                    "inner dashes)"
+                )
+            if name == DEFAULT_WINDOW:
+                raise ConfigError(
+                    f"RANKER_WINDOWS: {DEFAULT_WINDOW!r} is reserved for the profile "
+                    "RANKER_HALF_LIFE_S configures"
+                )
+            _check_half_life(half_life, "RANKER_WINDOWS")
+        variable = "RANKER_WINDOW_SECTION_HALF_LIVES"
+        for window, half_lives in self.window_half_lives.items():
+            if window not in self.windows:
+                configured = ", ".join(self.windows) or "none"
+                raise ConfigError(
+                    f"{variable}: {window!r} is not a window in RANKER_WINDOWS "
+                    f"(configured: {configured})"
+                )
+            self._check_per_ranking(half_lives, variable, _check_half_life)
+
     def _check_ingest_limits(self) -> None:
         if not (math.isfinite(self.request_timeout_s) and 0.1 <= self.request_timeout_s <= 600):
             raise ConfigError("RANKER_REQUEST_TIMEOUT_S: must be from 0.1 to 600 seconds")
@@ -237,9 +284,15 @@ class Settings:
         """Every ranking this service keeps: the site-wide one first, then one per section."""
         return (SITE_WIDE, *self.sections)
 
-    def half_life_for(self, ranking: str) -> float:
-        """The half-life, in seconds, of one ranking (a section slug or ``all``)."""
-        return self.section_half_lives.get(ranking, self.half_life_s)
+    def half_life_for(self, ranking: str, window: str | None = None) -> float:
+        """The half-life, in seconds, of one ranking (a section slug or ``all``) in a window
+        (None: the default profile). ``window`` must be configured."""
+        if window is None:
+            return self.section_half_lives.get(ranking, self.half_life_s)
+        overrides = self.window_half_lives.get(window)
+        if overrides is not None and ranking in overrides:
+            return overrides[ranking]
+        return self.windows[window]
 
     def max_age_s_for(self, ranking: str) -> float | None:
         """How long ago, in seconds, an article in one ranking's lists may have been published

@@ -38,6 +38,8 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         section_half_lives=get("RANKER_SECTION_HALF_LIVES", _parse_per_ranking, {}),
         max_age_hours=get("RANKER_MAX_AGE_HOURS", _parse_per_ranking, {}),
         sections=sections,
+        windows=get("RANKER_WINDOWS", _parse_windows, defaults.windows),
+        window_half_lives=get("RANKER_WINDOW_SECTION_HALF_LIVES", _parse_window_half_lives, {}),
         key_prefix=get("RANKER_KEY_PREFIX", _parse_str, defaults.key_prefix),
         max_body_bytes=max_body_bytes,
         max_set_size=get("RANKER_MAX_SET_SIZE", _parse_int, defaults.max_set_size),
@@ -140,14 +142,14 @@ def _parse_sections(raw: str, name: str) -> tuple[str, ...]:
     return sections
 
 
-def _parse_per_ranking(raw: str, name: str) -> dict[str, float]:
+def _parse_per_ranking(raw: str, name: str, form: str = "section=number") -> dict[str, float]:
     values: dict[str, float] = {}
     for part in raw.split(","):
         if not part.strip():
             continue
         slug, sep, value = part.partition("=")
         if not sep:
-            raise ConfigError(f"{name}: {part.strip()!r} is not of the form section=number")
+            raise ConfigError(f"{name}: {part.strip()!r} is not of the form {form}")
         if slug.strip() in values:
             raise ConfigError(f"{name}: {slug.strip()!r} is given twice")
         values[slug.strip()] = _parse_float(value.strip(), name)
@@ -167,3 +169,21 @@ def _parse_editor_tokens(raw: str, name: str) -> dict[str, str]:
             raise ConfigError(f"{name}: editor {editor.strip()[:80]!r} is given twice")
         tokens[editor.strip()] = token.strip()
     return tokens
+
+
+def _parse_windows(raw: str, name: str) -> dict[str, float]:
+    if raw.lower() == "none":
+        return {}
+    return _parse_per_ranking(raw, name, "window=seconds")
+
+
+def _parse_window_half_lives(raw: str, name: str) -> dict[str, dict[str, float]]:
+    values: dict[str, dict[str, float]] = {}
+    for window_ranking, value in _parse_per_ranking(raw, name, "window:section=seconds").items():
+        window, sep, ranking = window_ranking.partition(":")
+        if not sep:
+            raise ConfigError(
+                f"{name}: {window_ranking!r} is not of the form window:section=seconds"
+            )
+        values.setdefault(window.strip(), {})[ranking.strip()] = value
+    return values

@@ -39,6 +39,12 @@ class InvalidLimit(BadRequest):
     code = "invalid_limit"
 
 
+class UnknownWindow(BadRequest):
+    """A ``window`` that is not configured: the message names the ones that are."""
+
+    code = "unknown_window"
+
+
 class InvalidArticleId(BadRequest):
     code = "invalid_article_id"
 

@@ -8,6 +8,9 @@ class Keys:
 
     The two keys of one ranking (its sorted set of scores and its decay state) share the hash tag
     ``{r:<ranking>}``, so the Lua script that updates both touches a single Redis Cluster slot.
+    A named window's keys of a ranking carry the same hash tag (``...:w:<window>:scores``), so
+    one script call updates the default profile and every window of a ranking atomically. The
+    default profile's keys (``window`` None) are named as they were before windows existed.
     """
 
     __slots__ = ("prefix",)
@@ -15,13 +18,20 @@ class Keys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
 
-    def scores(self, ranking: str) -> str:
-        """Sorted set: article id -> forward-decayed score relative to the ranking's landmark."""
-        return f"{self.prefix}:{{r:{ranking}}}:scores"
+    def _profile(self, ranking: str, window: str | None) -> str:
+        if window is None:
+            return f"{self.prefix}:{{r:{ranking}}}"
+        return f"{self.prefix}:{{r:{ranking}}}:w:{window}"
 
-    def decay(self, ranking: str) -> str:
-        """Hash: ``landmark`` and ``half_life`` (seconds) that stored scores are relative to."""
-        return f"{self.prefix}:{{r:{ranking}}}:decay"
+    def scores(self, ranking: str, window: str | None = None) -> str:
+        """Sorted set: article id -> forward-decayed score relative to the landmark of the
+        ranking in a window (None: the default profile)."""
+        return f"{self._profile(ranking, window)}:scores"
+
+    def decay(self, ranking: str, window: str | None = None) -> str:
+        """Hash: ``landmark`` and ``half_life`` (seconds) that a ranking's stored scores in a
+        window (None: the default profile) are relative to, and when it last changed."""
+        return f"{self._profile(ranking, window)}:decay"
 
     def applied(self, ranking: str) -> str:
         """Sorted set: the idempotency tokens of the batches already counted in this ranking,
@@ -29,10 +39,11 @@ class Keys:
         script checks and records them in the same atomic step as the counts)."""
         return f"{self.prefix}:{{r:{ranking}}}:applied"
 
-    def movement(self, ranking: str, period: int) -> str:
-        """String: a JSON array of the ids a ranking's list began movement interval ``period``
-        with (see ranker/movement.py), best first; expires once no interval compares with it."""
-        return f"{self.prefix}:{{r:{ranking}}}:movement:{period}"
+    def movement(self, ranking: str, period: int, window: str | None = None) -> str:
+        """String: a JSON array of the ids a ranking's list in a window (None: the default
+        profile) began movement interval ``period`` with (see ranker/movement.py), best first;
+        expires once no interval compares with it."""
+        return f"{self._profile(ranking, window)}:movement:{period}"
 
     def idempotency(self, token: str) -> str:
         """String: the first answer to a batch sent with an ``Idempotency-Key`` (JSON), for

@@ -77,20 +77,21 @@ class RankingAge(Collector):
     def __init__(self, name: str, documentation: str) -> None:
         self.name = name
         self.documentation = documentation
-        self._ages: Callable[[], Mapping[str, float]] = dict
+        self._ages: Callable[[], Mapping[tuple[str, str], float]] = dict
 
-    def watch(self, ages: Callable[[], Mapping[str, float]]) -> None:
-        """Report what ``ages()`` gives: ranking -> seconds since its last good read."""
+    def watch(self, ages: Callable[[], Mapping[tuple[str, str], float]]) -> None:
+        """Report what ``ages()`` gives: (ranking, window) -> seconds since its last good
+        read."""
         self._ages = ages
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(self.name, self.documentation, labels=["ranking"])
-        for ranking, age in sorted(self._ages().items()):
-            family.add_metric([ranking], age)
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["ranking", "window"])
+        for (ranking, window), age in sorted(self._ages().items()):
+            family.add_metric([ranking, window], age)
         yield family
 
     def describe(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(self.name, self.documentation, labels=["ranking"])
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["ranking", "window"])
 
 
 class Metrics:
@@ -168,13 +169,15 @@ class Metrics:
         )
         self.ranking_age = RankingAge(
             "ranker_ranking_age_seconds",
-            "Seconds since the cached lists of a ranking were last read from Redis.",
+            "Seconds since the cached lists of a ranking in a window ('default': the lists"
+            " served without one) were last read from Redis.",
         )
         r.register(self.ranking_age)
         self.ranking_members = Gauge(
             "ranker_ranking_members",
-            "Articles held in a ranking's sorted set, as of the last read.",
-            ["ranking"],
+            "Articles held in a ranking's sorted set in a window ('default': the lists served"
+            " without one), as of the last read.",
+            ["ranking", "window"],
             registry=r,
         )
         self.redis_command_duration = Histogram(

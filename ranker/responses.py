@@ -61,12 +61,19 @@ class CachedList:
 
 
 def render(
-    section: str, generated_at: float, half_life_s: float, items: list[Any], cache_control: str
+    section: str,
+    window: str,
+    generated_at: float,
+    half_life_s: float,
+    items: list[Any],
+    cache_control: str,
 ) -> CachedList:
-    """Serialize one answer. ``items`` are already-ranked item dicts, at most ``limit`` long."""
+    """Serialize one answer. ``items`` are already-ranked item dicts, at most ``limit`` long;
+    ``window`` is the window's name (``default`` for the default profile)."""
     body = orjson.dumps(
         {
             "section": section,
+            "window": window,
             "generated_at": generated_at,
             "half_life_s": half_life_s,
             "items": items,

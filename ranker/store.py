@@ -18,7 +18,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .flush import FlushPlan, script_call
+from .flush import FlushPlan, ranking_call
 from .scoring import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES
 from .store_articles import Article, ArticleMetadata
 from .store_base import observed
@@ -64,8 +64,9 @@ class RankingStore(ListReads, ArticleMetadata, EditorialStore):
 
     @observed("flush")
     async def apply(self, plan: FlushPlan, now: float) -> frozenset[str]:
-        """Apply a flush: one atomic script call per ranking, all in one pipeline. Returns the
-        tokens of the keyed batches some ranking had already counted (retries).
+        """Apply a flush: one atomic script call per ranking, carrying its default profile and
+        every window, all in one pipeline. Returns the tokens of the keyed batches some ranking
+        had already counted (retries).
 
         A ranking whose call finds such a batch applies nothing, and is sent again in another
         pipeline without that batch's share (rare: it takes a retry). A pipeline is never
@@ -84,10 +85,13 @@ class RankingStore(ListReads, ArticleMetadata, EditorialStore):
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 raise FlushNotSent(f"the flush was not sent: {exc}") from exc
         self._flush_proven_at = -math.inf
-        # Each ranking's script call, as the keyed batches it carries and its merged amounts.
-        # A call that finds some of its batches counted already applies nothing and is sent
-        # again without them, until none is left over.
-        calls = {ranking: script_call(plan, ranking, set()) for ranking in plan.rankings()}
+        # Each ranking's script call, as the keyed batches it carries and its merged amounts
+        # per profile. A call that finds some of its batches counted already applies nothing
+        # and is sent again without them, until none is left over.
+        profiles = settings.profiles
+        calls = {
+            ranking: ranking_call(plan, ranking, set(), profiles) for ranking in plan.rankings()
+        }
         # A token given twice is counted once: its second batch is a retry of the first.
         uses = Counter(batch.token for batch in plan.keyed)
         replayed = {token for token, used in uses.items() if used > 1}
@@ -96,23 +100,30 @@ class RankingStore(ListReads, ArticleMetadata, EditorialStore):
         while calls:
             async with self._flush_redis.pipeline(transaction=False) as pipe:
                 for ranking, (tokens, amounts) in calls.items():
+                    keys = [self.keys.applied(ranking)]
+                    half_lives = []
+                    for window in profiles:
+                        keys += [
+                            self.keys.scores(ranking, window),
+                            self.keys.decay(ranking, window),
+                        ]
+                        half_lives.append(settings.half_life_for(ranking, window))
+                    # orjson writes the shortest text that reads back as the same double.
+                    spec = orjson.dumps(
+                        [tokens, *(list(chain.from_iterable(a.items())) for a in amounts)]
+                    )
                     await self._increment(
-                        keys=[
-                            self.keys.scores(ranking),
-                            self.keys.decay(ranking),
-                            self.keys.applied(ranking),
-                        ],
+                        keys=keys,
                         args=[
-                            settings.half_life_for(ranking),
                             plan.reference_ts,
                             now,
                             REBASE_AFTER_HALF_LIVES,
                             settings.prune_below,
                             settings.max_set_size,
                             HALF_LIFE_SETTLE_S,
-                            # orjson writes the shortest text that reads back as the same double.
-                            orjson.dumps([tokens, list(chain.from_iterable(amounts.items()))]),
                             settings.idempotency_window_s,
+                            spec,
+                            *half_lives,
                         ],
                         client=pipe,
                     )
@@ -124,14 +135,14 @@ class RankingStore(ListReads, ArticleMetadata, EditorialStore):
                         pipe.hsetnx(key, "url", url)
                 metadata = {}  # set once; the calls sent again carry counts only
                 results = await pipe.execute()
-            retry: dict[str, tuple[list[str], dict[str, float]]] = {}
+            retry: dict[str, tuple[list[str], list[dict[str, float]]]] = {}
             for ranking, (members, found) in zip(calls, results, strict=False):
                 if members == -1:
                     skip = counted_before.setdefault(ranking, set())
                     skip.update(str(token) for token in found)
                     replayed |= skip
-                    tokens, amounts = script_call(plan, ranking, skip)
-                    if tokens or amounts:
+                    tokens, amounts = ranking_call(plan, ranking, skip, profiles)
+                    if tokens or any(amounts):
                         retry[ranking] = (tokens, amounts)
             calls = retry
         self._flush_proven_at = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio.client import Pipeline
@@ -19,7 +19,9 @@ from .store_editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
 
 @dataclass(frozen=True, slots=True)
 class Article:
-    """An article's metadata and its current decayed score in every ranking that holds it."""
+    """An article's metadata and its current decayed score in every ranking that holds it, in
+    the default profile (``scores``) and in each window (``windows``: window -> ranking ->
+    score; a window holding it in no ranking is left out)."""
 
     article_id: str
     title: str | None
@@ -31,11 +33,12 @@ class Article:
     hidden_until: float | None = None
     """When a hide with an end stops; None when the article is not hidden, or hidden until
     unhidden."""
+    windows: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @classmethod
     def blank(cls, article_id: str) -> Article:
         """An article ranker holds nothing for."""
-        return cls(article_id, None, None, None, None, hidden=False, scores={})
+        return cls(article_id, None, None, None, None, hidden=False, scores={}, windows={})
 
 
 class ArticleMetadata(StoreBase):
@@ -45,18 +48,29 @@ class ArticleMetadata(StoreBase):
     async def get_article(self, article_id: str, now: float) -> Article | None:
         """An article's metadata and scores, or None when ranker knows nothing of it."""
         rankings = self._settings.rankings
+        profiles = self._settings.profiles
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.article(article_id))
-            for ranking in rankings:
-                keys = [self.keys.scores(ranking), self.keys.decay(ranking)]
-                await self._score(keys=keys, args=[article_id], client=pipe)
+            for window in profiles:
+                for ranking in rankings:
+                    keys = [self.keys.scores(ranking, window), self.keys.decay(ranking, window)]
+                    await self._score(keys=keys, args=[article_id], client=pipe)
             meta, *states = await pipe.execute()
-        scores = {
-            ranking: decayed(float(stored), float(landmark), float(half_life), now)
-            for ranking, (landmark, half_life, stored) in zip(rankings, states, strict=True)
-            if stored is not None and landmark is not None
-        }
-        if not meta and not scores:
+        by_profile: dict[str | None, dict[str, float]] = {}
+        for index, window in enumerate(profiles):
+            profile_states = states[index * len(rankings) : (index + 1) * len(rankings)]
+            found = {
+                ranking: decayed(float(stored), float(landmark), float(half_life), now)
+                for ranking, (landmark, half_life, stored) in zip(
+                    rankings, profile_states, strict=True
+                )
+                if stored is not None and landmark is not None
+            }
+            if found or window is None:
+                by_profile[window] = found
+        scores = by_profile.pop(None)
+        windows = {str(window): found for window, found in by_profile.items()}
+        if not meta and not scores and not windows:
             return None
         published_at = meta.get("published_at")
         hidden = hidden_at(meta.get(LEGACY_HIDDEN), meta.get(HIDDEN_UNTIL), now)
@@ -70,6 +84,7 @@ class ArticleMetadata(StoreBase):
             hidden=hidden,
             scores=scores,
             hidden_until=until if math.isfinite(until) else None,
+            windows=windows,
         )
 
     @observed("article_put")

@@ -53,9 +53,9 @@ class ListReads(StoreBase):
     """Reading the ranked lists."""
 
     @observed("top")
-    async def top(self, ranking: str, limit: int, now: float) -> Ranking:
-        """The ``limit`` best visible articles of a ranking, scored as of ``now``, with the
-        articles editors pinned in their slots.
+    async def top(self, ranking: str, limit: int, now: float, window: str | None = None) -> Ranking:
+        """The ``limit`` best visible articles of a ranking in a window (None: the default
+        profile), scored as of ``now``, with the articles editors pinned in their slots.
 
         Visible means neither hidden nor, where the ranking has a maximum age, published
         before ``now`` less that age (an article with no ``published_at`` is never too old).
@@ -63,11 +63,11 @@ class ListReads(StoreBase):
         recently published visible articles (see :meth:`_fill`). Pins then take their slots
         (a pin past the list's end goes last), pushing the others down: a pinned article is
         listed once, at its slot, whatever its score, even with none; only a hide takes it
-        out.
+        out. Hides and pins are the ranking's, the same in every window.
         """
         keys = [
-            self.keys.scores(ranking),
-            self.keys.decay(ranking),
+            self.keys.scores(ranking, window),
+            self.keys.decay(ranking, window),
             self.keys.hides(ranking),
             self.keys.pins(ranking),
         ]
@@ -167,15 +167,21 @@ class ListReads(StoreBase):
 
     @observed("movement")
     async def movement_record(
-        self, ranking: str, period: int, ids: list[str] | None, ttl_s: int
+        self,
+        ranking: str,
+        period: int,
+        ids: list[str] | None,
+        ttl_s: int,
+        window: str | None = None,
     ) -> list[str] | None:
-        """Record ``ids`` as the list a ranking began movement interval ``period`` with, unless
-        a replica did first (that record stays), and return the ids recorded for the interval
-        before (None when none was)."""
+        """Record ``ids`` as the list a ranking in a window (None: the default profile) began
+        movement interval ``period`` with, unless a replica did first (that record stays), and
+        return the ids recorded for the interval before (None when none was)."""
+        record = self.keys.movement(ranking, period, window)
         async with self._redis.pipeline(transaction=False) as pipe:
             if ids is not None:
-                pipe.set(self.keys.movement(ranking, period), orjson.dumps(ids), ex=ttl_s, nx=True)
-            pipe.get(self.keys.movement(ranking, period - 1))
+                pipe.set(record, orjson.dumps(ids), ex=ttl_s, nx=True)
+            pipe.get(self.keys.movement(ranking, period - 1, window))
             *_, previous = await pipe.execute()
         return (
             None if previous is None else [str(article_id) for article_id in orjson.loads(previous)]

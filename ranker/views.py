@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .articles import check_article_id, parse_article_update
 from .auth import client_identity
 from .cache import DEFAULT_LIMIT, MAX_LIMIT
+from .config import DEFAULT_WINDOW, Settings
 from .dedup import DUPLICATE_READER, batch_token, count_once
 from .editorial import actor_of_write
 from .errors import (
@@ -27,6 +28,7 @@ from .errors import (
     RankerError,
     StoreUnavailable,
     UnknownSection,
+    UnknownWindow,
 )
 from .events import parse_events
 from .idempotency import HEADER, REPLAYED_HEADER, idempotency_key
@@ -147,8 +149,9 @@ def _events_response(body: bytes, *, replayed: bool) -> web.Response:
 
 
 def cached_ranking(request: web.Request) -> web.Response | None:
-    """A poll for a list in a common spelling (``?limit=N``, or no query for the default),
-    answered from the cache by its raw request target with one dict lookup; None if not there.
+    """A poll for a list in a common spelling (``?limit=N``, or no query for the default;
+    ``?window=W``, ``?window=W&limit=N`` or ``?limit=N&window=W`` for a window's), answered
+    from the cache by its raw request target with one dict lookup; None if not there.
     """
     cached = request.app[CACHE].lookup(request.raw_path)
     if cached is None:
@@ -159,18 +162,22 @@ def cached_ranking(request: web.Request) -> web.Response | None:
 
 
 async def get_ranking(request: web.Request, section: str | None = None) -> web.Response:
-    """The top ``limit`` articles of a section (or ``all``), scored as of ``generated_at``.
+    """The top ``limit`` articles of a section (or ``all``) in a window (``?window=``; none
+    or ``default``: the default profile), scored as of ``generated_at``.
 
     Served from the in-memory cache; only a list asked for the first time waits for Redis.
     ``section`` is given by a ranking's own route, else taken from the path.
     """
     app = request.app
+    settings = app[SETTINGS]
     if section is None:
         section = request.match_info["section"]
-    if section not in app[SETTINGS].rankings:
+    if section not in settings.rankings:
         raise UnknownSection(f"no ranking named {section[:64]!r}")
     limit = _parse_limit(request.query.get("limit"))
-    cached = await app[CACHE].get(section, limit, _ranking_targets(section, limit))
+    window = _parse_window(request.query.get("window"), settings)
+    targets = _ranking_targets(section, limit, window)
+    cached = await app[CACHE].get(section, limit, targets, window)
     return _ranking_response(request, cached)
 
 
@@ -292,11 +299,24 @@ def ranking_path(section: str) -> str:
     return f"/v1/rankings/{section}"
 
 
-def _ranking_targets(section: str, limit: int) -> tuple[str, ...]:
+def _ranking_targets(section: str, limit: int, window: str | None = None) -> tuple[str, ...]:
     """The raw request targets a poll for this list usually arrives with."""
     path = ranking_path(section)
-    canonical = f"{path}?limit={limit}"
-    return (canonical, path) if limit == DEFAULT_LIMIT else (canonical,)
+    if window is None:
+        canonical = f"{path}?limit={limit}"
+        return (canonical, path) if limit == DEFAULT_LIMIT else (canonical,)
+    targets = (f"{path}?window={window}&limit={limit}", f"{path}?limit={limit}&window={window}")
+    return (*targets, f"{path}?window={window}") if limit == DEFAULT_LIMIT else targets
+
+
+def _parse_window(raw: str | None, settings: Settings) -> str | None:
+    """The window asked for: None for the default profile (no ``window``, or ``default``)."""
+    if raw is None or raw == DEFAULT_WINDOW:
+        return None
+    if raw not in settings.windows:
+        names = ", ".join((DEFAULT_WINDOW, *settings.windows))
+        raise UnknownWindow(f"no window named {raw[:64]!r}; the windows are {names}")
+    return raw
 
 
 def _parse_limit(raw: str | None) -> int:

@@ -37,9 +37,9 @@ def count_reads(client: Client, monkeypatch: pytest.MonkeyPatch) -> Reads:
     real_top = store.top
     reads: Reads = {}
 
-    async def top(ranking: str, limit: int, now: float) -> Ranking:
+    async def top(ranking: str, limit: int, now: float, window: str | None = None) -> Ranking:
         reads[ranking] = reads.get(ranking, 0) + 1
-        return await real_top(ranking, limit, now)
+        return await real_top(ranking, limit, now, window)
 
     monkeypatch.setattr(store, "top", top)
     return reads
@@ -259,15 +259,19 @@ async def test_age_and_members_are_reported(
     registry = client.app[METRICS].registry
 
     def age() -> float:
-        value = registry.get_sample_value("ranker_ranking_age_seconds", {"ranking": "video"})
+        value = registry.get_sample_value(
+            "ranker_ranking_age_seconds", {"ranking": "video", "window": "default"}
+        )
         assert value is not None
         return value
 
     first = age()
     await asyncio.sleep(0.05)
     assert 0 <= first < age()
-    assert registry.get_sample_value("ranker_ranking_members", {"ranking": "video"}) == 7
-    assert registry.get_sample_value("ranker_ranking_age_seconds", {"ranking": "world"}) is None
+    default = {"window": "default"}
+    assert registry.get_sample_value("ranker_ranking_members", {"ranking": "video"} | default) == 7
+    world = {"ranking": "world"} | default
+    assert registry.get_sample_value("ranker_ranking_age_seconds", world) is None
 
 
 async def test_lists_keep_answering_from_memory_while_redis_is_down(
@@ -329,9 +333,9 @@ async def test_a_put_waits_for_a_read_that_started_after_its_write(
     real_top = store.top
     read_done, release = asyncio.Event(), asyncio.Event()
 
-    async def slow_top(ranking: str, limit: int, now: float) -> Ranking:
+    async def slow_top(ranking: str, limit: int, now: float, window: str | None = None) -> Ranking:
         # A read that took its data before the PUT's write, and answers after it.
-        result = await real_top(ranking, limit, now)
+        result = await real_top(ranking, limit, now, window)
         if not release.is_set():
             read_done.set()
             await release.wait()

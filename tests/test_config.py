@@ -49,6 +49,19 @@ def test_maximum_ages_are_per_ranking_in_hours_and_off_by_default() -> None:
         ("RANKER_SECTION_HALF_LIVES", "nowhere=60"),
         ("RANKER_SECTION_HALF_LIVES", "sports=-1"),
         ("RANKER_SECTION_HALF_LIVES", "sports=60,sports=120"),
+        ("RANKER_WINDOWS", "trending"),
+        ("RANKER_WINDOWS", "Trending=1800"),
+        ("RANKER_WINDOWS", "default=1800"),
+        ("RANKER_WINDOWS", "trending=0.5"),
+        ("RANKER_WINDOWS", "trending=nan"),
+        ("RANKER_WINDOWS", "trending=1800,trending=900"),
+        ("RANKER_WINDOWS", ",".join(f"w{n}=60" for n in range(9))),
+        ("RANKER_WINDOW_SECTION_HALF_LIVES", "sports=60"),
+        ("RANKER_WINDOW_SECTION_HALF_LIVES", "weekly:sports=60"),
+        ("RANKER_WINDOW_SECTION_HALF_LIVES", "default:sports=60"),
+        ("RANKER_WINDOW_SECTION_HALF_LIVES", "trending:nowhere=60"),
+        ("RANKER_WINDOW_SECTION_HALF_LIVES", "trending:sports=0"),
+        ("RANKER_WINDOW_SECTION_HALF_LIVES", "trending:sports=60,trending:sports=90"),
         ("RANKER_MAX_AGE_HOURS", "sports"),
         ("RANKER_MAX_AGE_HOURS", "nowhere=24"),
         ("RANKER_MAX_AGE_HOURS", "sports=0"),
@@ -205,3 +218,27 @@ def test_a_bad_ingest_limit_is_an_error_naming_its_variable(
 )
 def test_ingest_limits_at_their_bounds_are_taken(env: dict[str, str]) -> None:
     Settings.from_env(env)
+
+
+def test_two_windows_by_default_each_with_its_half_life_and_overrides_per_ranking() -> None:
+    settings = Settings.from_env({})
+    assert settings.windows == {"trending": 1800.0, "popular": 21600.0}
+    assert settings.profiles == (None, "trending", "popular")
+    assert settings.half_life_for("sports", "trending") == 1800.0
+    assert settings.half_life_for("all", "popular") == 21600.0
+    settings = Settings(
+        section_half_lives={"sports": 600.0},
+        window_half_lives={"trending": {"sports": 900.0, "all": 1200.0}},
+    )
+    assert settings.half_life_for("sports") == 600.0
+    assert settings.half_life_for("sports", "trending") == 900.0
+    assert settings.half_life_for("all", "trending") == 1200.0
+    assert settings.half_life_for("world", "trending") == 1800.0
+    assert settings.half_life_for("sports", "popular") == 21600.0
+
+
+def test_an_override_for_a_window_that_is_not_configured_names_the_configured_ones() -> None:
+    with pytest.raises(ConfigError, match=r"RANKER_WINDOW_SECTION_HALF_LIVES.*trending, popular"):
+        Settings(window_half_lives={"weekly": {"sports": 60.0}})
+    with pytest.raises(ConfigError, match=r"RANKER_WINDOW_SECTION_HALF_LIVES.*configured: none"):
+        Settings(windows={}, window_half_lives={"trending": {"sports": 60.0}})

@@ -24,6 +24,8 @@ def test_every_variable_is_read() -> None:
             "RANKER_SECTIONS": "news, sports ,video",
             "RANKER_SECTION_HALF_LIVES": "sports=600, all=1800",
             "RANKER_MAX_AGE_HOURS": "sports=48",
+            "RANKER_WINDOWS": "hot=600, weekly = 302400",
+            "RANKER_WINDOW_SECTION_HALF_LIVES": "hot:sports=300, weekly:all=604800,hot:all=900",
             "RANKER_KEY_PREFIX": "site-a:ranker",
             "RANKER_MAX_BODY_BYTES": "2048",
             "RANKER_MAX_SET_SIZE": "1000",
@@ -47,6 +49,8 @@ def test_every_variable_is_read() -> None:
         sections=("news", "sports", "video"),
         section_half_lives={"sports": 600.0, "all": 1800.0},
         max_age_hours={"sports": 48.0},
+        windows={"hot": 600.0, "weekly": 302400.0},
+        window_half_lives={"hot": {"sports": 300.0, "all": 900.0}, "weekly": {"all": 604800.0}},
         key_prefix="site-a:ranker",
         max_body_bytes=2048,
         max_set_size=1000,
@@ -64,6 +68,17 @@ def test_every_variable_is_read() -> None:
     assert settings.half_life_for("sports") == 600.0
     assert settings.half_life_for("all") == 1800.0
     assert settings.half_life_for("news") == 3600.0
+    assert settings.profiles == (None, "hot", "weekly")
+    assert settings.half_life_for("sports", "hot") == 300.0
+    assert settings.half_life_for("news", "hot") == 600.0
+    assert settings.half_life_for("all", "weekly") == 604800.0
+
+
+@pytest.mark.parametrize("none", ["none", "None", " NONE "])
+def test_no_named_windows_is_spelled_none(none: str) -> None:
+    settings = Settings.from_env({"RANKER_WINDOWS": none})
+    assert settings.windows == {}
+    assert settings.profiles == (None,)
 
 
 def test_a_bad_redis_url_is_not_echoed() -> None:

@@ -26,7 +26,28 @@ def test_the_keys_of_one_ranking_share_a_cluster_slot(ranking: str) -> None:
     names = [keys.scores(ranking), keys.decay(ranking), keys.hides(ranking), keys.applied(ranking)]
     names += [keys.movement(ranking, 500_000)]
     names += [keys.published(ranking), keys.pins(ranking)]
+    for window in ("trending", "popular"):
+        names += [keys.scores(ranking, window), keys.decay(ranking, window)]
+        names += [keys.movement(ranking, 500_000, window)]
     assert len({key_slot(name.encode()) for name in names}) == 1
+
+
+def test_the_default_profile_keeps_its_key_names_and_each_window_has_its_own() -> None:
+    keys = Keys("ranker")
+    # Deployed data lives under these names: they must not change.
+    assert keys.scores("sports") == keys.scores("sports", None) == "ranker:{r:sports}:scores"
+    assert keys.decay("sports") == "ranker:{r:sports}:decay"
+    assert keys.movement("sports", 7) == "ranker:{r:sports}:movement:7"
+    assert keys.scores("sports", "trending") == "ranker:{r:sports}:w:trending:scores"
+    assert keys.decay("sports", "trending") == "ranker:{r:sports}:w:trending:decay"
+    assert keys.movement("sports", 7, "trending") == "ranker:{r:sports}:w:trending:movement:7"
+    names = {
+        key(ranking, window)
+        for key in (keys.scores, keys.decay)
+        for ranking in ("all", "sports")
+        for window in (None, "trending", "popular")
+    }
+    assert len(names) == 12
 
 
 def test_rankings_spread_over_slots() -> None:
@@ -51,6 +72,8 @@ def test_every_key_starts_with_the_prefix() -> None:
     names += [keys.seen(3, "0f" * 16)]
     names += [keys.movement("all", 500_000)]
     names += [keys.published("all")]
+    names += [keys.scores("all", "trending"), keys.decay("all", "trending")]
+    names += [keys.movement("all", 500_000, "trending")]
     assert all(name.startswith("news:ranker:") for name in names)
     assert keys.pattern() == "news:ranker:*"
 

@@ -151,10 +151,10 @@ async def test_each_process_records_and_reads_once_an_interval(
     calls: list[int] = []
 
     async def movement_record(
-        ranking: str, period: int, ids: list[str] | None, ttl_s: int
+        ranking: str, period: int, ids: list[str] | None, ttl_s: int, window: str | None = None
     ) -> list[str] | None:
         calls.append(period)
-        return await real(ranking, period, ids, ttl_s)
+        return await real(ranking, period, ids, ttl_s, window)
 
     monkeypatch.setattr(store, "movement_record", movement_record)
     await post(client, a=1)

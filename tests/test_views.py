@@ -238,7 +238,12 @@ async def test_default_ts_is_clock_now_and_weights_add_up(client: Client, clock:
     )
     ranking = await get_ranking(client, "/v1/rankings/sports")
     heavy, one, old = ranking.pop("items")
-    assert ranking == {"section": "sports", "generated_at": clock.now, "half_life_s": 7200.0}
+    assert ranking == {
+        "section": "sports",
+        "window": "default",
+        "generated_at": clock.now,
+        "half_life_s": 7200.0,
+    }
     assert heavy == item(1, "heavy", 2.5)
     assert one == item(2, "one", 1.0)
     assert (old["rank"], old["article_id"]) == (3, "old")
@@ -351,7 +356,8 @@ async def test_article_put_get_round_trip(client: Client) -> None:
     }
     put = await client.put("/v1/articles/art:2027.01-15_x", json=sent)
     assert put.status == 200
-    expected = {"article_id": "art:2027.01-15_x", **sent, "scores": {}, "hidden_until": None}
+    expected = {"article_id": "art:2027.01-15_x", **sent, "scores": {}, "windows": {}}
+    expected["hidden_until"] = None
     assert await put.json() == expected
     got = await client.get("/v1/articles/art:2027.01-15_x")
     assert await got.json() == expected
@@ -377,6 +383,7 @@ async def test_a_put_that_stores_nothing_answers_a_blank_article(
         "hidden": False,
         "scores": {},
         "hidden_until": None,
+        "windows": {},
     }
     await assert_error(await client.get("/v1/articles/nobody"), 404, "article_not_found")
 

@@ -1,25 +1,28 @@
--- Apply one flush's increments to one ranking, atomically.
--- KEYS[1] scores (zset), KEYS[2] decay state (hash: landmark, half_life, changed_at), KEYS[3] the
---         tokens of the keyed batches already counted here (zset, scored by expiry); one slot.
--- ARGV: half_life, reference_ts, now, rebase_after, prune_below, max_members, settle_s, a JSON
---       [tokens, [article_id, amount, article_id, amount, ...]], and the seconds a token is
---       remembered. An amount is the sum of w * 2^((t - reference_ts) / half_life) over the
---       flush's views, those of the keyed batches (the tokens) included. The amounts are
---       applied only if this ranking has counted none of the tokens, and the tokens are
+-- Apply one flush's increments to one ranking, in every profile it is kept in (the default one
+-- and each named window: the same views, each with its own half-life), atomically.
+-- KEYS[1] the tokens of the keyed batches already counted in this ranking (zset, scored by
+--         expiry), then per profile: its scores (zset), its decay state (hash: landmark,
+--         half_life, changed_at). All in the ranking's one slot.
+-- ARGV: reference_ts, now, rebase_after, prune_below, max_members, settle_s, the seconds a token
+--       is remembered, a JSON [tokens, amounts of profile 1, amounts of profile 2, ...] where
+--       each profile's amounts are [article_id, amount, article_id, amount, ...], then each
+--       profile's half-life. An amount is the sum of w * 2^((t - reference_ts) / half_life)
+--       over the flush's views, those of the keyed batches (the tokens) included. The amounts
+--       are applied only if this ranking has counted none of the tokens, and the tokens are
 --       recorded in the same step: a batch retried with its Idempotency-Key is counted once
---       here, whatever became of the first try. One JSON argument instead of thousands:
---       redis-py encodes each argument in Python, which cost a third of ingest's CPU.
--- Returns {members after the update, {}}, or {-1, {tokens counted here before}} with nothing
--- applied.
-local scores, decay, applied = KEYS[1], KEYS[2], KEYS[3]
-local half_life = tonumber(ARGV[1])
-local reference_ts = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local rebase_after = tonumber(ARGV[4])
-local prune_below = tonumber(ARGV[5])
-local max_members = tonumber(ARGV[6])
-local settle_s = tonumber(ARGV[7])
-local remember_s = tonumber(ARGV[9])
+--       here, in every profile, whatever became of the first try. One JSON argument instead
+--       of thousands: redis-py encodes each argument in Python, which cost a third of
+--       ingest's CPU.
+-- Returns {members of the first profile after the update, {}}, or {-1, {tokens counted here
+-- before}} with nothing applied.
+local applied = KEYS[1]
+local reference_ts = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local rebase_after = tonumber(ARGV[3])
+local prune_below = tonumber(ARGV[4])
+local max_members = tonumber(ARGV[5])
+local settle_s = tonumber(ARGV[6])
+local remember_s = tonumber(ARGV[7])
 
 -- %.17g round-trips every double, so rescales and landmarks stay exact across the Lua/Redis boundary.
 local function num(x)
@@ -30,7 +33,7 @@ end
 -- for the caller to send this ranking's amounts again without those batches' share. Retries
 -- are rare, so the usual flush is one merged set of amounts, as cheap as one without keys.
 local spec = cjson.decode(ARGV[8])
-local tokens, increments = spec[1], spec[2]
+local tokens = spec[1]
 if #tokens > 0 then
   redis.call('ZREMRANGEBYSCORE', applied, '-inf', num(now))
   local replayed = {}
@@ -49,82 +52,94 @@ if #tokens > 0 then
   -- The set expires with its last entry, so an idle ranking keeps no tokens for ever.
   redis.call('EXPIRE', applied, math.ceil(remember_s))
 end
-if #increments == 0 then
-  return {redis.call('ZCARD', scores), {}}
-end
 
-local state = redis.call('HMGET', decay, 'landmark', 'half_life', 'changed_at')
-local landmark, stored_half_life = tonumber(state[1]), tonumber(state[2])
-local changed_at = tonumber(state[3]) or 0
+-- One profile's update: returns the members its set holds after it.
+local function apply(scores, decay, half_life, increments)
+  if #increments == 0 then
+    return redis.call('ZCARD', scores)
+  end
+  local state = redis.call('HMGET', decay, 'landmark', 'half_life', 'changed_at')
+  local landmark, stored_half_life = tonumber(state[1]), tonumber(state[2])
+  local changed_at = tonumber(state[3]) or 0
 
-if landmark == nil or stored_half_life == nil or redis.call('ZCARD', scores) == 0 then
-  -- Nothing stored (or state lost): stored values would be meaningless, start afresh here.
-  redis.call('DEL', scores)
-  landmark, stored_half_life, changed_at = reference_ts, half_life, now
-elseif stored_half_life ~= half_life and now - changed_at >= settle_s then
-  -- The half-life was reconfigured: keep every article's current score, decay it at the new
-  -- rate from now on. At most once per settle_s, so replicas that disagree for the length of a
-  -- rolling deploy do not rescale the set back and forth on every flush.
-  redis.call('ZUNIONSTORE', scores, 1, scores, 'WEIGHTS', num(2 ^ (-(now - landmark) / stored_half_life)))
-  landmark, stored_half_life, changed_at = now, half_life, now
-end
--- From here on the stored half-life rules: it is the one readers decay by. A replica still on
--- another value only weighs its views' ages within this flush by its own.
-local h = stored_half_life
-
-local behind = math.floor((reference_ts - landmark) / h)
-if behind > rebase_after then
-  -- Multiplying by an exact power of two loses nothing; anything it would push below the
-  -- smallest double has long decayed past prune_below and is pruned below anyway.
-  if behind > 1000 then
+  if landmark == nil or stored_half_life == nil or redis.call('ZCARD', scores) == 0 then
+    -- Nothing stored (or state lost): stored values would be meaningless, start afresh here.
     redis.call('DEL', scores)
-  else
-    redis.call('ZUNIONSTORE', scores, 1, scores, 'WEIGHTS', num(2 ^ -behind))
+    landmark, stored_half_life, changed_at = reference_ts, half_life, now
+  elseif stored_half_life ~= half_life and now - changed_at >= settle_s then
+    -- The half-life was reconfigured: keep every article's current score, decay it at the new
+    -- rate from now on. At most once per settle_s, so replicas that disagree for the length of a
+    -- rolling deploy do not rescale the set back and forth on every flush.
+    redis.call('ZUNIONSTORE', scores, 1, scores, 'WEIGHTS', num(2 ^ (-(now - landmark) / stored_half_life)))
+    landmark, stored_half_life, changed_at = now, half_life, now
   end
-  landmark = landmark + behind * h
-end
-redis.call('HSET', decay, 'landmark', num(landmark), 'half_life', num(h), 'changed_at', num(changed_at))
+  -- From here on the stored half-life rules: it is the one readers decay by. A replica still on
+  -- another value only weighs its views' ages within this flush by its own.
+  local h = stored_half_life
 
-local factor = 2 ^ ((reference_ts - landmark) / h)
--- Read the current scores and write the new ones a chunk at a time: two commands per chunk
--- instead of one ZINCRBY per article, which made each call from Lua the bulk of Redis's work.
--- The sums are the same double arithmetic ZINCRBY does, and Redis turns a Lua number into a
--- command argument with %.17g, so they arrive exact. Chunks stay well under Lua's limit on
--- unpacked values.
-local counted = {}
-local chunk = 1000
-for first = 1, #increments, 2 * chunk do
-  local members = {}
-  for i = first, math.min(first + 2 * chunk - 1, #increments), 2 do
-    members[#members + 1] = increments[i]
-  end
-  local current = redis.call('ZMSCORE', scores, unpack(members))
-  local updates = {}
-  for j, member in ipairs(members) do
-    local amount = increments[first + 2 * j - 1] * factor
-    local old = current[j]
-    if old then
-      amount = tonumber(old) + amount
+  local behind = math.floor((reference_ts - landmark) / h)
+  if behind > rebase_after then
+    -- Multiplying by an exact power of two loses nothing; anything it would push below the
+    -- smallest double has long decayed past prune_below and is pruned below anyway.
+    if behind > 1000 then
+      redis.call('DEL', scores)
+    else
+      redis.call('ZUNIONSTORE', scores, 1, scores, 'WEIGHTS', num(2 ^ -behind))
     end
-    updates[2 * j - 1] = amount
-    updates[2 * j] = member
-    counted[member] = true
+    landmark = landmark + behind * h
   end
-  redis.call('ZADD', scores, unpack(updates))
+  redis.call('HSET', decay, 'landmark', num(landmark), 'half_life', num(h), 'changed_at', num(changed_at))
+
+  local factor = 2 ^ ((reference_ts - landmark) / h)
+  -- Read the current scores and write the new ones a chunk at a time: two commands per chunk
+  -- instead of one ZINCRBY per article, which made each call from Lua the bulk of Redis's work.
+  -- The sums are the same double arithmetic ZINCRBY does, and Redis turns a Lua number into a
+  -- command argument with %.17g, so they arrive exact. Chunks stay well under Lua's limit on
+  -- unpacked values.
+  local counted = {}
+  local chunk = 1000
+  for first = 1, #increments, 2 * chunk do
+    local members = {}
+    for i = first, math.min(first + 2 * chunk - 1, #increments), 2 do
+      members[#members + 1] = increments[i]
+    end
+    local current = redis.call('ZMSCORE', scores, unpack(members))
+    local updates = {}
+    for j, member in ipairs(members) do
+      local amount = increments[first + 2 * j - 1] * factor
+      local old = current[j]
+      if old then
+        amount = tonumber(old) + amount
+      end
+      updates[2 * j - 1] = amount
+      updates[2 * j] = member
+      counted[member] = true
+    end
+    redis.call('ZADD', scores, unpack(updates))
+  end
+
+  -- Drop what has decayed below the floor, but never an article this flush counted: light views
+  -- (a weight under the floor, an old backfilled view) must be able to add up.
+  local floor = prune_below * 2 ^ ((now - landmark) / h)
+  local fading = redis.call('ZRANGEBYSCORE', scores, '-inf', '(' .. num(floor))
+  for _, member in ipairs(fading) do
+    if not counted[member] then
+      redis.call('ZREM', scores, member)
+    end
+  end
+  local members = redis.call('ZCARD', scores)
+  if members > max_members then
+    redis.call('ZREMRANGEBYRANK', scores, 0, members - max_members - 1)
+    members = max_members
+  end
+  return members
 end
 
--- Drop what has decayed below the floor, but never an article this flush counted: light views
--- (a weight under the floor, an old backfilled view) must be able to add up.
-local floor = prune_below * 2 ^ ((now - landmark) / h)
-local fading = redis.call('ZRANGEBYSCORE', scores, '-inf', '(' .. num(floor))
-for _, member in ipairs(fading) do
-  if not counted[member] then
-    redis.call('ZREM', scores, member)
-  end
+local first
+for profile = 1, #spec - 1 do
+  local members = apply(
+    KEYS[2 * profile], KEYS[2 * profile + 1], tonumber(ARGV[8 + profile]), spec[profile + 1]
+  )
+  first = first or members
 end
-local members = redis.call('ZCARD', scores)
-if members > max_members then
-  redis.call('ZREMRANGEBYRANK', scores, 0, members - max_members - 1)
-  members = max_members
-end
-return {members, {}}
+return {first or 0, {}}
