@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Container
+from collections.abc import Container, Sequence
 from typing import Any
 
 import orjson
 
-from .errors import InvalidArticle, InvalidArticleId, InvalidJson, UnsupportedMediaType
+from .errors import (
+    BadRequest,
+    InvalidArticle,
+    InvalidArticleId,
+    InvalidJson,
+    UnsupportedMediaType,
+)
 from .events import ARTICLE_ID_RE, ARTICLE_ID_RULE, MAX_TITLE, MAX_URL, is_valid_url
 
 FIELDS = ("title", "url", "section", "published_at", "hidden")
@@ -24,22 +30,40 @@ def parse_article_update(
     body: bytes, content_type: str, charset: str | None, sections: Container[str]
 ) -> dict[str, Any]:
     """Validate a PUT body: the fields it names, each a value to set or null to clear."""
+    document = parse_json_object(
+        body, content_type, charset, FIELDS, what="article metadata", invalid=InvalidArticle
+    )
+    for name, value in document.items():
+        if value is not None:
+            _check_field(name, value, sections)
+    return document
+
+
+def parse_json_object(
+    body: bytes,
+    content_type: str,
+    charset: str | None,
+    allowed: Sequence[str],
+    *,
+    what: str,
+    invalid: type[BadRequest],
+) -> dict[str, Any]:
+    """A body that must be a JSON object in UTF-8 with none but the ``allowed`` fields; what
+    is wrong with it raised as ``invalid`` (or as a media type or JSON error), naming ``what``
+    the body is."""
     if content_type != "application/json" or (
         charset is not None and charset.lower() not in ("utf-8", "utf8")
     ):
-        raise UnsupportedMediaType("send article metadata as application/json in UTF-8")
+        raise UnsupportedMediaType(f"send {what} as application/json in UTF-8")
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidJson(f"body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
-        raise InvalidArticle("body must be a JSON object")
-    unknown = sorted(set(document) - set(FIELDS))
+        raise invalid("body must be a JSON object")
+    unknown = sorted(set(document) - set(allowed))
     if unknown:
-        raise InvalidArticle(f"unknown fields {unknown}; allowed: {', '.join(FIELDS)}")
-    for name, value in document.items():
-        if value is not None:
-            _check_field(name, value, sections)
+        raise invalid(f"unknown fields {unknown}; allowed: {', '.join(allowed)}")
     return document
 
 

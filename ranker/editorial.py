@@ -11,21 +11,18 @@ import logging
 import math
 from typing import Any
 
-import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from .articles import check_article_id
+from .articles import check_article_id, parse_json_object
 from .auth import ACTOR, client_identity
 from .cache import MAX_LIMIT
 from .errors import (
     ArticleNotFound,
     InvalidEditorialChange,
-    InvalidJson,
     NotHidden,
     PinNotFound,
     UnknownSection,
-    UnsupportedMediaType,
 )
 from .responses import json_response
 from .state import CACHE, CLOCK, METRICS, SETTINGS, STORE
@@ -166,17 +163,14 @@ async def _read_change(request: web.Request, allowed: tuple[str, ...]) -> dict[s
     raw = await request.read()
     if not raw.strip():
         return {}
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType("send an editorial change as application/json")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidJson(f"body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidEditorialChange("body must be a JSON object")
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        raise InvalidEditorialChange(f"unknown fields {unknown}; allowed: {', '.join(allowed)}")
+    body = parse_json_object(
+        raw,
+        request.content_type,
+        request.charset,
+        allowed,
+        what="an editorial change",
+        invalid=InvalidEditorialChange,
+    )
     for name, most in (("editor", MAX_EDITOR), ("reason", MAX_REASON)):
         value = body.get(name)
         if value is not None and not (

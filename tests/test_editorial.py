@@ -20,6 +20,7 @@ from ranker.embedded import free_port
 from ranker.state import STORE
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.test_cli import RANKER, clean_env
+from tests.test_overload import wait_ready
 from tests.test_views import assert_error
 
 EDITOR_TOKEN = "editor-token-kim-0123456789abcdef"
@@ -463,14 +464,7 @@ async def test_two_servers_on_one_redis_show_hides_pins_and_their_ends(
         bases = (first, second)
         async with aiohttp.ClientSession() as session:
             for base in bases:
-                for _ in range(300):
-                    try:
-                        async with session.get(f"{base}/readyz") as response:
-                            if response.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.1)
+                await wait_ready(session, base)
             events = [{"article_id": "a", "section": "sports"}] * 3
             events += [{"article_id": "b", "section": "sports"}] * 2
             events += [{"article_id": "w", "section": "world"}]
