@@ -25,7 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import editorial, views
+from . import editorial, rankings, views
 from .auth import Access, CorsPolicy, EditorGuard, WriteGuard
 from .errors import NotFound, RankerError, RequestTimeout
 from .logs import CURRENT_REQUEST, REQUEST_ID_HEADER, request_id
@@ -66,7 +66,7 @@ class Route(NamedTuple):
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", EVENTS_ROUTE, Access.WRITE, views.post_events),
-    Route("GET", RANKING_ROUTE, Access.READ, views.get_ranking, views.cached_ranking),
+    Route("GET", RANKING_ROUTE, Access.READ, rankings.get_ranking, rankings.cached_ranking),
     Route("GET", "/v1/articles/{article_id}", Access.READ, views.get_article),
     Route("PUT", "/v1/articles/{article_id}", Access.WRITE, views.put_article),
     Route("GET", "/v1/editorial", Access.EDIT, editorial.get_editorial),
@@ -114,8 +114,8 @@ def add_routes(app: web.Application) -> None:
     # of a cached poll. The dynamic route stays for the names that are not rankings (404).
     (ranking,) = (route for route in ROUTES if route.path == RANKING_ROUTE)
     for name in settings.rankings:
-        get_one = functools.partial(views.get_ranking, section=name)
-        add(ranking, views.ranking_path(name), RANKING_ROUTE, get_one)
+        get_one = functools.partial(rankings.get_ranking, section=name)
+        add(ranking, rankings.ranking_path(name), RANKING_ROUTE, get_one)
     for route in ROUTES:
         add(route, route.path, route.path, route.handler)
     for path, (label, allowed) in methods.items():
