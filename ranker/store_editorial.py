@@ -25,7 +25,8 @@ FOREVER = math.inf
 """The ``until`` of a hide or pin that lasts until it is removed."""
 
 LEGACY_HIDDEN = "hidden"
-"""The metadata field older versions hid an article with (``"1"``: hidden until unhidden)."""
+"""The metadata field older versions hid an article with (``"1"``: hidden until unhidden),
+still set for a hide with no end."""
 HIDDEN_UNTIL = "hidden_until"
 """The metadata field that says until when an article is hidden (``inf``: until unhidden)."""
 
@@ -106,7 +107,13 @@ class EditorialStore(StoreBase):
                 pipe.zremrangebyscore(hides, "-inf", now)
             article = self.keys.article(article_id)
             pipe.hset(article, HIDDEN_UNTIL, repr(until))
-            pipe.hdel(article, LEGACY_HIDDEN)
+            if until == FOREVER:
+                # Also as older versions hide: replicas still on one during a rolling deploy
+                # keep a pulled story out too. They know no ends, so a hide with one is not
+                # marked so (nor is a forever hide it replaces left marked).
+                pipe.hset(article, LEGACY_HIDDEN, "1")
+            else:
+                pipe.hdel(article, LEGACY_HIDDEN)
             self._record(pipe, change)
             await pipe.execute()
 

@@ -42,6 +42,22 @@ async def test_an_article_hidden_by_an_older_version_stays_hidden_until_unhidden
     assert await listed(store, "sports") == [("a", False), ("b", False)]
 
 
+async def test_a_hide_with_no_end_is_also_marked_as_older_versions_mark_it(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    # Replicas still on an older version during a rolling deploy read only that mark.
+    store = make(redis, make_settings)
+    key = store.keys.article("a")
+    await store.hide("a", FOREVER, change("hide", article_id="a"), T0)
+    assert await redis.hmget(key, ["hidden", "hidden_until"]) == ["1", "inf"]
+    # They know no ends: a hide with one is not marked, and replaces the mark.
+    await store.hide("a", T0 + 60, change("hide", article_id="a", until=T0 + 60), T0)
+    assert await redis.hmget(key, ["hidden", "hidden_until"]) == [None, repr(T0 + 60)]
+    await store.hide("a", FOREVER, change("hide", article_id="a"), T0)
+    assert await store.unhide("a", change("unhide", article_id="a"), T0)
+    assert await redis.hmget(key, ["hidden", "hidden_until"]) == [None, None]
+
+
 async def test_a_hide_reaches_every_ranking_and_ends_at_its_time(
     redis: Redis, make_settings: Callable[..., Settings]
 ) -> None:
