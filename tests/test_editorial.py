@@ -4,10 +4,10 @@ and the audit log; and both seen by two server processes sharing one Redis."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,11 +16,9 @@ from redis.asyncio import Redis
 
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.embedded import free_port
 from ranker.state import STORE
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
-from tests.test_cli import RANKER, clean_env
-from tests.test_overload import wait_ready
+from tests.test_cli import serving
 from tests.test_views import assert_error
 
 EDITOR_TOKEN = "editor-token-kim-0123456789abcdef"
@@ -406,28 +404,16 @@ async def test_a_remote_client_may_not_edit_without_editor_tokens(
 # ---------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def serving(redis_url: str, key_prefix: str) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [RANKER, "serve", "--port", str(port)],
-        env=clean_env(
-            RANKER_REDIS_URL=redis_url,
-            RANKER_KEY_PREFIX=key_prefix,
-            RANKER_SECTIONS="sports,world",
-            RANKER_REFRESH_INTERVAL_S="0.2",
-            RANKER_LOG_LEVEL="WARNING",
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+def serving_on(tmp_path: Path, redis_url: str, key_prefix: str) -> AbstractContextManager[str]:
+    """A ``ranker serve`` on the test's Redis and key prefix, ready; yields its base URL."""
+    return serving(
+        tmp_path,
+        RANKER_REDIS_URL=redis_url,
+        RANKER_KEY_PREFIX=key_prefix,
+        RANKER_SECTIONS="sports,world",
+        RANKER_REFRESH_INTERVAL_S="0.2",
+        RANKER_LOG_LEVEL="WARNING",
     )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, output
 
 
 async def served(session: aiohttp.ClientSession, base: str, ranking: str) -> list[tuple[str, bool]]:
@@ -458,13 +444,14 @@ async def until_served(
 
 
 async def test_two_servers_on_one_redis_show_hides_pins_and_their_ends(
-    redis_url: str, key_prefix: str, redis: Redis
+    redis_url: str, key_prefix: str, redis: Redis, tmp_path: Path
 ) -> None:
-    with serving(redis_url, key_prefix) as first, serving(redis_url, key_prefix) as second:
+    with (
+        serving_on(tmp_path / "first", redis_url, key_prefix) as first,
+        serving_on(tmp_path / "second", redis_url, key_prefix) as second,
+    ):
         bases = (first, second)
         async with aiohttp.ClientSession() as session:
-            for base in bases:
-                await wait_ready(session, base)
             events = [{"article_id": "a", "section": "sports"}] * 3
             events += [{"article_id": "b", "section": "sports"}] * 2
             events += [{"article_id": "w", "section": "world"}]
