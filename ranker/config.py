@@ -1,13 +1,14 @@
-"""Settings: one frozen dataclass and the checks on its values.
+"""Settings: one frozen dataclass, and the names and bounds its values must keep to.
 
-Reading them from the environment is :mod:`ranker.env`, behind :meth:`Settings.from_env`.
+The checks themselves are :mod:`ranker.config_checks`, run whenever a :class:`Settings` is made;
+reading settings from the environment is :mod:`ranker.env`, behind :meth:`Settings.from_env`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -136,139 +137,10 @@ class Settings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "section_set", frozenset(self.sections))
         object.__setattr__(self, "profiles", (None, *self.windows))
-        check_sections(self.sections, "RANKER_SECTIONS")
-        self._check_windows()
-        self._check_per_ranking(
-            self.section_half_lives, "RANKER_SECTION_HALF_LIVES", _check_half_life
-        )
-        self._check_per_ranking(self.max_age_hours, "RANKER_MAX_AGE_HOURS", _check_positive)
-        _check_half_life(self.half_life_s, "RANKER_HALF_LIFE_S")
-        _check_positive(self.redis_timeout_s, "RANKER_REDIS_TIMEOUT_S")
-        if not (math.isfinite(self.refresh_interval_s) and 0.01 <= self.refresh_interval_s <= 3600):
-            raise ConfigError("RANKER_REFRESH_INTERVAL_S: must be from 0.01 to 3600 seconds")
-        if not (
-            math.isfinite(self.movement_interval_s)
-            and max(MIN_MOVEMENT_INTERVAL_S, self.refresh_interval_s)
-            <= self.movement_interval_s
-            <= MAX_MOVEMENT_INTERVAL_S
-        ):
-            # Shorter than a refresh, an interval could pass with no list recorded in it.
-            raise ConfigError(
-                f"RANKER_MOVEMENT_INTERVAL_S: must be from {MIN_MOVEMENT_INTERVAL_S:g} (and at "
-                f"least RANKER_REFRESH_INTERVAL_S) to {MAX_MOVEMENT_INTERVAL_S:g} seconds"
-            )
-        for value, name in (
-            (self.stale_while_revalidate_s, "RANKER_STALE_WHILE_REVALIDATE_S"),
-            (self.stale_if_error_s, "RANKER_STALE_IF_ERROR_S"),
-        ):
-            if not 0 <= value <= 31_536_000:
-                raise ConfigError(f"{name}: must be a whole number of seconds from 0 to 31536000")
-        if not 0 < self.port < 65536:
-            raise ConfigError(f"RANKER_PORT (or --port): {self.port} is not a TCP port (1-65535)")
-        if not KEY_PREFIX_RE.fullmatch(self.key_prefix):
-            raise ConfigError(
-                f"RANKER_KEY_PREFIX: {self.key_prefix!r} must be 1-64 characters of A-Za-z0-9._:-"
-            )
-        if not 1024 <= self.max_body_bytes <= 64 * 1024 * 1024:
-            raise ConfigError("RANKER_MAX_BODY_BYTES: must be from 1024 to 67108864 (64 MiB)")
-        if not 100 <= self.max_set_size <= 1_000_000:
-            raise ConfigError("RANKER_MAX_SET_SIZE: must be from 100 to 1000000")
-        if self.max_pending_events < 1000:
-            raise ConfigError("RANKER_MAX_PENDING_EVENTS: must be at least 1000")
-        if not 2 <= self.redis_max_connections <= 10_000:
-            raise ConfigError("RANKER_REDIS_MAX_CONNECTIONS: must be from 2 to 10000")
-        if not MIN_PRUNE_BELOW <= self.prune_below < 1:
-            raise ConfigError(f"RANKER_PRUNE_BELOW: must be at least {MIN_PRUNE_BELOW} and below 1")
-        if not 1 <= self.workers <= MAX_WORKERS:
-            raise ConfigError(f"RANKER_WORKERS (or --workers): must be from 1 to {MAX_WORKERS}")
-        if self.log_format not in LOG_FORMATS:
-            raise ConfigError(f"RANKER_LOG_FORMAT: must be one of {', '.join(LOG_FORMATS)}")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"RANKER_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
-        self._check_ingest_limits()
-        _check_tokens(self.write_tokens, "RANKER_WRITE_TOKENS")
-        self._check_editors()
-        _check_origins(self.cors_origins, "RANKER_CORS_ORIGINS")
+        # Imported here: the checks build on this module, so they cannot be imported at the top.
+        from ranker.config_checks import check_settings
 
-    def _check_per_ranking(
-        self, values: Mapping[str, float], variable: str, check: Callable[[float, str], None]
-    ) -> None:
-        for name, value in values.items():
-            if name != SITE_WIDE and name not in self.section_set:
-                raise ConfigError(
-                    f"{variable}: {name!r} is neither {SITE_WIDE!r} nor a configured section"
-                )
-            check(value, variable)
-
-    def _check_editors(self) -> None:
-        variable = "RANKER_EDITOR_TOKENS"
-        for name in self.editor_tokens:
-            if not EDITOR_NAME_RE.fullmatch(name):
-                raise ConfigError(
-                    f"{variable}: editor name {name[:80]!r} must be 1-64 characters of "
-                    "A-Za-z0-9._@-"
-                )
-        tokens = list(self.editor_tokens.values())
-        _check_tokens(tuple(tokens), variable)
-        if len(set(tokens)) != len(tokens):
-            # One token, two names: the audit log could not say which editor it was.
-            raise ConfigError(f"{variable}: two editors share a token; give each its own")
-        if not MIN_AUDIT_ENTRIES <= self.audit_max_entries <= MAX_AUDIT_ENTRIES:
-            raise ConfigError(
-                f"RANKER_AUDIT_MAX_ENTRIES: must be from {MIN_AUDIT_ENTRIES} to {MAX_AUDIT_ENTRIES}"
-            )
-
-    def _check_windows(self) -> None:
-        if len(self.windows) > MAX_WINDOWS:
-            raise ConfigError(f"RANKER_WINDOWS: at most {MAX_WINDOWS} windows")
-        for name, half_life in self.windows.items():
-            if not SLUG_RE.fullmatch(name):
-                raise ConfigError(
-                    f"RANKER_WINDOWS: {name!r} is not a slug (lowercase letters, digits and "
-                    "inner dashes)"
-                )
-            if name == DEFAULT_WINDOW:
-                raise ConfigError(
-                    f"RANKER_WINDOWS: {DEFAULT_WINDOW!r} is reserved for the profile "
-                    "RANKER_HALF_LIFE_S configures"
-                )
-            _check_half_life(half_life, "RANKER_WINDOWS")
-        variable = "RANKER_WINDOW_SECTION_HALF_LIVES"
-        for window, half_lives in self.window_half_lives.items():
-            if window not in self.windows:
-                configured = ", ".join(self.windows) or "none"
-                raise ConfigError(
-                    f"{variable}: {window!r} is not a window in RANKER_WINDOWS "
-                    f"(configured: {configured})"
-                )
-            self._check_per_ranking(half_lives, variable, _check_half_life)
-
-    def _check_ingest_limits(self) -> None:
-        if not (math.isfinite(self.request_timeout_s) and 0.1 <= self.request_timeout_s <= 600):
-            raise ConfigError("RANKER_REQUEST_TIMEOUT_S: must be from 0.1 to 600 seconds")
-        if not 60 <= self.idempotency_window_s <= 30 * 86_400:
-            raise ConfigError(
-                "RANKER_IDEMPOTENCY_WINDOW_S: must be a whole number of seconds from 60 to 2592000"
-            )
-        if not 0 <= self.dedup_window_s <= MAX_DEDUP_WINDOW_S:
-            raise ConfigError(
-                "RANKER_DEDUP_WINDOW_S: must be a whole number of seconds from 0 (off) to "
-                f"{MAX_DEDUP_WINDOW_S}"
-            )
-        if self.max_pending_bytes < self.max_body_bytes:
-            raise ConfigError(
-                "RANKER_MAX_PENDING_BYTES: must be at least RANKER_MAX_BODY_BYTES "
-                f"({self.max_body_bytes}), or no body of the largest size could ever be taken"
-            )
-        if not 1 <= self.max_batch_events <= 1_000_000:
-            raise ConfigError("RANKER_MAX_BATCH_EVENTS: must be from 1 to 1000000")
-        if not (math.isfinite(self.client_events_per_s) and self.client_events_per_s >= 0):
-            raise ConfigError("RANKER_CLIENT_EVENTS_PER_S: must be 0 (no limit) or more")
-        if self.client_burst_events < self.max_batch_events:
-            raise ConfigError(
-                "RANKER_CLIENT_BURST_EVENTS: must be at least RANKER_MAX_BATCH_EVENTS "
-                f"({self.max_batch_events}), or a full batch could never be taken"
-            )
+        check_settings(self)
 
     @property
     def cache_control(self) -> str:
@@ -310,54 +182,3 @@ class Settings:
         from ranker.env import settings_from_env
 
         return settings_from_env(env)
-
-
-def check_sections(sections: tuple[str, ...], name: str) -> None:
-    """Raise :class:`ConfigError`, naming ``name``, unless these are distinct section slugs."""
-    if not sections:
-        raise ConfigError(f"{name}: at least one section is required")
-    for slug in sections:
-        if not SLUG_RE.fullmatch(slug):
-            raise ConfigError(
-                f"{name}: {slug!r} is not a slug (lowercase letters, digits and inner dashes)"
-            )
-        if slug == SITE_WIDE:
-            raise ConfigError(f"{name}: {SITE_WIDE!r} is reserved for the site-wide ranking")
-    if len(set(sections)) != len(sections):
-        raise ConfigError(f"{name}: a section is listed twice")
-
-
-def _check_positive(value: float, name: str) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name}: {value!r} must be a positive number")
-
-
-def _check_half_life(value: float, name: str) -> None:
-    if not (math.isfinite(value) and value >= MIN_HALF_LIFE_S):
-        raise ConfigError(
-            f"{name}: {value!r} must be a number of seconds, at least {MIN_HALF_LIFE_S:g}"
-        )
-
-
-def _check_tokens(tokens: tuple[str, ...], name: str) -> None:
-    for number, token in enumerate(tokens, 1):
-        if not TOKEN_RE.fullmatch(token):
-            # Which one, by position: the value itself is a secret and is not echoed.
-            raise ConfigError(
-                f"{name}: token {number} of {len(tokens)} must be 16-256 visible ASCII "
-                "characters with no commas or spaces (e.g. from `openssl rand -hex 32`)"
-            )
-
-
-def _check_origins(origins: tuple[str, ...], name: str) -> None:
-    if ANY_ORIGIN in origins:
-        if len(origins) > 1:
-            raise ConfigError(f"{name}: {ANY_ORIGIN!r} allows every origin; list nothing else")
-        return
-    for origin in origins:
-        if not ORIGIN_RE.fullmatch(origin):
-            raise ConfigError(
-                f"{name}: {origin[:300]!r} is not an origin: http:// or https://, a lowercase "
-                "host and an optional port, no path or trailing slash "
-                "(e.g. https://www.example.com), or the single value *"
-            )

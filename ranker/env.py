@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from ranker.config import DEFAULT_SECTIONS, ConfigError, Settings, check_sections
+from ranker.config import DEFAULT_SECTIONS, ConfigError, Settings
+from ranker.config_checks import check_sections
 
 T = TypeVar("T")
 

@@ -1,0 +1,227 @@
+"""The checks on settings' values: each raises :class:`~ranker.config.ConfigError` naming the
+variable a bad value came from. :class:`~ranker.config.Settings` runs them all when it is made."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+from ranker.config import (
+    ANY_ORIGIN,
+    DEFAULT_WINDOW,
+    EDITOR_NAME_RE,
+    KEY_PREFIX_RE,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MAX_AUDIT_ENTRIES,
+    MAX_DEDUP_WINDOW_S,
+    MAX_MOVEMENT_INTERVAL_S,
+    MAX_WINDOWS,
+    MAX_WORKERS,
+    MIN_AUDIT_ENTRIES,
+    MIN_HALF_LIFE_S,
+    MIN_MOVEMENT_INTERVAL_S,
+    MIN_PRUNE_BELOW,
+    ORIGIN_RE,
+    SITE_WIDE,
+    SLUG_RE,
+    TOKEN_RE,
+    ConfigError,
+    Settings,
+)
+
+
+def check_settings(settings: Settings) -> None:
+    """Raise :class:`~ranker.config.ConfigError` for the first value out of bounds."""
+    check_sections(settings.sections, "RANKER_SECTIONS")
+    _check_windows(settings)
+    _check_per_ranking(
+        settings, settings.section_half_lives, "RANKER_SECTION_HALF_LIVES", _check_half_life
+    )
+    _check_per_ranking(settings, settings.max_age_hours, "RANKER_MAX_AGE_HOURS", _check_positive)
+    _check_half_life(settings.half_life_s, "RANKER_HALF_LIFE_S")
+    _check_positive(settings.redis_timeout_s, "RANKER_REDIS_TIMEOUT_S")
+    if not (
+        math.isfinite(settings.refresh_interval_s) and 0.01 <= settings.refresh_interval_s <= 3600
+    ):
+        raise ConfigError("RANKER_REFRESH_INTERVAL_S: must be from 0.01 to 3600 seconds")
+    if not (
+        math.isfinite(settings.movement_interval_s)
+        and max(MIN_MOVEMENT_INTERVAL_S, settings.refresh_interval_s)
+        <= settings.movement_interval_s
+        <= MAX_MOVEMENT_INTERVAL_S
+    ):
+        # Shorter than a refresh, an interval could pass with no list recorded in it.
+        raise ConfigError(
+            f"RANKER_MOVEMENT_INTERVAL_S: must be from {MIN_MOVEMENT_INTERVAL_S:g} (and at "
+            f"least RANKER_REFRESH_INTERVAL_S) to {MAX_MOVEMENT_INTERVAL_S:g} seconds"
+        )
+    for value, name in (
+        (settings.stale_while_revalidate_s, "RANKER_STALE_WHILE_REVALIDATE_S"),
+        (settings.stale_if_error_s, "RANKER_STALE_IF_ERROR_S"),
+    ):
+        if not 0 <= value <= 31_536_000:
+            raise ConfigError(f"{name}: must be a whole number of seconds from 0 to 31536000")
+    if not 0 < settings.port < 65536:
+        raise ConfigError(f"RANKER_PORT (or --port): {settings.port} is not a TCP port (1-65535)")
+    if not KEY_PREFIX_RE.fullmatch(settings.key_prefix):
+        raise ConfigError(
+            f"RANKER_KEY_PREFIX: {settings.key_prefix!r} must be 1-64 characters of A-Za-z0-9._:-"
+        )
+    if not 1024 <= settings.max_body_bytes <= 64 * 1024 * 1024:
+        raise ConfigError("RANKER_MAX_BODY_BYTES: must be from 1024 to 67108864 (64 MiB)")
+    if not 100 <= settings.max_set_size <= 1_000_000:
+        raise ConfigError("RANKER_MAX_SET_SIZE: must be from 100 to 1000000")
+    if settings.max_pending_events < 1000:
+        raise ConfigError("RANKER_MAX_PENDING_EVENTS: must be at least 1000")
+    if not 2 <= settings.redis_max_connections <= 10_000:
+        raise ConfigError("RANKER_REDIS_MAX_CONNECTIONS: must be from 2 to 10000")
+    if not MIN_PRUNE_BELOW <= settings.prune_below < 1:
+        raise ConfigError(f"RANKER_PRUNE_BELOW: must be at least {MIN_PRUNE_BELOW} and below 1")
+    if not 1 <= settings.workers <= MAX_WORKERS:
+        raise ConfigError(f"RANKER_WORKERS (or --workers): must be from 1 to {MAX_WORKERS}")
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigError(f"RANKER_LOG_FORMAT: must be one of {', '.join(LOG_FORMATS)}")
+    if settings.log_level not in LOG_LEVELS:
+        raise ConfigError(f"RANKER_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
+    _check_ingest_limits(settings)
+    _check_tokens(settings.write_tokens, "RANKER_WRITE_TOKENS")
+    _check_editors(settings)
+    _check_origins(settings.cors_origins, "RANKER_CORS_ORIGINS")
+
+
+def _check_per_ranking(
+    settings: Settings,
+    values: Mapping[str, float],
+    variable: str,
+    check: Callable[[float, str], None],
+) -> None:
+    for name, value in values.items():
+        if name != SITE_WIDE and name not in settings.section_set:
+            raise ConfigError(
+                f"{variable}: {name!r} is neither {SITE_WIDE!r} nor a configured section"
+            )
+        check(value, variable)
+
+
+def _check_editors(settings: Settings) -> None:
+    variable = "RANKER_EDITOR_TOKENS"
+    for name in settings.editor_tokens:
+        if not EDITOR_NAME_RE.fullmatch(name):
+            raise ConfigError(
+                f"{variable}: editor name {name[:80]!r} must be 1-64 characters of A-Za-z0-9._@-"
+            )
+    tokens = list(settings.editor_tokens.values())
+    _check_tokens(tuple(tokens), variable)
+    if len(set(tokens)) != len(tokens):
+        # One token, two names: the audit log could not say which editor it was.
+        raise ConfigError(f"{variable}: two editors share a token; give each its own")
+    if not MIN_AUDIT_ENTRIES <= settings.audit_max_entries <= MAX_AUDIT_ENTRIES:
+        raise ConfigError(
+            f"RANKER_AUDIT_MAX_ENTRIES: must be from {MIN_AUDIT_ENTRIES} to {MAX_AUDIT_ENTRIES}"
+        )
+
+
+def _check_windows(settings: Settings) -> None:
+    if len(settings.windows) > MAX_WINDOWS:
+        raise ConfigError(f"RANKER_WINDOWS: at most {MAX_WINDOWS} windows")
+    for name, half_life in settings.windows.items():
+        if not SLUG_RE.fullmatch(name):
+            raise ConfigError(
+                f"RANKER_WINDOWS: {name!r} is not a slug (lowercase letters, digits and "
+                "inner dashes)"
+            )
+        if name == DEFAULT_WINDOW:
+            raise ConfigError(
+                f"RANKER_WINDOWS: {DEFAULT_WINDOW!r} is reserved for the profile "
+                "RANKER_HALF_LIFE_S configures"
+            )
+        _check_half_life(half_life, "RANKER_WINDOWS")
+    variable = "RANKER_WINDOW_SECTION_HALF_LIVES"
+    for window, half_lives in settings.window_half_lives.items():
+        if window not in settings.windows:
+            configured = ", ".join(settings.windows) or "none"
+            raise ConfigError(
+                f"{variable}: {window!r} is not a window in RANKER_WINDOWS "
+                f"(configured: {configured})"
+            )
+        _check_per_ranking(settings, half_lives, variable, _check_half_life)
+
+
+def _check_ingest_limits(settings: Settings) -> None:
+    if not (math.isfinite(settings.request_timeout_s) and 0.1 <= settings.request_timeout_s <= 600):
+        raise ConfigError("RANKER_REQUEST_TIMEOUT_S: must be from 0.1 to 600 seconds")
+    if not 60 <= settings.idempotency_window_s <= 30 * 86_400:
+        raise ConfigError(
+            "RANKER_IDEMPOTENCY_WINDOW_S: must be a whole number of seconds from 60 to 2592000"
+        )
+    if not 0 <= settings.dedup_window_s <= MAX_DEDUP_WINDOW_S:
+        raise ConfigError(
+            "RANKER_DEDUP_WINDOW_S: must be a whole number of seconds from 0 (off) to "
+            f"{MAX_DEDUP_WINDOW_S}"
+        )
+    if settings.max_pending_bytes < settings.max_body_bytes:
+        raise ConfigError(
+            "RANKER_MAX_PENDING_BYTES: must be at least RANKER_MAX_BODY_BYTES "
+            f"({settings.max_body_bytes}), or no body of the largest size could ever be taken"
+        )
+    if not 1 <= settings.max_batch_events <= 1_000_000:
+        raise ConfigError("RANKER_MAX_BATCH_EVENTS: must be from 1 to 1000000")
+    if not (math.isfinite(settings.client_events_per_s) and settings.client_events_per_s >= 0):
+        raise ConfigError("RANKER_CLIENT_EVENTS_PER_S: must be 0 (no limit) or more")
+    if settings.client_burst_events < settings.max_batch_events:
+        raise ConfigError(
+            "RANKER_CLIENT_BURST_EVENTS: must be at least RANKER_MAX_BATCH_EVENTS "
+            f"({settings.max_batch_events}), or a full batch could never be taken"
+        )
+
+
+def check_sections(sections: tuple[str, ...], name: str) -> None:
+    """Raise :class:`ConfigError`, naming ``name``, unless these are distinct section slugs."""
+    if not sections:
+        raise ConfigError(f"{name}: at least one section is required")
+    for slug in sections:
+        if not SLUG_RE.fullmatch(slug):
+            raise ConfigError(
+                f"{name}: {slug!r} is not a slug (lowercase letters, digits and inner dashes)"
+            )
+        if slug == SITE_WIDE:
+            raise ConfigError(f"{name}: {SITE_WIDE!r} is reserved for the site-wide ranking")
+    if len(set(sections)) != len(sections):
+        raise ConfigError(f"{name}: a section is listed twice")
+
+
+def _check_positive(value: float, name: str) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name}: {value!r} must be a positive number")
+
+
+def _check_half_life(value: float, name: str) -> None:
+    if not (math.isfinite(value) and value >= MIN_HALF_LIFE_S):
+        raise ConfigError(
+            f"{name}: {value!r} must be a number of seconds, at least {MIN_HALF_LIFE_S:g}"
+        )
+
+
+def _check_tokens(tokens: tuple[str, ...], name: str) -> None:
+    for number, token in enumerate(tokens, 1):
+        if not TOKEN_RE.fullmatch(token):
+            # Which one, by position: the value itself is a secret and is not echoed.
+            raise ConfigError(
+                f"{name}: token {number} of {len(tokens)} must be 16-256 visible ASCII "
+                "characters with no commas or spaces (e.g. from `openssl rand -hex 32`)"
+            )
+
+
+def _check_origins(origins: tuple[str, ...], name: str) -> None:
+    if ANY_ORIGIN in origins:
+        if len(origins) > 1:
+            raise ConfigError(f"{name}: {ANY_ORIGIN!r} allows every origin; list nothing else")
+        return
+    for origin in origins:
+        if not ORIGIN_RE.fullmatch(origin):
+            raise ConfigError(
+                f"{name}: {origin[:300]!r} is not an origin: http:// or https://, a lowercase "
+                "host and an optional port, no path or trailing slash "
+                "(e.g. https://www.example.com), or the single value *"
+            )
