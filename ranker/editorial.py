@@ -24,6 +24,7 @@ from .errors import (
     PinNotFound,
     UnknownSection,
 )
+from .preconditions import read_body, require_redis
 from .responses import json_response
 from .state import CACHE, CLOCK, METRICS, SETTINGS, STORE
 from .store_editorial import FOREVER, Change, Pin
@@ -138,10 +139,20 @@ async def get_audit(request: web.Request) -> web.Response:
     return json_response({"entries": rendered, "next": following})
 
 
-def actor_of_write(request: web.Request) -> str:
-    """Who the audit log names for a change made on a write route (the CMS's ``hidden``):
-    its write token, by a digest prefix (never the token), else its address."""
-    return client_identity(request, tokens_configured=bool(request.app[SETTINGS].write_tokens))
+async def cms_hide(request: web.Request, article_id: str, hidden: bool, now: float) -> bool:
+    """Hide (until unhidden) or unhide an article for the CMS's ``hidden`` field, recorded
+    under the write client that sent it: its token, by a digest prefix (never the token), else
+    its address. Whether anything changed (unhiding an article not hidden changes nothing)."""
+    app = request.app
+    actor = client_identity(request, tokens_configured=bool(app[SETTINGS].write_tokens))
+    action = "hide" if hidden else "unhide"
+    change = Change(action, actor, now, article_id=article_id, until=FOREVER if hidden else None)
+    if hidden:
+        await app[STORE].hide(article_id, FOREVER, change, now)
+    elif not await app[STORE].unhide(article_id, change, now):
+        return False
+    _count(request, change)
+    return True
 
 
 def _pin_target(request: web.Request) -> tuple[str, int]:
@@ -157,10 +168,8 @@ def _pin_target(request: web.Request) -> tuple[str, int]:
 async def _read_change(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
     """The request's JSON object (an empty body is an empty one), with only ``allowed``
     fields, ``editor`` and ``reason`` checked."""
-    settings = request.app[SETTINGS]
-    if request.content_length is not None and request.content_length > settings.max_body_bytes:
-        raise InvalidEditorialChange("the body is too large for an editorial change")
-    raw = await request.read()
+    require_redis(request, "nothing was changed")
+    raw = await read_body(request, request.app[SETTINGS].max_body_bytes)
     if not raw.strip():
         return {}
     body = parse_json_object(
@@ -206,16 +215,19 @@ def _change(
     )
 
 
-async def _changed(request: web.Request, change: Change) -> None:
-    """Count and log the change, and show it in this replica's lists at once (others show it
-    at their next refresh). The change is made by now: a failed refresh must not report it
-    failed (the next one picks it up)."""
-    app = request.app
-    app[METRICS].editorial_changes.labels(action=change.action).inc()
+def _count(request: web.Request, change: Change) -> None:
+    request.app[METRICS].editorial_changes.labels(action=change.action).inc()
     # In the logs too, which outlive the audit log's bound.
     log.info("editorial change: %s", change.fields())
+
+
+async def _changed(request: web.Request, change: Change) -> None:
+    """Count and log the change, and show it in this replica's lists at once (others show it
+    at their next refresh): a pin's ranking's, every list for a hide. The change is made by
+    now: a failed refresh must not report it failed (the next one picks it up)."""
+    _count(request, change)
     try:
-        await app[CACHE].refresh()
+        await request.app[CACHE].refresh(None if change.ranking is None else [change.ranking])
     except RedisError as exc:
         log.warning("lists not refreshed after an editorial change: %s", exc)
 

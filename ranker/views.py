@@ -19,19 +19,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .articles import check_article_id, parse_article_update
 from .auth import client_identity
 from .dedup import DUPLICATE_READER, batch_token, count_once
-from .editorial import actor_of_write
+from .editorial import cms_hide
 from .errors import (
     ArticleNotFound,
-    PayloadTooLarge,
     RankerError,
     StoreUnavailable,
 )
 from .events import parse_events
 from .idempotency import HEADER, REPLAYED_HEADER, idempotency_key
+from .preconditions import check_declared_length, read_body, require_redis
 from .responses import json_response
 from .state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, SETTINGS, STORE
 from .store import Article, RankingStore
-from .store_editorial import FOREVER, Change
 from .worker_metrics import merged_exposition
 
 log = logging.getLogger(__name__)
@@ -53,12 +52,12 @@ async def post_events(request: web.Request) -> web.Response:
     try:
         admission.check_rate(client, time.monotonic())
         # Refused before the body is read: Redis is down, and waiting would not help.
-        _require_redis(request, "nothing was counted")
+        require_redis(request, "nothing was counted")
         # Too large is said first: unlike a full budget, it is no reason to come back soon.
-        _check_declared_length(request, settings.max_body_bytes)
+        check_declared_length(request, settings.max_body_bytes)
         app[INGESTOR].check_room()
         with admission.reserve(request.content_length or settings.max_body_bytes):
-            body = await _read_body(request, settings.max_body_bytes)
+            body = await read_body(request, settings.max_body_bytes)
             key = idempotency_key(
                 request.headers.get(HEADER),
                 request.content_type,
@@ -130,13 +129,6 @@ async def _first_answer(store: RankingStore, token: str) -> str | None:
         raise StoreUnavailable("Redis did not answer; nothing was counted") from None
 
 
-def _require_redis(request: web.Request, consequence: str) -> None:
-    """Refuse at once while Redis is known to be down: waiting out a command timeout would
-    tell the client nothing more (the background check finds Redis back within a second)."""
-    if not request.app[STORE].available:
-        raise StoreUnavailable(f"Redis is unavailable; {consequence}")
-
-
 def _events_response(body: bytes, *, replayed: bool) -> web.Response:
     response = web.Response(body=body, content_type="application/json")
     if replayed:
@@ -148,7 +140,7 @@ async def get_article(request: web.Request) -> web.Response:
     """An article's metadata and its current score in every ranking that holds it."""
     app = request.app
     article_id = check_article_id(request.match_info["article_id"])
-    _require_redis(request, "try again shortly")
+    require_redis(request, "try again shortly")
     article = await app[STORE].get_article(article_id, app[CLOCK]())
     if article is None:
         raise ArticleNotFound(f"no metadata or views for article {article_id!r}")
@@ -160,30 +152,15 @@ async def put_article(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     article_id = check_article_id(request.match_info["article_id"])
-    _require_redis(request, "nothing was changed")
-    body = await _read_body(request, settings.max_body_bytes)
+    require_redis(request, "nothing was changed")
+    body = await read_body(request, settings.max_body_bytes)
     changes = parse_article_update(body, request.content_type, request.charset, settings.sections)
     store = app[STORE]
     now = app[CLOCK]()
-    hidden_changed = False
-    if "hidden" in changes:
-        # The CMS's hide: an editorial change like any other, in the audit log under the
-        # write token that made it. null unhides, as false does.
-        change = Change(
-            action="hide" if changes["hidden"] else "unhide",
-            actor=actor_of_write(request),
-            at=now,
-            article_id=article_id,
-            until=FOREVER if changes["hidden"] else None,
-        )
-        if changes.pop("hidden"):
-            await store.hide(article_id, FOREVER, change, now)
-            hidden_changed = True
-        else:
-            hidden_changed = await store.unhide(article_id, change, now)
-        if hidden_changed:
-            app[METRICS].editorial_changes.labels(action=change.action).inc()
-            log.info("editorial change: %s", change.fields())
+    # The CMS's hide is an editorial change like any other; null unhides, as false does.
+    hidden_changed = "hidden" in changes and await cms_hide(
+        request, article_id, bool(changes.pop("hidden")), now
+    )
     if changes:
         await store.put_article(article_id, changes)
     if hidden_changed or changes.keys() & {"title", "url", "section", "published_at"}:
@@ -208,7 +185,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready to serve: Redis answers. 503 at once while Redis is known to be down (the
     background check finds it back within a second of its return)."""
-    _require_redis(request, "not ready")
+    require_redis(request, "not ready")
     await request.app[STORE].ping()
     return json_response({"status": "ready"})
 
@@ -227,18 +204,3 @@ async def metrics(request: web.Request) -> web.Response:
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 description of this API."""
     return web.Response(body=OPENAPI_DOCUMENT, content_type="application/json")
-
-
-def _check_declared_length(request: web.Request, max_bytes: int) -> None:
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
-
-
-async def _read_body(request: web.Request, max_bytes: int) -> bytes:
-    # Refuse by the declared length before reading a byte; aiohttp's client_max_size (set to
-    # the same limit) catches bodies that lie about their length or are chunked.
-    _check_declared_length(request, max_bytes)
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes") from None

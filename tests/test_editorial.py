@@ -4,6 +4,7 @@ and the audit log; and both seen by two server processes sharing one Redis."""
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -354,6 +356,17 @@ async def test_a_bad_editorial_change_is_refused_and_changes_nothing(
     assert await ids(client, "sports") == before
     log = await edit(client, "GET", "/v1/editorial/audit")
     assert log["entries"] == []
+
+
+async def test_a_change_over_the_body_limit_is_refused_as_too_large(
+    client: Client, settings: Settings
+) -> None:
+    body = io.BytesIO(orjson.dumps({"reason": "x" * settings.max_body_bytes}))
+    response = await client.put(
+        "/v1/editorial/hides/a", data=body, headers={"Content-Type": "application/json"}
+    )
+    await assert_error(response, 413, "payload_too_large")
+    assert (await edit(client, "GET", "/v1/editorial/audit"))["entries"] == []
 
 
 async def test_a_change_in_another_media_type_is_refused(client: Client) -> None:
