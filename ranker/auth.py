@@ -20,9 +20,22 @@ from aiohttp.typedefs import Handler
 from .config import ANY_ORIGIN, Settings
 from .errors import Forbidden, Unauthorized
 
-# Headers a proxy adds. A loopback client that sends one is a proxy on this host passing on
-# someone else's request, who is no more local than any other client.
-PROXY_HEADERS = ("Forwarded", "X-Forwarded-For")
+# Headers a proxy adds to say whom it passes a request on for: the standard ones, and those
+# nginx (`proxy_set_header X-Real-IP`), CDNs (Akamai, Cloudflare, Fastly) and load balancers are
+# commonly set up to send, often alone. A loopback client that sends one is a proxy on this host
+# passing on someone else's request, who is no more local than any other client.
+PROXY_HEADERS = (
+    "Forwarded",
+    "X-Forwarded-For",
+    "X-Real-IP",
+    "True-Client-IP",
+    "CF-Connecting-IP",
+    "Fastly-Client-IP",
+    "X-Client-IP",
+    "X-Cluster-Client-IP",
+    "Client-IP",
+    "Via",
+)
 
 # What a browser script may read of a list besides the safelisted headers, and what it may send.
 EXPOSED_HEADERS = "ETag, X-Ranker-Stale, X-Request-ID"
@@ -158,11 +171,12 @@ def _check_local(request: web.BaseRequest, variable: str) -> None:
             f"with no {variable} configured, only clients on the server's own host may do "
             f"this; set {variable} on the server and send Authorization: Bearer <token>"
         )
-    if any(name in request.headers for name in PROXY_HEADERS):
+    proxied = next((name for name in PROXY_HEADERS if name in request.headers), None)
+    if proxied is not None:
         raise Forbidden(
-            "this request came through a proxy (it carries Forwarded or X-Forwarded-For), "
-            f"so it is not local; through a proxy, this needs {variable} set on the server "
-            "and Authorization: Bearer <token>"
+            f"this request came through a proxy (it carries {proxied}), so it is not local; "
+            f"through a proxy, this needs {variable} set on the server and Authorization: "
+            "Bearer <token>"
         )
 
 

@@ -155,14 +155,20 @@ async def test_loopback_clients_may_write_when_no_token_is_configured(client: Cl
     assert (await resp.json())["accepted"] == 1
 
 
-@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded"])
+@pytest.mark.parametrize(
+    "header",
+    # X-Real-IP alone is what nginx's common `proxy_set_header X-Real-IP $remote_addr` sends.
+    ["X-Forwarded-For", "Forwarded", "X-Real-IP", "True-Client-IP", "CF-Connecting-IP", "Via"],
+)
 async def test_a_loopback_request_through_a_proxy_is_refused(
     client: Client, redis: Redis, key_prefix: str, header: str
 ) -> None:
     headers = {**JSON, header: "203.0.113.9"}
     resp = await client.post("/v1/events", data=EVENT, headers=headers)
     await assert_error(resp, 403, "forbidden")
-    assert "RANKER_WRITE_TOKENS" in (await resp.json())["error"]["message"]
+    message = (await resp.json())["error"]["message"]
+    assert "RANKER_WRITE_TOKENS" in message
+    assert header in message
     assert await redis_keys(redis, key_prefix) == set()
 
 
