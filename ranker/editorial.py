@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -107,7 +108,7 @@ async def delete_pin(request: web.Request) -> web.Response:
     article_id = await app[STORE].unpin(ranking, slot, change, now)
     if article_id is None:
         raise PinNotFound(f"no article is pinned to slot {slot} of {ranking!r}")
-    await _changed(request, change)
+    await _changed(request, replace(change, article_id=article_id))
     return json_response({"ranking": ranking, "slot": slot, "article_id": article_id})
 
 
@@ -133,9 +134,10 @@ async def get_audit(request: web.Request) -> web.Response:
     before = request.query.get("before")
     if before is not None and not _is_entry_id(before):
         raise InvalidEditorialChange("before must be an entry id from a previous page's next")
-    entries = await request.app[STORE].audit_log(limit, before)
-    rendered = [_audit_entry(entry_id, fields) for entry_id, fields in entries]
-    following = entries[-1][0] if len(entries) == limit else None
+    # One more than the page: a page that is exactly full is the last when nothing follows.
+    entries = await request.app[STORE].audit_log(limit + 1, before)
+    following = entries[limit - 1][0] if len(entries) > limit else None
+    rendered = [_audit_entry(entry_id, fields) for entry_id, fields in entries[:limit]]
     return json_response({"entries": rendered, "next": following})
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 from redis.asyncio.client import Pipeline
@@ -154,8 +154,9 @@ class EditorialStore(StoreBase):
 
     @observed("editorial")
     async def unpin(self, ranking: str, slot: int, change: Change, now: float) -> str | None:
-        """Remove the pin at a slot and record ``change``: the article that was pinned there,
-        or None, recording nothing, when no pin is (or its time is past)."""
+        """Remove the pin at a slot and record ``change``, with the article that was pinned
+        there (which the caller does not know): that article, or None, recording nothing, when
+        no pin is (or its time is past)."""
         key = self.keys.pins(ranking)
         stored = await self._redis.hget(key, str(slot))
         pin = None if stored is None else _decode_pin(ranking, slot, stored)
@@ -163,7 +164,7 @@ class EditorialStore(StoreBase):
             return None
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hdel(key, str(slot))
-            self._record(pipe, change)
+            self._record(pipe, replace(change, article_id=pin.article_id))
             await pipe.execute()
         return pin.article_id
 

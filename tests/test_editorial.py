@@ -263,7 +263,7 @@ async def test_every_change_is_in_the_audit_log_newest_first(
             "action": "unpin",
             "actor": "local",
             "editor": "lee",
-            "article_id": None,
+            "article_id": "b",
             "ranking": "sports",
             "slot": 2,
             "until": None,
@@ -300,6 +300,12 @@ async def test_every_change_is_in_the_audit_log_newest_first(
     paged = first["entries"] + second["entries"] + third["entries"]
     assert paged == log["entries"]
     assert third["next"] is None
+    # A last page that is exactly full says so too.
+    assert (await edit(client, "GET", "/v1/editorial/audit?limit=5"))["next"] is None
+    whole = await edit(client, "GET", "/v1/editorial/audit?limit=4")
+    assert whole["next"] == whole["entries"][-1]["id"]
+    rest = await edit(client, "GET", f"/v1/editorial/audit?limit=1&before={whole['next']}")
+    assert (rest["entries"], rest["next"]) == (log["entries"][4:], None)
     metrics = await (await client.get("/metrics")).text()
     assert 'ranker_editorial_changes_total{action="hide"} 2.0' in metrics
     assert 'ranker_editorial_changes_total{action="unpin"} 1.0' in metrics
