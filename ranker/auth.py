@@ -58,6 +58,10 @@ class Access(enum.Enum):
     EDIT = "edit"
     """Editors only: a configured editor token (``RANKER_EDITOR_TOKENS``), or a loopback client
     when none is configured. No CORS. The handler finds who it was in ``request[ACTOR]``."""
+    WRITE_OR_EDIT = "write_or_edit"
+    """Writers, and editors' tokens too (``PUT /v1/articles``: its metadata is a write, its
+    ``hidden`` an editorial change). The handler finds the editor in ``request[ACTOR]``, absent
+    for a writer who is no editor (see :meth:`EditorGuard.writers_or_editors`). No CORS."""
 
 
 ACTOR = web.RequestKey("actor", str)
@@ -144,6 +148,35 @@ class EditorGuard(WriteGuard):
         if found is None:
             raise Unauthorized("the bearer token is not an editor token here")
         return self._names[found]
+
+    def writers_or_editors(self, writers: WriteGuard, handler: Handler) -> Handler:
+        """``handler``, run for requests that carry an editor token, or that pass the write
+        check of ``writers``; ``request[ACTOR]`` names the editor, when the request is one.
+
+        With no editor token configured, a loopback client is an editor, as on editorial routes,
+        but writes only as writers do: being local lets it edit, not skip the write check."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            editor = self._editor(request)
+            if editor is None or not self._digests:
+                writers.check(request)
+            if editor is not None:
+                request[ACTOR] = editor
+            return await handler(request)
+
+        return guarded
+
+    def _editor(self, request: web.BaseRequest) -> str | None:
+        """Who the request is as an editor, or None when it is no editor (never raises)."""
+        if not self._digests:
+            try:
+                _check_local(request, "RANKER_EDITOR_TOKENS")
+            except Forbidden:
+                return None
+            return LOCAL_ACTOR
+        token = bearer_token(request)
+        found = None if token is None else self._match(token)
+        return None if found is None else self._names[found]
 
     def editors_only(self, handler: Handler) -> Handler:
         """``handler``, run only for requests :meth:`identify` lets in, who it found in

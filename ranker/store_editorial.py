@@ -118,6 +118,18 @@ class EditorialStore(StoreBase):
             await pipe.execute()
 
     @observed("editorial")
+    async def known(self, article_id: str) -> bool:
+        """Whether ranker knows an article: it has metadata, or a score in some ranking. Cheap
+        (no script, one round trip), unlike reading the article."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self.keys.article(article_id))
+            for window in self._settings.profiles:
+                for ranking in self._settings.rankings:
+                    pipe.zscore(self.keys.scores(ranking, window), article_id)
+            exists, *scores = await pipe.execute()
+        return bool(exists) or any(score is not None for score in scores)
+
+    @observed("editorial")
     async def unhide(self, article_id: str, change: Change, now: float) -> bool:
         """End an article's hide and record ``change``. False, recording nothing, when it is
         not hidden."""

@@ -19,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .articles import check_article_id, parse_article_update
 from .auth import client_identity
 from .dedup import DUPLICATE_READER, batch_token, count_once
-from .editorial import cms_hide
+from .editorial import cms_editor, cms_hide
 from .errors import (
     ArticleNotFound,
     RankerError,
@@ -148,7 +148,8 @@ async def get_article(request: web.Request) -> web.Response:
 
 
 async def put_article(request: web.Request) -> web.Response:
-    """Set article metadata: the fields sent are set (null clears one), the others are kept."""
+    """Set article metadata: the fields sent are set (null clears one), the others are kept.
+    ``hidden`` true or false hides or unhides, for editors only; null leaves it as it is."""
     app = request.app
     settings = app[SETTINGS]
     article_id = check_article_id(request.match_info["article_id"])
@@ -157,12 +158,16 @@ async def put_article(request: web.Request) -> web.Response:
     changes = parse_article_update(body, request.content_type, request.charset, settings.sections)
     store = app[STORE]
     now = app[CLOCK]()
-    # The CMS's hide is an editorial change like any other; null unhides, as false does.
-    hidden_changed = "hidden" in changes and await cms_hide(
-        request, article_id, bool(changes.pop("hidden")), now
-    )
+    # The CMS's hide is an editorial change like any other, refused before anything is written.
+    # Null is no change: a CMS that sends every field with each update ends no editor's hide.
+    hidden = changes.pop("hidden", None)
+    editor = None if hidden is None else cms_editor(request)
     if changes:
         await store.put_article(article_id, changes)
+    # After the metadata: an article this update makes known may be hidden in the same step.
+    hidden_changed = editor is not None and await cms_hide(
+        request, article_id, bool(hidden), editor, now
+    )
     if hidden_changed or changes.keys() & {"title", "url", "section", "published_at"}:
         # The editor who hid, retitled, moved or re-dated a story sees it in this replica's lists
         # at once (a move or a date can change which articles fill a short list);
