@@ -19,6 +19,7 @@ from ranker.config import Settings
 from ranker.embedded import free_port
 from ranker.errors import Overloaded
 from ranker.events import View
+from ranker.idempotency import IdempotencyKey
 from ranker.ingest import MAX_FLUSH_VIEWS, Ingestor
 from ranker.keys import Keys
 from ranker.metrics import Metrics
@@ -230,7 +231,7 @@ async def test_requests_sharing_a_key_in_one_flush_count_once_and_the_later_are_
     store = RankingStore(redis, settings)
     metrics = Metrics()
     ingestor = Ingestor(store, settings, metrics, clock)  # not started: one flush takes all
-    key = ("0f" * 16, '{"fingerprint": "f", "answer": {}}')
+    key = (IdempotencyKey("0f" * 16, "f" * 32), "f" * 32 + '{"accepted": 1}')
     tries = [asyncio.ensure_future(ingestor.submit(views(1, clock.now), {}, key)) for _ in range(3)]
     await asyncio.sleep(0)
     ingestor.start()
