@@ -20,9 +20,22 @@ from aiohttp.typedefs import Handler
 from .config import ANY_ORIGIN, Settings
 from .errors import Forbidden, Unauthorized
 
-# Headers a proxy adds. A loopback client that sends one is a proxy on this host passing on
-# someone else's request, who is no more local than any other client.
-PROXY_HEADERS = ("Forwarded", "X-Forwarded-For")
+# Headers a proxy adds to say whom it passes a request on for: the standard ones, and those
+# nginx (`proxy_set_header X-Real-IP`), CDNs (Akamai, Cloudflare, Fastly) and load balancers are
+# commonly set up to send, often alone. A loopback client that sends one is a proxy on this host
+# passing on someone else's request, who is no more local than any other client.
+PROXY_HEADERS = (
+    "Forwarded",
+    "X-Forwarded-For",
+    "X-Real-IP",
+    "True-Client-IP",
+    "CF-Connecting-IP",
+    "Fastly-Client-IP",
+    "X-Client-IP",
+    "X-Cluster-Client-IP",
+    "Client-IP",
+    "Via",
+)
 
 # What a browser script may read of a list besides the safelisted headers, and what it may send.
 EXPOSED_HEADERS = "ETag, X-Ranker-Stale, X-Request-ID"
@@ -45,6 +58,10 @@ class Access(enum.Enum):
     EDIT = "edit"
     """Editors only: a configured editor token (``RANKER_EDITOR_TOKENS``), or a loopback client
     when none is configured. No CORS. The handler finds who it was in ``request[ACTOR]``."""
+    WRITE_OR_EDIT = "write_or_edit"
+    """Writers, and editors' tokens too (``PUT /v1/articles``: its metadata is a write, its
+    ``hidden`` an editorial change). The handler finds the editor in ``request[ACTOR]``, absent
+    for a writer who is no editor (see :meth:`EditorGuard.writers_or_editors`). No CORS."""
 
 
 ACTOR = web.RequestKey("actor", str)
@@ -132,6 +149,35 @@ class EditorGuard(WriteGuard):
             raise Unauthorized("the bearer token is not an editor token here")
         return self._names[found]
 
+    def writers_or_editors(self, writers: WriteGuard, handler: Handler) -> Handler:
+        """``handler``, run for requests that carry an editor token, or that pass the write
+        check of ``writers``; ``request[ACTOR]`` names the editor, when the request is one.
+
+        With no editor token configured, a loopback client is an editor, as on editorial routes,
+        but writes only as writers do: being local lets it edit, not skip the write check."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            editor = self._editor(request)
+            if editor is None or not self._digests:
+                writers.check(request)
+            if editor is not None:
+                request[ACTOR] = editor
+            return await handler(request)
+
+        return guarded
+
+    def _editor(self, request: web.BaseRequest) -> str | None:
+        """Who the request is as an editor, or None when it is no editor (never raises)."""
+        if not self._digests:
+            try:
+                _check_local(request, "RANKER_EDITOR_TOKENS")
+            except Forbidden:
+                return None
+            return LOCAL_ACTOR
+        token = bearer_token(request)
+        found = None if token is None else self._match(token)
+        return None if found is None else self._names[found]
+
     def editors_only(self, handler: Handler) -> Handler:
         """``handler``, run only for requests :meth:`identify` lets in, who it found in
         ``request[ACTOR]``."""
@@ -158,11 +204,12 @@ def _check_local(request: web.BaseRequest, variable: str) -> None:
             f"with no {variable} configured, only clients on the server's own host may do "
             f"this; set {variable} on the server and send Authorization: Bearer <token>"
         )
-    if any(name in request.headers for name in PROXY_HEADERS):
+    proxied = next((name for name in PROXY_HEADERS if name in request.headers), None)
+    if proxied is not None:
         raise Forbidden(
-            "this request came through a proxy (it carries Forwarded or X-Forwarded-For), "
-            f"so it is not local; through a proxy, this needs {variable} set on the server "
-            "and Authorization: Bearer <token>"
+            f"this request came through a proxy (it carries {proxied}), so it is not local; "
+            f"through a proxy, this needs {variable} set on the server and Authorization: "
+            "Bearer <token>"
         )
 
 

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from .articles import check_article_id, parse_json_object
-from .auth import ACTOR, client_identity
+from .auth import ACTOR
 from .cache import MAX_LIMIT
 from .errors import (
     ArticleNotFound,
+    EditorRequired,
     InvalidEditorialChange,
     NotHidden,
     PinNotFound,
@@ -45,6 +47,7 @@ async def put_hide(request: web.Request) -> web.Response:
     now = app[CLOCK]()
     body = await _read_change(request, allowed=("until", "editor", "reason"))
     until = _until(body, now)
+    await _check_known(request, article_id)
     change = _change(request, body, "hide", now, article_id=article_id, until=until)
     await app[STORE].hide(article_id, until, change, now)
     await _changed(request, change)
@@ -107,7 +110,7 @@ async def delete_pin(request: web.Request) -> web.Response:
     article_id = await app[STORE].unpin(ranking, slot, change, now)
     if article_id is None:
         raise PinNotFound(f"no article is pinned to slot {slot} of {ranking!r}")
-    await _changed(request, change)
+    await _changed(request, replace(change, article_id=article_id))
     return json_response({"ranking": ranking, "slot": slot, "article_id": article_id})
 
 
@@ -133,26 +136,57 @@ async def get_audit(request: web.Request) -> web.Response:
     before = request.query.get("before")
     if before is not None and not _is_entry_id(before):
         raise InvalidEditorialChange("before must be an entry id from a previous page's next")
-    entries = await request.app[STORE].audit_log(limit, before)
-    rendered = [_audit_entry(entry_id, fields) for entry_id, fields in entries]
-    following = entries[-1][0] if len(entries) == limit else None
+    # One more than the page: a page that is exactly full is the last when nothing follows.
+    entries = await request.app[STORE].audit_log(limit + 1, before)
+    following = entries[limit - 1][0] if len(entries) > limit else None
+    rendered = [_audit_entry(entry_id, fields) for entry_id, fields in entries[:limit]]
     return json_response({"entries": rendered, "next": following})
 
 
-async def cms_hide(request: web.Request, article_id: str, hidden: bool, now: float) -> bool:
+def cms_editor(request: web.Request) -> str:
+    """Who sets an article's ``hidden`` through ``PUT /v1/articles``: the editor whose token it
+    carried (or ``local``, a loopback client with no editor token configured). Raises
+    :class:`EditorRequired` for a writer who is no editor: pulling a story, or ending an
+    editor's hide of one, is an editorial change, whoever sends it."""
+    editor: str | None = request.get(ACTOR)
+    if editor is None:
+        if request.app[SETTINGS].editor_tokens:
+            raise EditorRequired(
+                "hidden is an editorial change: it needs an editor token (RANKER_EDITOR_TOKENS), "
+                "not a write token; leave hidden out (or null) to keep the article as it is"
+            )
+        raise EditorRequired(
+            "hidden is an editorial change: with no RANKER_EDITOR_TOKENS configured, only "
+            "clients on the server's own host may make it; leave hidden out (or null) to keep "
+            "the article as it is"
+        )
+    return editor
+
+
+async def cms_hide(
+    request: web.Request, article_id: str, hidden: bool, editor: str, now: float
+) -> bool:
     """Hide (until unhidden) or unhide an article for the CMS's ``hidden`` field, recorded
-    under the write client that sent it: its token, by a digest prefix (never the token), else
-    its address. Whether anything changed (unhiding an article not hidden changes nothing)."""
+    under ``editor`` (see :func:`cms_editor`). Whether anything changed (unhiding an article not
+    hidden changes nothing). Raises :class:`ArticleNotFound` for a hide of an article ranker
+    does not know."""
     app = request.app
-    actor = client_identity(request, tokens_configured=bool(app[SETTINGS].write_tokens))
     action = "hide" if hidden else "unhide"
-    change = Change(action, actor, now, article_id=article_id, until=FOREVER if hidden else None)
+    change = Change(action, editor, now, article_id=article_id, until=FOREVER if hidden else None)
     if hidden:
+        await _check_known(request, article_id)
         await app[STORE].hide(article_id, FOREVER, change, now)
     elif not await app[STORE].unhide(article_id, change, now):
         return False
     _count(request, change)
     return True
+
+
+async def _check_known(request: web.Request, article_id: str) -> None:
+    # A hide with no end is kept for ever, in every ranking: one of an id ranker has never
+    # seen would only cost Redis, so hides are of known articles only, as pins are.
+    if not await request.app[STORE].known(article_id):
+        raise ArticleNotFound(f"no metadata or views for article {article_id!r}")
 
 
 def _pin_target(request: web.Request) -> tuple[str, int]:

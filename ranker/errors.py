@@ -78,6 +78,13 @@ class Forbidden(RankerError):
     code = "forbidden"
 
 
+class EditorRequired(Forbidden):
+    """An editorial change (an article's ``hidden``) sent through a write route by a client that
+    is no editor: a write token is no editor token."""
+
+    code = "editor_required"
+
+
 class NotFound(RankerError):
     status = 404
     code = "not_found"

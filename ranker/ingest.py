@@ -19,6 +19,7 @@ from .config import Settings
 from .errors import FlushFailed, Overloaded, StoreUnavailable
 from .events import View, merge_metadata
 from .flush import FlushPlan, plan_flush
+from .idempotency import IdempotencyKey, key_reused
 from .metrics import Metrics
 from .scoring import Clock
 from .store import FlushNotSent, RankingStore
@@ -42,7 +43,7 @@ class _Request:
         self,
         views: list[View],
         metadata: dict[str, tuple[str | None, str | None]],
-        key: tuple[str, str] | None,
+        key: tuple[IdempotencyKey, str] | None,
         future: asyncio.Future[bool],
     ) -> None:
         self.views = views
@@ -91,23 +92,29 @@ class Ingestor:
         self,
         views: list[View],
         metadata: dict[str, tuple[str | None, str | None]],
-        key: tuple[str, str] | None = None,
+        key: tuple[IdempotencyKey, str] | None = None,
     ) -> bool:
-        """Queue views for the next flush and wait for it. ``key`` is the (token, answer to
+        """Queue views for the next flush and wait for it. ``key`` is the (key, answer to
         keep) of a request sent with an ``Idempotency-Key``. Returns True when Redis found that
         key's views already counted (a retry), so they were not counted again.
 
-        A keyed request that shares a flush with an earlier one of the same key is such a
-        retry too (only the first is sent to Redis).
+        A keyed request that shares a flush with an earlier one of the same key and body is
+        such a retry too (only the first is sent to Redis).
 
         Raises :class:`Overloaded` or :class:`StoreUnavailable` at once when the queue is full
-        or Redis is known to be down (nothing counted), and :class:`FlushFailed` when the flush
-        fails (possibly counted in part).
+        or Redis is known to be down (nothing counted), :class:`IdempotencyKeyReused` when the
+        key was first sent with another body (nothing counted), and :class:`FlushFailed` when
+        the flush fails (possibly counted in part).
         """
         if not views:
             # Nothing to count, but the answer is kept all the same: a retry gets it back,
             # and the key cannot be used again for another batch.
-            return key is not None and not await self._store.keep_answer(*key)
+            if key is None:
+                return False
+            idempotency, record = key
+            claimed = await self._store.claim_keys({idempotency.token: idempotency.fingerprint})
+            idempotency.check(claimed[idempotency.token])
+            return not await self._store.keep_answer(idempotency.token, record)
         if self._closing:
             raise StoreUnavailable("ranker is shutting down; nothing was counted")
         if not self._store.available:
@@ -164,32 +171,42 @@ class Ingestor:
         started = time.perf_counter()
         views = sum(len(request.views) for request in batch)
         metadata: dict[str, tuple[str | None, str | None]] = {}
-        for request in batch:
-            for article_id, (title, url) in request.metadata.items():
-                merge_metadata(metadata, article_id, title, url)
         error: Exception | None = None
         plan: FlushPlan | None = None
         replayed: frozenset[str] = frozenset()
-        # The first request of each key goes to Redis; a later one with the same key is a
-        # retry of it and is not sent (in one script call, both would be reported as retries).
+        # The first request of each key and body goes to Redis; a later one with both the same
+        # is a retry of it and is not sent (in one script call, both would be reported as
+        # retries). One with the same key and another body than the key was first sent with
+        # (in Redis, or in this flush) is refused, and none of its views counted.
         first_of: dict[str, tuple[str, _Request]] = {}
         repeats: list[_Request] = []
-        for request in batch:
-            if request.key is None:
-                continue
-            token, record = request.key
-            if token in first_of:
-                repeats.append(request)
-            else:
-                first_of[token] = (record, request)
         try:
-            plan = plan_flush(
-                (request.views for request in batch if request.key is None),
-                metadata,
-                self._settings,
-                [(token, record, r.views) for token, (record, r) in first_of.items()],
-            )
-            replayed = await self._store.apply(plan, self._clock())
+            claimed = await self._claim_keys(batch)
+            for request in batch:
+                if request.key is None:
+                    continue
+                key, record = request.key
+                if claimed[key.token] != key.fingerprint:
+                    if not request.future.done():
+                        request.future.set_exception(key_reused())
+                elif key.token in first_of:
+                    repeats.append(request)
+                else:
+                    first_of[key.token] = (record, request)
+            for request in batch:
+                if request.future.done():
+                    continue  # refused: its titles and URLs are not taken either
+                for article_id, (title, url) in request.metadata.items():
+                    merge_metadata(metadata, article_id, title, url)
+            unkeyed = [request.views for request in batch if request.key is None]
+            if unkeyed or first_of:  # else every request was refused: nothing to send
+                plan = plan_flush(
+                    unkeyed,
+                    metadata,
+                    self._settings,
+                    [(token, record, r.views) for token, (record, r) in first_of.items()],
+                )
+                replayed = await self._store.apply(plan, self._clock())
         except FlushNotSent as exc:
             log.warning("flush of %d views failed: %s", views, exc)
             self._metrics.redis_errors.labels(operation="flush").inc()
@@ -235,6 +252,22 @@ class Ingestor:
                 request.future.set_result(id(request) in retries)
             else:
                 request.future.set_exception(error)
+
+    async def _claim_keys(self, batch: list[_Request]) -> dict[str, str]:
+        """The fingerprint each key in ``batch`` stands for (see ``RankingStore.claim_keys``);
+        raises :class:`FlushNotSent` when Redis did not take them (no view was sent)."""
+        bodies: dict[str, str] = {}
+        for request in batch:
+            if request.key is not None:
+                bodies.setdefault(request.key[0].token, request.key[0].fingerprint)
+        if not bodies:
+            return {}
+        try:
+            return await self._store.claim_keys(bodies)
+        except FlushNotSent:
+            raise
+        except RedisError as exc:
+            raise FlushNotSent(f"the keys of the flush were not kept: {exc}") from exc
 
     def _fail_queued(self, error: Exception) -> None:
         while self._queue:

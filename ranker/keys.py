@@ -46,9 +46,13 @@ class Keys:
         return f"{self._profile(ranking, window)}:movement:{period}"
 
     def idempotency(self, token: str) -> str:
-        """String: the first answer to a batch sent with an ``Idempotency-Key`` (JSON), for
-        the length of the idempotency window."""
-        return f"{self.prefix}:idempotency:{token}"
+        """String: what is kept of a batch sent with an ``Idempotency-Key`` (``token``, a
+        digest of the key), for the length of the idempotency window: a digest of the body the
+        key was first sent with (32 hex digits), set before its views are first sent to Redis,
+        then followed by its first answer (compact JSON) once they are all counted. (Versions
+        that kept the answer alone named it ``<prefix>:idempotency:<token>``: neither version
+        reads the other's.)"""
+        return f"{self.prefix}:keyed:{token}"
 
     def article(self, article_id: str) -> str:
         """Hash: an article's metadata (title, url, section, published_at, hidden)."""

@@ -68,7 +68,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", EVENTS_ROUTE, Access.WRITE, views.post_events),
     Route("GET", RANKING_ROUTE, Access.READ, rankings.get_ranking, rankings.cached_ranking),
     Route("GET", "/v1/articles/{article_id}", Access.READ, views.get_article),
-    Route("PUT", "/v1/articles/{article_id}", Access.WRITE, views.put_article),
+    Route("PUT", "/v1/articles/{article_id}", Access.WRITE_OR_EDIT, views.put_article),
     Route("GET", "/v1/editorial", Access.EDIT, editorial.get_editorial),
     Route("GET", "/v1/editorial/audit", Access.EDIT, editorial.get_audit),
     Route("PUT", "/v1/editorial/hides/{article_id}", Access.EDIT, editorial.put_hide),
@@ -99,6 +99,8 @@ def add_routes(app: web.Application) -> None:
             handler = guard.writers_only(handler)
         elif route.access is Access.EDIT:
             handler = editors.editors_only(handler)
+        elif route.access is Access.WRITE_OR_EDIT:
+            handler = editors.writers_or_editors(guard, handler)
         elif route.access is Access.READ:
             route_cors = cors
             read_paths.add(path)

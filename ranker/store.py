@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .flush import FlushPlan, ranking_call
+from .idempotency import FINGERPRINT_LENGTH
 from .scoring import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES
 from .store_articles import Article, ArticleMetadata
 from .store_base import observed
@@ -76,15 +77,7 @@ class RankingStore(ListReads, ArticleMetadata, EditorialStore):
         connection the pipeline then uses. Under load there is no PING.
         """
         settings = self._settings
-        if time.monotonic() - self._flush_proven_at > FLUSH_IDLE_CHECK_S:
-            try:
-                try:
-                    await self._flush_redis.ping()
-                except RedisConnectionError:
-                    await self._flush_redis.ping()
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                raise FlushNotSent(f"the flush was not sent: {exc}") from exc
-        self._flush_proven_at = -math.inf
+        await self._prove_flush_connection()
         # Each ranking's script call, as the keyed batches it carries and its merged amounts
         # per profile. A call that finds some of its batches counted already applies nothing
         # and is sent again without them, until none is left over.
@@ -150,9 +143,45 @@ class RankingStore(ListReads, ArticleMetadata, EditorialStore):
             # Only now, with every count applied: a kept answer promises a retry that much.
             async with self._flush_redis.pipeline(transaction=False) as pipe:
                 for batch in plan.keyed:
-                    self._keep(pipe, batch.token, batch.record)
+                    await self._keep(pipe, batch.token, batch.record)
                 await pipe.execute()
         return frozenset(replayed)
+
+    async def _prove_flush_connection(self) -> None:
+        """After an idle spell or a failure, PING the flush connection (twice: the first finds
+        a connection Redis closed and drops it); then count it unproven until the caller's
+        work succeeds. Raises :class:`FlushNotSent`."""
+        if time.monotonic() - self._flush_proven_at > FLUSH_IDLE_CHECK_S:
+            try:
+                try:
+                    await self._flush_redis.ping()
+                except RedisConnectionError:
+                    await self._flush_redis.ping()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                raise FlushNotSent(f"the flush was not sent: {exc}") from exc
+        self._flush_proven_at = -math.inf
+
+    @observed("idempotency_set")
+    async def claim_keys(self, bodies: Mapping[str, str]) -> dict[str, str]:
+        """Before a flush sends keyed batches' views: keep, for each token not kept yet, the
+        fingerprint of the body it comes with (``bodies``, token -> fingerprint), for the
+        idempotency window. Returns, for each token, the fingerprint kept for it: this one, or
+        the one it was first sent with, whose views this flush must then not count.
+
+        Kept before the counts, and for the whole key (not per ranking): a body whose flush
+        failed after Redis applied it in some rankings still holds its key, so another body
+        can neither be counted in the others, nor be taken for its retry."""
+        await self._prove_flush_connection()
+        window = self._settings.idempotency_window_s
+        async with self._flush_redis.pipeline(transaction=False) as pipe:
+            for token, fingerprint in bodies.items():
+                pipe.set(self.keys.idempotency(token), fingerprint, ex=window, nx=True, get=True)
+            results = await pipe.execute()
+        self._flush_proven_at = time.monotonic()
+        return {
+            token: fingerprint if kept is None else str(kept)[:FINGERPRINT_LENGTH]
+            for (token, fingerprint), kept in zip(bodies.items(), results, strict=True)
+        }
 
     @observed("dedup")
     async def claim_views(self, marks: Mapping[int, list[str]], token: str) -> set[str]:
@@ -174,23 +203,32 @@ class RankingStore(ListReads, ArticleMetadata, EditorialStore):
 
     @observed("idempotency_set")
     async def keep_answer(self, token: str, record: str) -> bool:
-        """Keep the answer to a keyed batch that had nothing to count. False when an answer
-        was kept for its key already (that one stays)."""
+        """Keep the answer to a keyed batch that had nothing to count, its body's fingerprint
+        kept already (:meth:`claim_keys`); ``record`` as ``IdempotencyKey.record`` makes it.
+        False when an answer was kept for its key already (that one stays)."""
         async with self._flush_redis.pipeline(transaction=False) as pipe:
-            self._keep(pipe, token, record)
+            await self._keep(pipe, token, record)
             (kept,) = await pipe.execute()
         return bool(kept)
 
-    def _keep(self, pipe: Pipeline, token: str, record: str) -> None:
-        pipe.set(
-            self.keys.idempotency(token),
-            record,
-            ex=self._settings.idempotency_window_s,
-            nx=True,  # a retry keeps the first answer, not its own
+    async def _keep(self, pipe: Pipeline, token: str, record: str) -> None:
+        # A record is the body's fingerprint, then the answer (IdempotencyKey.record).
+        await self._keep_answer(
+            keys=[self.keys.idempotency(token)],
+            args=[
+                record[:FINGERPRINT_LENGTH],
+                record[FINGERPRINT_LENGTH:],
+                self._settings.idempotency_window_s,
+            ],
+            client=pipe,
         )
 
     @observed("idempotency_get")
-    async def idempotency_record(self, token: str) -> str | None:
-        """The answer kept for a keyed batch, if it was applied within the window."""
-        record = await self._redis.get(self.keys.idempotency(token))
-        return None if record is None else str(record)
+    async def idempotency_record(self, token: str) -> tuple[str | None, str | None]:
+        """What is kept for a keyed batch within the window: the fingerprint of the body its
+        key was first sent with, and the answer to it, once its views were all counted."""
+        kept = await self._redis.get(self.keys.idempotency(token))
+        if kept is None:
+            return None, None
+        kept = str(kept)
+        return kept[:FINGERPRINT_LENGTH], kept[FINGERPRINT_LENGTH:] or None

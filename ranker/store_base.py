@@ -36,6 +36,7 @@ _TOP = _lua("top.lua")
 _SCORE = _lua("score.lua")
 _SEEN = _lua("seen.lua")
 _PIN = _lua("pin.lua")
+_KEEP = _lua("keep.lua")
 
 
 class StoreBase:
@@ -62,6 +63,7 @@ class StoreBase:
         self._settings = settings
         self.keys = Keys(settings.key_prefix)
         self._increment = self._flush_redis.register_script(_INCREMENT)
+        self._keep_answer = self._flush_redis.register_script(_KEEP)
         self._top = redis.register_script(_TOP)
         self._score = redis.register_script(_SCORE)
         self._seen = redis.register_script(_SEEN)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 from redis.asyncio.client import Pipeline
@@ -118,6 +118,18 @@ class EditorialStore(StoreBase):
             await pipe.execute()
 
     @observed("editorial")
+    async def known(self, article_id: str) -> bool:
+        """Whether ranker knows an article: it has metadata, or a score in some ranking. Cheap
+        (no script, one round trip), unlike reading the article."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self.keys.article(article_id))
+            for window in self._settings.profiles:
+                for ranking in self._settings.rankings:
+                    pipe.zscore(self.keys.scores(ranking, window), article_id)
+            exists, *scores = await pipe.execute()
+        return bool(exists) or any(score is not None for score in scores)
+
+    @observed("editorial")
     async def unhide(self, article_id: str, change: Change, now: float) -> bool:
         """End an article's hide and record ``change``. False, recording nothing, when it is
         not hidden."""
@@ -154,8 +166,9 @@ class EditorialStore(StoreBase):
 
     @observed("editorial")
     async def unpin(self, ranking: str, slot: int, change: Change, now: float) -> str | None:
-        """Remove the pin at a slot and record ``change``: the article that was pinned there,
-        or None, recording nothing, when no pin is (or its time is past)."""
+        """Remove the pin at a slot and record ``change``, with the article that was pinned
+        there (which the caller does not know): that article, or None, recording nothing, when
+        no pin is (or its time is past)."""
         key = self.keys.pins(ranking)
         stored = await self._redis.hget(key, str(slot))
         pin = None if stored is None else _decode_pin(ranking, slot, stored)
@@ -163,7 +176,7 @@ class EditorialStore(StoreBase):
             return None
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hdel(key, str(slot))
-            self._record(pipe, change)
+            self._record(pipe, replace(change, article_id=pin.article_id))
             await pipe.execute()
         return pin.article_id
 

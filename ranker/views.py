@@ -19,14 +19,19 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .articles import check_article_id, parse_article_update
 from .auth import client_identity
 from .dedup import DUPLICATE_READER, batch_token, count_once
-from .editorial import cms_hide
+from .editorial import cms_editor, cms_hide
 from .errors import (
     ArticleNotFound,
     RankerError,
     StoreUnavailable,
 )
-from .events import parse_events
-from .idempotency import HEADER, REPLAYED_HEADER, idempotency_key
+from .events import ParsedEvents, Rejection, parse_events
+from .idempotency import (
+    HEADER,
+    REPLAYED_HEADER,
+    idempotency_key,
+    replayed_answer,
+)
 from .preconditions import check_declared_length, read_body, require_redis
 from .responses import json_response
 from .state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, SETTINGS, STORE
@@ -65,23 +70,33 @@ async def post_events(request: web.Request) -> web.Response:
                 # Each write token's keys are its own; with none, there is one writer.
                 writer=client if tokens_configured else "",
             )
+
+            def reparse(parsed_at: float) -> list[Rejection]:
+                # A retry's body is the first's, taken then: its size is not checked again.
+                again = parse_events(
+                    body, request.content_type, None, now=parsed_at, sections=settings.section_set
+                )
+                admission.charge(client, _events(again), time.monotonic())
+                return again.rejected
+
             if key is not None:
-                record = await _first_answer(app[STORE], key.token)
+                claimed, record = await _first_answer(app[STORE], key.token)
+                key.check(claimed)
                 if record is not None:
-                    first_answer = key.replay(record)
+                    first_answer = replayed_answer(record, reparse)
                     metrics.batches_replayed.labels(found="answer").inc()
                     return _events_response(first_answer, replayed=True)
+            parsed_at = app[CLOCK]()
             parsed = parse_events(
                 body,
                 request.content_type,
                 request.charset,
-                now=app[CLOCK](),
+                now=parsed_at,
                 sections=settings.section_set,
                 max_events=settings.max_batch_events,
             )
             excluded = Counter(exclusion.reason for exclusion in parsed.excluded)
-            events = len(parsed.views) + len(parsed.rejected) + len(parsed.excluded)
-            admission.charge(client, events, time.monotonic())
+            admission.charge(client, _events(parsed), time.monotonic())
             views = parsed.views
             if parsed.visitors and settings.dedup_window_s:
                 # After every check that could refuse the batch: marks set for a refused
@@ -100,18 +115,18 @@ async def post_events(request: web.Request) -> web.Response:
             if excluded:
                 # Only when a bot's events or a reader's repeats were left out.
                 answer["excluded"] = dict(sorted(excluded.items()))
-            kept = None if key is None else (key.token, key.record(answer))
+            kept = None if key is None else (key, key.record(answer, parsed_at))
             replayed = await app[INGESTOR].submit(views, parsed.metadata, kept)
             if replayed and key is not None:
                 # A retry that came before its first try's answer was kept, or in the same
-                # flush: answered as the first try was (its answer is kept by now), or
-                # refused if that one sent another body.
+                # flush: answered as the first try was (its answer is kept by now; the key
+                # was first sent with this body, or the flush would have refused it).
                 try:
-                    record = await app[STORE].idempotency_record(key.token)
+                    _, record = await app[STORE].idempotency_record(key.token)
                 except (RedisConnectionError, RedisTimeoutError):
                     record = None  # the views are applied: this request's own answer is true
                 if record is not None:
-                    return _events_response(key.replay(record), replayed=True)
+                    return _events_response(replayed_answer(record, reparse), replayed=True)
     except RankerError as exc:
         metrics.batches_rejected.labels(reason=exc.code).inc()
         raise
@@ -122,7 +137,11 @@ async def post_events(request: web.Request) -> web.Response:
     return _events_response(orjson.dumps(answer), replayed=replayed)
 
 
-async def _first_answer(store: RankingStore, token: str) -> str | None:
+def _events(parsed: ParsedEvents) -> int:
+    return len(parsed.views) + len(parsed.rejected) + len(parsed.excluded)
+
+
+async def _first_answer(store: RankingStore, token: str) -> tuple[str | None, str | None]:
     try:
         return await store.idempotency_record(token)
     except (RedisConnectionError, RedisTimeoutError):
@@ -148,7 +167,8 @@ async def get_article(request: web.Request) -> web.Response:
 
 
 async def put_article(request: web.Request) -> web.Response:
-    """Set article metadata: the fields sent are set (null clears one), the others are kept."""
+    """Set article metadata: the fields sent are set (null clears one), the others are kept.
+    ``hidden`` true or false hides or unhides, for editors only; null leaves it as it is."""
     app = request.app
     settings = app[SETTINGS]
     article_id = check_article_id(request.match_info["article_id"])
@@ -157,12 +177,16 @@ async def put_article(request: web.Request) -> web.Response:
     changes = parse_article_update(body, request.content_type, request.charset, settings.sections)
     store = app[STORE]
     now = app[CLOCK]()
-    # The CMS's hide is an editorial change like any other; null unhides, as false does.
-    hidden_changed = "hidden" in changes and await cms_hide(
-        request, article_id, bool(changes.pop("hidden")), now
-    )
+    # The CMS's hide is an editorial change like any other, refused before anything is written.
+    # Null is no change: a CMS that sends every field with each update ends no editor's hide.
+    hidden = changes.pop("hidden", None)
+    editor = None if hidden is None else cms_editor(request)
     if changes:
         await store.put_article(article_id, changes)
+    # After the metadata: an article this update makes known may be hidden in the same step.
+    hidden_changed = editor is not None and await cms_hide(
+        request, article_id, bool(hidden), editor, now
+    )
     if hidden_changed or changes.keys() & {"title", "url", "section", "published_at"}:
         # The editor who hid, retitled, moved or re-dated a story sees it in this replica's lists
         # at once (a move or a date can change which articles fill a short list);

@@ -117,7 +117,7 @@ async def test_reads_stay_public_with_tokens_configured(guarded: Client) -> None
 def test_every_route_that_changes_anything_is_a_write_or_editorial_route() -> None:
     for route in ROUTES:
         if route.method not in ("GET", "HEAD"):
-            assert route.access in (Access.WRITE, Access.EDIT), route
+            assert route.access in (Access.WRITE, Access.EDIT, Access.WRITE_OR_EDIT), route
         if route.path.startswith("/v1/editorial"):
             # The audit log and the hides in force are the newsroom's, not the public's.
             assert route.access is Access.EDIT, route
@@ -155,14 +155,20 @@ async def test_loopback_clients_may_write_when_no_token_is_configured(client: Cl
     assert (await resp.json())["accepted"] == 1
 
 
-@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded"])
+@pytest.mark.parametrize(
+    "header",
+    # X-Real-IP alone is what nginx's common `proxy_set_header X-Real-IP $remote_addr` sends.
+    ["X-Forwarded-For", "Forwarded", "X-Real-IP", "True-Client-IP", "CF-Connecting-IP", "Via"],
+)
 async def test_a_loopback_request_through_a_proxy_is_refused(
     client: Client, redis: Redis, key_prefix: str, header: str
 ) -> None:
     headers = {**JSON, header: "203.0.113.9"}
     resp = await client.post("/v1/events", data=EVENT, headers=headers)
     await assert_error(resp, 403, "forbidden")
-    assert "RANKER_WRITE_TOKENS" in (await resp.json())["error"]["message"]
+    message = (await resp.json())["error"]["message"]
+    assert "RANKER_WRITE_TOKENS" in message
+    assert header in message
     assert await redis_keys(redis, key_prefix) == set()
 
 

@@ -21,7 +21,7 @@ from ranker.config import Settings
 from ranker.state import STORE
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.test_cli import serving
-from tests.test_views import assert_error
+from tests.test_views import assert_error, redis_keys
 
 EDITOR_TOKEN = "editor-token-kim-0123456789abcdef"
 WRITE_TOKEN = "test-write-token-0123456789abcdef"
@@ -228,7 +228,7 @@ async def test_every_change_is_in_the_audit_log_newest_first(
     await edit(client, "DELETE", "/v1/editorial/pins/sports/2", {"editor": "lee"})
     clock.now += 1
     await edit(client, "DELETE", "/v1/editorial/hides/a")
-    # The CMS's hide is one too, under the client that made it.
+    # The CMS's hide is one too, under the editor that made it (a loopback one here).
     await edit(client, "PUT", "/v1/articles/c", {"hidden": True})
     # A change that changed nothing is refused, and not recorded.
     assert (await client.delete("/v1/editorial/hides/a")).status == 404
@@ -239,7 +239,7 @@ async def test_every_change_is_in_the_audit_log_newest_first(
         {
             "at": t0 + 3,
             "action": "hide",
-            "actor": "address:127.0.0.1",
+            "actor": "local",
             "editor": None,
             "article_id": "c",
             "ranking": None,
@@ -263,7 +263,7 @@ async def test_every_change_is_in_the_audit_log_newest_first(
             "action": "unpin",
             "actor": "local",
             "editor": "lee",
-            "article_id": None,
+            "article_id": "b",
             "ranking": "sports",
             "slot": 2,
             "until": None,
@@ -300,6 +300,12 @@ async def test_every_change_is_in_the_audit_log_newest_first(
     paged = first["entries"] + second["entries"] + third["entries"]
     assert paged == log["entries"]
     assert third["next"] is None
+    # A last page that is exactly full says so too.
+    assert (await edit(client, "GET", "/v1/editorial/audit?limit=5"))["next"] is None
+    whole = await edit(client, "GET", "/v1/editorial/audit?limit=4")
+    assert whole["next"] == whole["entries"][-1]["id"]
+    rest = await edit(client, "GET", f"/v1/editorial/audit?limit=1&before={whole['next']}")
+    assert (rest["entries"], rest["next"]) == (log["entries"][4:], None)
     metrics = await (await client.get("/metrics")).text()
     assert 'ranker_editorial_changes_total{action="hide"} 2.0' in metrics
     assert 'ranker_editorial_changes_total{action="unpin"} 1.0' in metrics
@@ -386,6 +392,11 @@ async def test_editor_tokens_name_who_made_a_change(
         editor_tokens={"kim": EDITOR_TOKEN}, write_tokens=(WRITE_TOKEN,), refresh_interval_s=60
     )
     client = await aiohttp_client(create_app(settings, clock=clock))
+    writer = {"Authorization": f"Bearer {WRITE_TOKEN}"}
+    seeded = await client.post(
+        "/v1/events", json=[{"article_id": "a", "section": "sports"}], headers=writer
+    )
+    assert seeded.status == 200
     for method, path in (
         ("PUT", "/v1/editorial/hides/a"),
         ("GET", "/v1/editorial"),
@@ -402,6 +413,96 @@ async def test_editor_tokens_name_who_made_a_change(
     # An editor token is no write token.
     response = await client.post("/v1/events", json=[], headers=editor)
     await assert_error(response, 401, "unauthorized")
+
+
+def guarded_settings(make_settings: Callable[..., Settings], **editors: str) -> Settings:
+    return make_settings(editor_tokens=editors, write_tokens=(WRITE_TOKEN,), refresh_interval_s=60)
+
+
+async def test_a_write_token_may_neither_hide_nor_unhide_an_article(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    client = await aiohttp_client(
+        create_app(guarded_settings(make_settings, kim=EDITOR_TOKEN), clock=clock)
+    )
+    writer = {"Authorization": f"Bearer {WRITE_TOKEN}"}
+    editor = {"Authorization": f"Bearer {EDITOR_TOKEN}"}
+    seeded = await client.post(
+        "/v1/events", json=[{"article_id": "a", "section": "sports"}], headers=writer
+    )
+    assert seeded.status == 200
+    # The analytics pipeline cannot pull a story, and nothing of its update is written.
+    response = await client.put(
+        "/v1/articles/a", json={"title": "T", "hidden": True}, headers=writer
+    )
+    await assert_error(response, 403, "editor_required")
+    assert "editor token" in (await response.json())["error"]["message"]
+    article = await edit(client, "GET", "/v1/articles/a")
+    assert (article["title"], article["hidden"]) == (None, False)
+    # Nor end an editor's hide; a CMS that sends hidden null with every update keeps it.
+    await edit(client, "PUT", "/v1/editorial/hides/a", {"reason": "legal"}, editor)
+    response = await client.put("/v1/articles/a", json={"hidden": False}, headers=writer)
+    await assert_error(response, 403, "editor_required")
+    updated = await edit(client, "PUT", "/v1/articles/a", {"title": "T", "hidden": None}, writer)
+    assert (updated["title"], updated["hidden"]) == ("T", True)
+    assert await ids(client, "sports") == []
+    # An editor token may: it is the newsroom's CMS, recorded under its name.
+    shown = await edit(client, "PUT", "/v1/articles/a", {"hidden": False, "url": "/a"}, editor)
+    assert (shown["url"], shown["hidden"]) == ("/a", False)
+    assert await ids(client, "sports") == ["a"]
+    hidden = await edit(client, "PUT", "/v1/articles/a", {"hidden": True}, editor)
+    assert hidden["hidden"] is True
+    log = await edit(client, "GET", "/v1/editorial/audit", None, editor)
+    assert [(e["action"], e["actor"]) for e in log["entries"]] == [
+        ("hide", "kim"),
+        ("unhide", "kim"),
+        ("hide", "kim"),
+    ]
+    # A bad editor token is no write token either.
+    bad = {"Authorization": "Bearer not-a-token-of-this-server-0123"}
+    await assert_error(
+        await client.put("/v1/articles/a", json={}, headers=bad), 401, "unauthorized"
+    )
+
+
+async def test_without_editor_tokens_only_a_local_writer_may_hide_through_articles(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    client = await aiohttp_client(create_app(guarded_settings(make_settings), clock=clock))
+    writer = {"Authorization": f"Bearer {WRITE_TOKEN}"}
+    # Being local lets a client edit, not write without a token.
+    response = await client.put("/v1/articles/a", json={"title": "T", "hidden": True})
+    await assert_error(response, 401, "unauthorized")
+    hidden = await edit(client, "PUT", "/v1/articles/a", {"title": "T", "hidden": True}, writer)
+    assert hidden["hidden"] is True
+    # Through a proxy on this host, the writer is no local editor.
+    proxied = {**writer, "X-Real-IP": "203.0.113.9"}
+    response = await client.put("/v1/articles/a", json={"hidden": False}, headers=proxied)
+    await assert_error(response, 403, "editor_required")
+    assert "RANKER_EDITOR_TOKENS" in (await response.json())["error"]["message"]
+    assert (await edit(client, "GET", "/v1/articles/a"))["hidden"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/v1/editorial/hides/never-seen", {}), ("/v1/articles/never-seen", {"hidden": True})],
+)
+async def test_a_hide_of_an_article_ranker_does_not_know_is_refused_and_stores_nothing(
+    client: Client, redis: Redis, key_prefix: str, path: str, body: dict[str, Any]
+) -> None:
+    await assert_error(await client.put(path, json=body), 404, "article_not_found")
+    assert await redis_keys(redis, key_prefix) == set()
+
+
+async def test_an_update_that_makes_an_article_known_may_hide_it(client: Client) -> None:
+    hidden = await edit(client, "PUT", "/v1/articles/new", {"title": "New", "hidden": True})
+    assert (hidden["title"], hidden["hidden"]) == ("New", True)
 
 
 async def test_a_remote_client_may_not_edit_without_editor_tokens(

@@ -371,3 +371,38 @@ async def test_article_reads_and_writes_are_refused_at_once_while_redis_is_known
         assert body["error"]["code"] == "redis_unavailable"
         assert consequence in body["error"]["message"]
     assert article_commands() == 0  # neither waited on a command to find out
+
+
+async def test_after_a_lost_answer_another_body_with_the_key_is_refused_and_the_retry_answered(
+    proxied: Client, proxy: ReplyLosingProxy, redis_client: Redis
+) -> None:
+    client = proxied
+    keys = Keys("faults")
+    first = [{"article_id": "first", "section": "sports"}, {"article_id": "x", "section": "x"}]
+    other = [{"article_id": "other", "section": "sports", "weight": 1000}]
+    headers = {"Idempotency-Key": "batch-1"}
+    # Redis counts the first body; its answer never arrives, so none is kept.
+    proxy.lose_script_replies = True
+    response = await client.post("/v1/events", json=first, headers=headers)
+    assert response.status == 503
+    proxy.lose_script_replies = False
+    await seconds_until_ready(client, limit=10)
+    assert await redis_client.zscore(keys.scores("sports"), "first") == 1.0
+    # Another body with that key is no retry of it: refused, and none of it counted.
+    for _ in range(2):
+        response = await client.post("/v1/events", json=other, headers=headers)
+        assert response.status == 422
+        assert "Idempotent-Replayed" not in response.headers
+        assert (await response.json())["error"]["code"] == "idempotency_key_reused"
+    for ranking in ("sports", "all"):
+        assert await redis_client.zscore(keys.scores(ranking), "other") is None
+    # The true retry is answered as the first try would have been, and counts nothing more.
+    for _ in range(2):
+        retry = await client.post("/v1/events", json=first, headers=headers)
+        assert retry.status == 200
+        assert retry.headers["Idempotent-Replayed"] == "true"
+        answer = await retry.json()
+        assert answer["accepted"] == 1
+        assert [(r["index"], r["code"]) for r in answer["rejected"]] == [(1, "unknown_section")]
+    for ranking in ("sports", "all"):
+        assert await redis_client.zscore(keys.scores(ranking), "first") == 1.0

@@ -17,8 +17,9 @@ from redis.asyncio import Redis
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import free_port
-from ranker.errors import Overloaded
+from ranker.errors import IdempotencyKeyReused, Overloaded
 from ranker.events import View
+from ranker.idempotency import IdempotencyKey
 from ranker.ingest import MAX_FLUSH_VIEWS, Ingestor
 from ranker.keys import Keys
 from ranker.metrics import Metrics
@@ -230,7 +231,7 @@ async def test_requests_sharing_a_key_in_one_flush_count_once_and_the_later_are_
     store = RankingStore(redis, settings)
     metrics = Metrics()
     ingestor = Ingestor(store, settings, metrics, clock)  # not started: one flush takes all
-    key = ("0f" * 16, '{"fingerprint": "f", "answer": {}}')
+    key = (IdempotencyKey("0f" * 16, "f" * 32), "f" * 32 + '{"accepted": 1}')
     tries = [asyncio.ensure_future(ingestor.submit(views(1, clock.now), {}, key)) for _ in range(3)]
     await asyncio.sleep(0)
     ingestor.start()
@@ -241,6 +242,41 @@ async def test_requests_sharing_a_key_in_one_flush_count_once_and_the_later_are_
     assert registry.get_sample_value("ranker_events_accepted_total", {"section": "sports"}) == 1
     labels = {"found": "flush"}
     assert registry.get_sample_value("ranker_event_batches_replayed_total", labels) == 2
+
+
+async def test_in_one_flush_the_body_a_key_stands_for_is_counted_and_another_refused(
+    make_settings: Callable[..., Settings], clock: FakeClock, redis: Redis
+) -> None:
+    settings = make_settings()
+    store = RankingStore(redis, settings)
+    metrics = Metrics()
+    ingestor = Ingestor(store, settings, metrics, clock)  # not started: one flush takes all
+    token, first, other = "0f" * 16, "a" * 32, "b" * 32
+    # The key was kept for the first body by a flush whose views never reached Redis.
+    assert await store.claim_keys({token: first}) == {token: first}
+    tries = [
+        asyncio.ensure_future(
+            ingestor.submit(
+                views(1, clock.now, prefix=name),
+                {f"{name}0": (f"Title {name}", None)},
+                (IdempotencyKey(token, body), body + '{"accepted": 1}'),
+            )
+        )
+        for name, body in (("other", other), ("first", first), ("again", first))
+    ]
+    await asyncio.sleep(0)
+    ingestor.start()
+    outcomes = await asyncio.gather(*tries, return_exceptions=True)
+    await ingestor.close()
+    assert isinstance(outcomes[0], IdempotencyKeyReused)
+    # The first body is sent, though another came first in the flush; its repeat is a retry.
+    assert outcomes[1:] == [False, True]
+    scores = store.keys.scores("sports")
+    assert await redis.zscore(scores, "first0") == 1.0
+    assert await redis.zscore(scores, "other0") is None
+    # Nothing of the refused batch is taken, its title neither.
+    assert await redis.exists(store.keys.article("other0")) == 0
+    assert await redis.hget(store.keys.article("first0"), "title") == "Title first"
 
 
 async def test_a_backlog_is_applied_in_bounded_flushes(

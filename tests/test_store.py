@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from ranker.config import Settings
 from ranker.flush import FlushPlan, KeyedBatch
+from ranker.idempotency import FINGERPRINT_LENGTH
 from ranker.scoring import HALF_LIFE_SETTLE_S
 from ranker.store import RankedItem, Ranking, RankingStore
 from ranker.store_editorial import FOREVER, Change
@@ -231,8 +232,13 @@ async def test_a_flush_of_thousands_of_articles_adds_exactly_like_zincrby(
     assert mismatched == []
 
 
+def body(token: str) -> str:
+    """A made-up fingerprint of the body a token was first sent with."""
+    return token.ljust(FINGERPRINT_LENGTH, "f")
+
+
 def keyed(token: str, increments: dict[str, dict[str, float]]) -> KeyedBatch:
-    return KeyedBatch(token, increments, record=f'{{"token": "{token}"}}')
+    return KeyedBatch(token, increments, record=body(token) + f'{{"token": "{token}"}}')
 
 
 async def test_unkeyed_and_keyed_groups_of_one_flush_add_up_exactly(
@@ -297,14 +303,34 @@ async def test_the_answer_of_a_keyed_batch_is_kept_once_applied_and_the_first_st
     make_store: Callable[..., RankingStore],
 ) -> None:
     store = make_store()
+    assert await store.claim_keys({"t1": body("t1")}) == {"t1": body("t1")}
     await store.apply(FlushPlan(T0, {}, keyed=[keyed("t1", {"sports": {"a": 1.0}})]), T0)
-    assert await store.idempotency_record("t1") == '{"token": "t1"}'
-    retry = KeyedBatch("t1", {"sports": {"a": 1.0}}, record="the retry's")
+    assert await store.idempotency_record("t1") == (body("t1"), '{"token": "t1"}')
+    retry = KeyedBatch("t1", {"sports": {"a": 1.0}}, record=body("t1") + "the retry's")
     await store.apply(FlushPlan(T0, {}, keyed=[retry]), T0)
-    assert await store.keep_answer("t1", "another") is False
-    assert await store.idempotency_record("t1") == '{"token": "t1"}'
-    assert await store.keep_answer("t2", "nothing counted") is True
-    assert await store.idempotency_record("t2") == "nothing counted"
+    assert await store.keep_answer("t1", body("t1") + "another") is False
+    assert await store.idempotency_record("t1") == (body("t1"), '{"token": "t1"}')
+    assert await store.claim_keys({"t2": body("t2")}) == {"t2": body("t2")}
+    assert await store.keep_answer("t2", body("t2") + "nothing counted") is True
+    assert await store.idempotency_record("t2") == (body("t2"), "nothing counted")
+
+
+async def test_a_key_stands_for_the_first_body_it_was_kept_with(
+    make_store: Callable[..., RankingStore], redis: Redis
+) -> None:
+    store = make_store()
+    assert await store.idempotency_record("t1") == (None, None)
+    first = {"t1": body("t1"), "t2": body("t2")}
+    assert await store.claim_keys(first) == first
+    # Before any answer is kept (the views may be counted in part already), and after.
+    assert await store.claim_keys({"t1": body("t3")}) == {"t1": body("t1")}
+    assert await store.idempotency_record("t1") == (body("t1"), None)
+    assert await store.keep_answer("t1", body("t3") + "another body's") is False
+    assert await store.keep_answer("t1", body("t1") + "its own") is True
+    assert await store.claim_keys({"t1": body("t3")}) == {"t1": body("t1")}
+    assert await store.idempotency_record("t1") == (body("t1"), "its own")
+    window = store._settings.idempotency_window_s
+    assert window - 5 <= await redis.ttl(store.keys.idempotency("t1")) <= window
 
 
 HOUR = 3600.0
