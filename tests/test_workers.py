@@ -133,7 +133,7 @@ def test_a_port_in_use_is_refused_at_once(redis_url: str, key_prefix: str, redis
 
 def test_workers_are_checked_like_every_setting() -> None:
     result = subprocess.run(
-        [RANKER, "serve", "--workers", "0"],
+        [RANKER, "serve", "--port", str(free_port()), "--workers", "0"],
         capture_output=True,
         text=True,
         env=clean_env(),
