@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
+
+from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
 
 from ranker.config import (
     ANY_ORIGIN,
@@ -34,6 +38,8 @@ from ranker.config import (
 def check_settings(settings: Settings) -> None:
     """Raise :class:`~ranker.config.ConfigError` for the first value out of bounds."""
     check_sections(settings.sections, "RANKER_SECTIONS")
+    if settings.redis_url is not None:
+        check_redis_url(settings.redis_url, "RANKER_REDIS_URL")
     _check_windows(settings)
     _check_per_ranking(
         settings, settings.section_half_lives, "RANKER_SECTION_HALF_LIVES", _check_half_life
@@ -189,6 +195,38 @@ def check_sections(sections: tuple[str, ...], name: str) -> None:
             raise ConfigError(f"{name}: {SITE_WIDE!r} is reserved for the site-wide ranking")
     if len(set(sections)) != len(sections):
         raise ConfigError(f"{name}: a section is listed twice")
+
+
+def check_redis_url(url: str, name: str) -> None:
+    """Raise :class:`ConfigError`, naming ``name``, unless redis-py can make connections from
+    ``url``. Without this a bad port or query would first fail at the first connection, as a
+    traceback, and a path that is no database number would quietly mean database 0."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        # The value is never echoed: it may hold a password.
+        raise ConfigError(f"{name}: must start with redis://, rediss:// or unix://")
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ConfigError(f"{name}: the port must be one number from 1 to 65535")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigError(f"{name}: a unix:// URL needs the socket's path")
+    else:
+        database = parts.path[1:]
+        if database and not (database.isascii() and database.isdigit()):
+            raise ConfigError(f"{name}: the path must be a database number (e.g. /0), or nothing")
+    try:
+        # Makes a connection object, without connecting: what a query would first fail on.
+        pool = ConnectionPool.from_url(url)
+        pool.connection_class(**pool.connection_kwargs)
+    except (ValueError, TypeError, RedisError) as exc:
+        reason = str(exc)
+        if parts.password:
+            reason = reason.replace(parts.password, "***")
+        raise ConfigError(f"{name}: not a usable Redis URL: {reason}") from None
 
 
 def _check_positive(value: float, name: str) -> None:

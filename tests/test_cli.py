@@ -13,23 +13,25 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
+import redis
 
-from ranker.embedded import free_port
+from ranker.embedded import EmbeddedRedis, free_port
 
 RANKER = str(Path(sys.executable).with_name("ranker"))
 
 
 def run_ranker(
-    *args: str, env: Mapping[str, str] | None = None
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     # A test never serves on the default port: something (the README's own `ranker serve`)
     # may hold it, and what the test checks would be lost behind "Address already in use".
     assert args[:1] != ("serve",) or "--port" in args or "--help" in args, args
     return subprocess.run(
-        [RANKER, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+        [RANKER, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
     )
 
 
@@ -149,3 +151,63 @@ def test_a_data_dir_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None
     assert result.returncode == 1
     assert "RANKER_DATA_DIR" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def serve_until_it_stops(url: str) -> subprocess.CompletedProcess[str]:
+    """``ranker serve`` with ``url``; a start-up that does not stop soon is a failure."""
+    try:
+        return run_ranker(
+            "serve", "--port", str(free_port()), env=clean_env(RANKER_REDIS_URL=url), timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"ranker serve with {url} kept running (retrying for ever?)")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h:p1,h:p2/0",
+        "redis://127.0.0.1:notaport/0",
+        "redis://127.0.0.1:6379/zero",
+        "redis://127.0.0.1:6379/0?no_such_option=1",
+    ],
+)
+def test_a_malformed_redis_url_is_a_configuration_error(url: str) -> None:
+    result = serve_until_it_stops(url)
+    assert result.returncode == 2, result.stderr
+    assert "RANKER_REDIS_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_database_redis_does_not_have_is_a_configuration_error(redis_url: str) -> None:
+    # Redis has 16 databases unless configured otherwise; SELECT 99 is refused for good.
+    result = serve_until_it_stops(urlsplit(redis_url)._replace(path="/99").geturl())
+    assert result.returncode == 2, result.stderr
+    assert "RANKER_REDIS_URL" in result.stderr
+    assert "DB index is out of range" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def redis_with_a_password(tmp_path: Path) -> Iterator[int]:
+    """A private Redis (this test changes its configuration) that requires a password; yields
+    its port."""
+    with EmbeddedRedis(tmp_path / "redis", persist=False) as server:
+        client = redis.Redis(port=server.port)
+        client.config_set("requirepass", "the-right-password-123")
+        client.close()
+        yield server.port
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [pytest.param(":the-wrong-password-456@", id="wrong-password"), pytest.param("", id="none")],
+)
+def test_credentials_redis_refuses_are_a_configuration_error(
+    redis_with_a_password: int, credentials: str
+) -> None:
+    result = serve_until_it_stops(f"redis://{credentials}127.0.0.1:{redis_with_a_password}/0")
+    assert result.returncode == 2, result.stderr
+    assert "RANKER_REDIS_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "the-wrong-password" not in result.stderr

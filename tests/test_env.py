@@ -81,9 +81,18 @@ def test_no_named_windows_is_spelled_none(none: str) -> None:
     assert settings.profiles == (None,)
 
 
-def test_a_bad_redis_url_is_not_echoed() -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:s3cret@redis:6379",
+        "redis://user:s3cret@redis:port/0",
+        "redis://user:s3cret@redis:6379/0?socket_timeout=s3cret",
+    ],
+)
+def test_a_bad_redis_url_is_not_echoed(url: str) -> None:
     with pytest.raises(ConfigError) as raised:
-        Settings.from_env({"RANKER_REDIS_URL": "http://user:s3cret@redis:6379"})
+        Settings.from_env({"RANKER_REDIS_URL": url})
+    assert "RANKER_REDIS_URL" in str(raised.value)
     assert "s3cret" not in str(raised.value)
 
 
