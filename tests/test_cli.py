@@ -153,14 +153,28 @@ def test_a_data_dir_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None
     assert "Traceback" not in result.stderr
 
 
-def serve_until_it_stops(url: str) -> subprocess.CompletedProcess[str]:
-    """``ranker serve`` with ``url``; a start-up that does not stop soon is a failure."""
+def serve_until_it_stops(url: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """``ranker serve`` with Redis at ``url`` (None: the embedded default); a start-up that
+    does not stop soon is a failure."""
+    if url is not None:
+        env["RANKER_REDIS_URL"] = url
     try:
-        return run_ranker(
-            "serve", "--port", str(free_port()), env=clean_env(RANKER_REDIS_URL=url), timeout=20
-        )
+        return run_ranker("serve", "--port", str(free_port()), env=clean_env(**env), timeout=20)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"ranker serve with {url} kept running (retrying for ever?)")
+        pytest.fail(f"ranker serve with {env} kept running")
+
+
+def test_a_second_serve_in_the_same_data_directory_is_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    event = orjson.dumps([{"article_id": "a-1", "section": "sports"}])
+    with serving(data_dir) as base:
+        second = serve_until_it_stops(RANKER_DATA_DIR=str(data_dir))
+        assert second.returncode == 1, second.stderr
+        assert "RANKER_DATA_DIR" in second.stderr
+        assert "in use by another ranker serve" in second.stderr
+        assert "Traceback" not in second.stderr
+        # The first is untouched and still serves.
+        assert http_json(f"{base}/v1/events", event) == {"accepted": 1, "rejected": []}
 
 
 @pytest.mark.parametrize(
