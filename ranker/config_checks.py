@@ -243,6 +243,11 @@ def _check_half_life(value: float, name: str) -> None:
 
 def _check_tokens(tokens: tuple[str, ...], name: str) -> None:
     for number, token in enumerate(tokens, 1):
+        if "${" in token:
+            raise ConfigError(
+                f"{name}: token {number} of {len(tokens)} holds an unexpanded ${{...}}: what "
+                "set it did not substitute the variable"
+            )
         if not TOKEN_RE.fullmatch(token):
             # Which one, by position: the value itself is a secret and is not echoed.
             raise ConfigError(

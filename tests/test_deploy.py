@@ -25,7 +25,7 @@ import yaml
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
 from ranker.app import create_app
-from ranker.config import Settings
+from ranker.config import ConfigError, Settings
 from ranker.embedded import free_port
 from tests.conftest import Client
 
@@ -478,8 +478,36 @@ def test_write_tokens_come_from_secrets_not_from_the_files() -> None:
     assert "Secret" not in docs  # created by hand, so no token is kept in git
     compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
     environment = compose["services"]["ranker"]["environment"]
-    assert environment["RANKER_WRITE_TOKENS"] == "${RANKER_WRITE_TOKENS:-}"
+    # Required: with no token every write through Docker's bridge is refused anyway, so the
+    # stack does not start without one.
+    assert re.fullmatch(r"\$\{RANKER_WRITE_TOKENS:\?[^}]+\}", environment["RANKER_WRITE_TOKENS"])
     assert environment["RANKER_EDITOR_TOKENS"] == "${RANKER_EDITOR_TOKENS:-}"
+
+
+def test_compose_values_left_unexpanded_stop_ranker_naming_the_variable() -> None:
+    """A Compose that does not know a form passes it on as it is (podman-compose 1.0.3 does
+    with ``${VAR:-}``): ranker must refuse it, not take it for a token."""
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    environment = compose["services"]["ranker"]["environment"]
+    references = {name: value for name, value in environment.items() if "${" in str(value)}
+    assert {"RANKER_WRITE_TOKENS", "RANKER_EDITOR_TOKENS"} <= references.keys()
+    for name, value in references.items():
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({name: value})
+
+
+def test_compose_says_which_compose_it_needs() -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    compose = yaml.safe_load(text)
+    # The Compose Specification: no `version`, which Compose v2 ignores and 1.x would need.
+    assert "version" not in compose
+    header = text.split("\nname:", 1)[0]
+    assert "Docker Compose v2" in header
+    assert "podman-compose 1.0.6" in header
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Docker Compose", 1)[1].split("\n### ", 1)[0]
+    assert "Docker Compose v2" in section
+    assert "podman-compose 1.0.6" in section
 
 
 def test_compose_mounts_files_that_exist() -> None:

@@ -96,6 +96,32 @@ def test_a_bad_redis_url_is_not_echoed(url: str) -> None:
     assert "s3cret" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        # As podman-compose 1.0.3 passes the Compose file's optional tokens on.
+        ("RANKER_WRITE_TOKENS", "${RANKER_WRITE_TOKENS:-}"),
+        ("RANKER_WRITE_TOKENS", "a-real-token-0123456789,${SECOND_TOKEN}"),
+        ("RANKER_EDITOR_TOKENS", "${RANKER_EDITOR_TOKENS:-}"),
+        ("RANKER_EDITOR_TOKENS", "desk:${DESK_TOKEN}"),
+        ("RANKER_REDIS_URL", "redis://:${REDIS_PASSWORD}@redis:6379/0"),
+        ("RANKER_SECTIONS", "${SECTIONS}"),
+    ],
+)
+def test_an_unexpanded_variable_is_refused_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable) as raised:
+        Settings.from_env({variable: value})
+    assert "unexpanded" in str(raised.value)
+    assert "a-real-token" not in str(raised.value)
+
+
+def test_a_token_that_is_a_variable_reference_is_no_token() -> None:
+    with pytest.raises(ConfigError, match=r"RANKER_WRITE_TOKENS.*unexpanded"):
+        Settings(write_tokens=("${RANKER_WRITE_TOKENS:-}",))
+    with pytest.raises(ConfigError, match=r"RANKER_EDITOR_TOKENS.*unexpanded"):
+        Settings(editor_tokens={"desk": "${RANKER_EDITOR_TOKENS:-}"})
+
+
 class ReadLog(Mapping[str, str]):
     """An empty environment that notes every variable asked for."""
 
