@@ -524,3 +524,16 @@ def test_compose_mounts_files_that_exist() -> None:
     (job,) = [job for job in prometheus["scrape_configs"] if job["job_name"] == "ranker"]
     assert job["dns_sd_configs"][0]["names"] == ["ranker"]
     assert job["dns_sd_configs"][0]["port"] == 8080
+
+
+def test_the_files_say_what_is_true_of_authentication_and_health_checks() -> None:
+    service = (K8S / "service.yaml").read_text(encoding="utf-8")
+    assert "no authentication" not in service
+    assert "RANKER_WRITE_TOKENS" in service
+    assert "RANKER_EDITOR_TOKENS" in service
+    # buildah and podman build OCI images by default, which have no HEALTHCHECK.
+    dockerfile_header = DOCKERFILE.read_text(encoding="utf-8").split("\nFROM ", 1)[0]
+    assert "--format docker" in dockerfile_header
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    image_section = readme.split("### The image", 1)[1].split("\n### ", 1)[0]
+    assert "--format docker" in image_section
