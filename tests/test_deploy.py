@@ -254,6 +254,39 @@ async def test_dashboard_names_only_metrics_ranker_exports(
     assert unknown == {}, f"dashboard queries name metrics ranker does not export: {unknown}"
 
 
+def test_dashboard_shows_why_views_were_not_counted_and_editorial_changes() -> None:
+    """A dedup spike once took "accepted" to 0 with nothing on the dashboard saying why."""
+    board = dashboard()
+    by_metric: dict[str, list[str]] = {}
+    for panel in walk_panels(board["panels"]):
+        for target in panel.get("targets", []):
+            for name in metric_names(target["expr"]):
+                by_metric.setdefault(name, []).append(panel["title"])
+    (why,) = set(by_metric["ranker_events_excluded_total"])
+    # The reasons views were not counted, beside the views that were, on one panel.
+    assert why in by_metric["ranker_events_rejected_total"]
+    assert why in by_metric["ranker_events_accepted_total"]
+    assert by_metric["ranker_editorial_changes_total"]
+    exprs = [
+        target["expr"]
+        for panel in walk_panels(board["panels"])
+        for target in panel.get("targets", [])
+    ]
+    assert any("ranker_events_excluded_total" in expr and "by (reason)" in expr for expr in exprs)
+    assert any("ranker_editorial_changes_total" in expr and "by (action)" in expr for expr in exprs)
+    # No two panels overlap.
+    cells: set[tuple[int, int]] = set()
+    for panel in walk_panels(board["panels"]):
+        grid = panel["gridPos"]
+        mine = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not mine & cells, panel["title"]
+        cells |= mine
+
+
 def test_dashboard_panels_use_the_datasource_variable() -> None:
     board = dashboard()
     assert board["uid"] == "ranker"
