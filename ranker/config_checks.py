@@ -19,10 +19,12 @@ from ranker.config import (
     LOG_LEVELS,
     MAX_AUDIT_ENTRIES,
     MAX_DEDUP_WINDOW_S,
+    MAX_EVENT_METADATA_TTL_S,
     MAX_MOVEMENT_INTERVAL_S,
     MAX_WINDOWS,
     MAX_WORKERS,
     MIN_AUDIT_ENTRIES,
+    MIN_EVENT_METADATA_TTL_S,
     MIN_HALF_LIFE_S,
     MIN_MOVEMENT_INTERVAL_S,
     MIN_PRUNE_BELOW,
@@ -165,6 +167,12 @@ def _check_ingest_limits(settings: Settings) -> None:
         raise ConfigError(
             "RANKER_DEDUP_WINDOW_S: must be a whole number of seconds from 0 (off) to "
             f"{MAX_DEDUP_WINDOW_S}"
+        )
+    ttl = settings.event_metadata_ttl_s
+    if ttl != 0 and not MIN_EVENT_METADATA_TTL_S <= ttl <= MAX_EVENT_METADATA_TTL_S:
+        raise ConfigError(
+            "RANKER_EVENT_METADATA_TTL_S: must be 0 (keep for ever) or a whole number of seconds "
+            f"from {MIN_EVENT_METADATA_TTL_S} to {MAX_EVENT_METADATA_TTL_S}"
         )
     if settings.max_pending_bytes < settings.max_body_bytes:
         raise ConfigError(

@@ -105,6 +105,9 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         write_tokens=get("RANKER_WRITE_TOKENS", _parse_list, ()),
         editor_tokens=get("RANKER_EDITOR_TOKENS", _parse_editor_tokens, {}),
         audit_max_entries=get("RANKER_AUDIT_MAX_ENTRIES", _parse_int, defaults.audit_max_entries),
+        event_metadata_ttl_s=get(
+            "RANKER_EVENT_METADATA_TTL_S", _parse_int, defaults.event_metadata_ttl_s
+        ),
         cors_origins=get("RANKER_CORS_ORIGINS", _parse_list, ()),
     )
 

@@ -36,6 +36,7 @@ _TOP = _lua("top.lua")
 _SCORE = _lua("score.lua")
 _SEEN = _lua("seen.lua")
 _PIN = _lua("pin.lua")
+_METADATA = _lua("metadata.lua")
 
 
 class StoreBase:
@@ -66,6 +67,7 @@ class StoreBase:
         self._score = redis.register_script(_SCORE)
         self._seen = redis.register_script(_SEEN)
         self._pin = redis.register_script(_PIN)
+        self._event_metadata = self._flush_redis.register_script(_METADATA)
         self._flush_proven_at = -math.inf
 
 

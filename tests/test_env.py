@@ -295,3 +295,16 @@ def test_bad_editor_tokens_are_named_and_not_echoed(raw: str, message: str) -> N
 def test_a_bad_audit_size_is_an_error(raw: str) -> None:
     with pytest.raises(ConfigError, match="RANKER_AUDIT_MAX_ENTRIES"):
         Settings.from_env({"RANKER_AUDIT_MAX_ENTRIES": raw})
+
+
+def test_metadata_from_events_is_kept_for_days_or_for_ever() -> None:
+    assert Settings.from_env({}).event_metadata_ttl_s == 3 * 86_400
+    assert Settings.from_env({"RANKER_EVENT_METADATA_TTL_S": "0"}).event_metadata_ttl_s == 0
+    settings = Settings.from_env({"RANKER_EVENT_METADATA_TTL_S": "86400"})
+    assert settings.event_metadata_ttl_s == 86_400
+
+
+@pytest.mark.parametrize("raw", ["59", "3599", "31536001", "-1", "a week"])
+def test_a_bad_metadata_lifetime_is_an_error(raw: str) -> None:
+    with pytest.raises(ConfigError, match="RANKER_EVENT_METADATA_TTL_S"):
+        Settings.from_env({"RANKER_EVENT_METADATA_TTL_S": raw})
