@@ -10,6 +10,7 @@ requests and flushes its queue.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -21,7 +22,6 @@ import tempfile
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
-from multiprocessing.synchronize import Event
 from pathlib import Path
 from types import FrameType
 
@@ -81,14 +81,16 @@ def serve_workers(settings: Settings, workers: int) -> int:
         stopping = True
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    # slot -> (process, started at, set once it listens)
-    running: dict[int, tuple[BaseProcess, float, Event]] = {}
+    # slot -> (process, started at, true once it listens)
+    running: dict[int, tuple[BaseProcess, float, ctypes.c_bool]] = {}
     start_failures = 0
     status = 0
     try:
 
         def start(slot: int) -> None:
-            serving = context.Event()
+            # A plain shared flag, with no lock: a worker killed while setting an Event (it
+            # holds the Event's lock then) would leave the supervisor blocked reading it.
+            serving = context.RawValue(ctypes.c_bool, False)
             process = context.Process(
                 target=_worker_main,
                 args=(settings, metrics_dir, serving),
@@ -105,7 +107,7 @@ def serve_workers(settings: Settings, workers: int) -> int:
             for slot, (process, started, serving) in list(running.items()):
                 if process.is_alive() or stopping:
                     continue
-                served = serving.is_set()
+                served = serving.value
                 log.error(
                     "worker %d (pid %s) exited with %s after %.1f s, %s",
                     slot,
@@ -153,7 +155,7 @@ def _stop_all(processes: list[BaseProcess]) -> int:
     return status
 
 
-def _worker_main(settings: Settings, metrics_dir: Path, serving: Event) -> None:
+def _worker_main(settings: Settings, metrics_dir: Path, serving: ctypes.c_bool) -> None:
     # Its own process group, so a terminal's Ctrl-C reaches only the supervisor, which passes
     # one SIGTERM on (a second signal would interrupt the final flush); and if the supervisor
     # dies without stopping it, even by SIGKILL, it gets SIGTERM.
@@ -161,13 +163,17 @@ def _worker_main(settings: Settings, metrics_dir: Path, serving: Event) -> None:
     if sys.platform == "linux":
         die_with_parent()
     configure_logging(settings)
+
+    def now_serving(_message: str) -> None:
+        serving.value = True
+
     web.run_app(
         create_app(settings, metrics_dir=metrics_dir),
         host=settings.host,
         port=settings.port,
         reuse_port=True,
         # Called once the port is bound and the app started: from now on this worker serves.
-        print=lambda _message: serving.set(),
+        print=now_serving,
         **access_log_options(settings),
     )
     log.info("worker pid %d stopped", os.getpid())
