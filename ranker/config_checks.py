@@ -3,6 +3,7 @@ variable a bad value came from. :class:`~ranker.config.Settings` runs them all w
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
@@ -226,15 +227,24 @@ def check_redis_url(url: str, name: str) -> None:
         database = parts.path[1:]
         if database and not (database.isascii() and database.isdigit()):
             raise ConfigError(f"{name}: the path must be a database number (e.g. /0), or nothing")
+    reason = _redis_url_error(url)
+    if reason is not None:
+        if parts.password:
+            reason = reason.replace(parts.password, "***")
+        raise ConfigError(f"{name}: not a usable Redis URL: {reason}")
+
+
+@functools.lru_cache(maxsize=32)
+def _redis_url_error(url: str) -> str | None:
+    """Why redis-py cannot make a connection from ``url``, or None. Cached: it takes about a
+    millisecond, and settings are made again for every override (and every test)."""
     try:
         # Makes a connection object, without connecting: what a query would first fail on.
         pool = ConnectionPool.from_url(url)
         pool.connection_class(**pool.connection_kwargs)
     except (ValueError, TypeError, RedisError) as exc:
-        reason = str(exc)
-        if parts.password:
-            reason = reason.replace(parts.password, "***")
-        raise ConfigError(f"{name}: not a usable Redis URL: {reason}") from None
+        return str(exc)
+    return None
 
 
 def _check_positive(value: float, name: str) -> None:
