@@ -3,6 +3,9 @@
 #   docker build -t ranker .
 #   docker run --rm -p 8080:8080 -e RANKER_REDIS_URL=redis://my-redis:6379/0 ranker
 #
+# With buildah or podman, build with `--format docker` (`podman build --format docker -t ranker .`):
+# their default, the OCI image format, has no HEALTHCHECK, and the one below is dropped.
+#
 # Both stages use the same base image, so the interpreter that /opt/venv points at exists, at the
 # same path, in the final image. Only /opt/venv crosses from the builder to the final stage.
 

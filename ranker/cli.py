@@ -10,7 +10,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+import redis
 from aiohttp import web
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from . import __version__
 from .app import create_app
@@ -81,6 +84,12 @@ def serve(settings: Settings) -> int:
     except (PortInUse, OSError) as exc:
         print(f"ranker: RANKER_HOST/RANKER_PORT (or --host/--port): {exc}", file=sys.stderr)
         return 1
+    if settings.redis_url is not None:
+        try:
+            check_redis(settings.redis_url, settings.redis_timeout_s)
+        except ConfigError as exc:
+            print(f"ranker: configuration error: {exc}", file=sys.stderr)
+            return 2
     with contextlib.ExitStack() as stack:
         if settings.redis_url is None:
             try:
@@ -116,3 +125,27 @@ def serve(settings: Settings) -> int:
         )
         log.info("stopped")
     return 0
+
+
+def check_redis(url: str, timeout_s: float) -> None:
+    """Raise :class:`ConfigError` when the Redis at ``url`` answers but refuses this service
+    for good: a wrong user or password (``WRONGPASS``, ``NOAUTH``), a database it does not have,
+    a command its ACL forbids. Retrying those, as the service retries an outage, would never
+    end; a Redis that does not answer is an outage, and start-up goes on."""
+    client = redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:  # a ConnectionError, but no outage
+        raise ConfigError(f"RANKER_REDIS_URL: Redis refused the credentials: {exc}") from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        log.warning("Redis does not answer yet (%s); starting anyway", exc)
+    except redis.ResponseError as exc:
+        # Connecting selects the database, and may authenticate: either can be refused.
+        raise ConfigError(f"RANKER_REDIS_URL: Redis refused the connection: {exc}") from None
+    finally:
+        client.close()

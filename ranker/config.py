@@ -58,6 +58,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TOKEN_RE = re.compile(r"[!-+\--~]{16,256}")
 # What the audit log records as who made an editorial change: one name per editor token.
 EDITOR_NAME_RE = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+# Titles and URLs from events: kept at least an hour after the last event that carried them
+# (0: for ever), at most a year.
+MIN_EVENT_METADATA_TTL_S = 3600
+MAX_EVENT_METADATA_TTL_S = 365 * 86_400
 MIN_AUDIT_ENTRIES = 1000
 MAX_AUDIT_ENTRIES = 10_000_000
 # An origin as a browser sends it: lowercase scheme and host, an optional port, no path.
@@ -124,6 +128,9 @@ class Settings:
     editor_tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Editor name -> the bearer token that makes editorial changes as that editor; none:
     loopback clients only, recorded as ``local``. Never in a repr or a log."""
+    event_metadata_ttl_s: int = 3 * 86_400
+    """An article whose metadata only events have set (title, url) is forgotten this long after
+    the last event that carried either; 0: never. What the CMS or an editor set is kept."""
     audit_max_entries: int = 100_000
     """The editorial audit log keeps about this many of the newest changes."""
     cors_origins: tuple[str, ...] = ()

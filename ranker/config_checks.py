@@ -3,8 +3,13 @@ variable a bad value came from. :class:`~ranker.config.Settings` runs them all w
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
+
+from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
 
 from ranker.config import (
     ANY_ORIGIN,
@@ -15,10 +20,12 @@ from ranker.config import (
     LOG_LEVELS,
     MAX_AUDIT_ENTRIES,
     MAX_DEDUP_WINDOW_S,
+    MAX_EVENT_METADATA_TTL_S,
     MAX_MOVEMENT_INTERVAL_S,
     MAX_WINDOWS,
     MAX_WORKERS,
     MIN_AUDIT_ENTRIES,
+    MIN_EVENT_METADATA_TTL_S,
     MIN_HALF_LIFE_S,
     MIN_MOVEMENT_INTERVAL_S,
     MIN_PRUNE_BELOW,
@@ -34,6 +41,8 @@ from ranker.config import (
 def check_settings(settings: Settings) -> None:
     """Raise :class:`~ranker.config.ConfigError` for the first value out of bounds."""
     check_sections(settings.sections, "RANKER_SECTIONS")
+    if settings.redis_url is not None:
+        check_redis_url(settings.redis_url, "RANKER_REDIS_URL")
     _check_windows(settings)
     _check_per_ranking(
         settings, settings.section_half_lives, "RANKER_SECTION_HALF_LIVES", _check_half_life
@@ -160,6 +169,12 @@ def _check_ingest_limits(settings: Settings) -> None:
             "RANKER_DEDUP_WINDOW_S: must be a whole number of seconds from 0 (off) to "
             f"{MAX_DEDUP_WINDOW_S}"
         )
+    ttl = settings.event_metadata_ttl_s
+    if ttl != 0 and not MIN_EVENT_METADATA_TTL_S <= ttl <= MAX_EVENT_METADATA_TTL_S:
+        raise ConfigError(
+            "RANKER_EVENT_METADATA_TTL_S: must be 0 (keep for ever) or a whole number of seconds "
+            f"from {MIN_EVENT_METADATA_TTL_S} to {MAX_EVENT_METADATA_TTL_S}"
+        )
     if settings.max_pending_bytes < settings.max_body_bytes:
         raise ConfigError(
             "RANKER_MAX_PENDING_BYTES: must be at least RANKER_MAX_BODY_BYTES "
@@ -191,6 +206,47 @@ def check_sections(sections: tuple[str, ...], name: str) -> None:
         raise ConfigError(f"{name}: a section is listed twice")
 
 
+def check_redis_url(url: str, name: str) -> None:
+    """Raise :class:`ConfigError`, naming ``name``, unless redis-py can make connections from
+    ``url``. Without this a bad port or query would first fail at the first connection, as a
+    traceback, and a path that is no database number would quietly mean database 0."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        # The value is never echoed: it may hold a password.
+        raise ConfigError(f"{name}: must start with redis://, rediss:// or unix://")
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ConfigError(f"{name}: the port must be one number from 1 to 65535")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigError(f"{name}: a unix:// URL needs the socket's path")
+    else:
+        database = parts.path[1:]
+        if database and not (database.isascii() and database.isdigit()):
+            raise ConfigError(f"{name}: the path must be a database number (e.g. /0), or nothing")
+    reason = _redis_url_error(url)
+    if reason is not None:
+        if parts.password:
+            reason = reason.replace(parts.password, "***")
+        raise ConfigError(f"{name}: not a usable Redis URL: {reason}")
+
+
+@functools.lru_cache(maxsize=32)
+def _redis_url_error(url: str) -> str | None:
+    """Why redis-py cannot make a connection from ``url``, or None. Cached: it takes about a
+    millisecond, and settings are made again for every override (and every test)."""
+    try:
+        # Makes a connection object, without connecting: what a query would first fail on.
+        pool = ConnectionPool.from_url(url)
+        pool.connection_class(**pool.connection_kwargs)
+    except (ValueError, TypeError, RedisError) as exc:
+        return str(exc)
+    return None
+
+
 def _check_positive(value: float, name: str) -> None:
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{name}: {value!r} must be a positive number")
@@ -205,6 +261,11 @@ def _check_half_life(value: float, name: str) -> None:
 
 def _check_tokens(tokens: tuple[str, ...], name: str) -> None:
     for number, token in enumerate(tokens, 1):
+        if "${" in token:
+            raise ConfigError(
+                f"{name}: token {number} of {len(tokens)} holds an unexpanded ${{...}}: what "
+                "set it did not substitute the variable"
+            )
         if not TOKEN_RE.fullmatch(token):
             # Which one, by position: the value itself is a secret and is not echoed.
             raise ConfigError(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
+import os
 import platform
 import shutil
 import signal
@@ -23,6 +25,14 @@ from redis.retry import Retry
 
 class EmbeddedServerError(RuntimeError):
     """The embedded server could not be found or did not start."""
+
+
+class DataDirInUse(EmbeddedServerError):
+    """Another embedded server (another ``ranker serve``) holds the data directory."""
+
+
+LOCK_FILE = "ranker.lock"
+"""In the data directory: locked (``flock``) while a server keeps its data there."""
 
 
 def find_server_binary(explicit: str | None = None) -> str:
@@ -97,6 +107,7 @@ class EmbeddedRedis:
         self._port_was_chosen = port is None
         self.port = port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
+        self._lock: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -112,18 +123,54 @@ class EmbeddedRedis:
         return self.data_dir / "server.log"
 
     def start(self, timeout: float = 15.0) -> None:
-        """Start the server and wait until it answers PING (or has loaded its data)."""
+        """Start the server and wait until it answers PING (or has loaded its data).
+
+        Raises :class:`DataDirInUse` when another server keeps its data in ``data_dir``."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(3):
-            try:
-                self._spawn_and_wait(timeout)
-                return
-            except EmbeddedServerError:
-                # Another process can take a free port between our check and the server's bind.
-                if self._port_was_chosen and attempt < 2 and not _port_is_free(self.port):
-                    self.port = free_port()
-                    continue
-                raise
+        self._take_lock()
+        try:
+            for attempt in range(3):
+                try:
+                    self._spawn_and_wait(timeout)
+                    return
+                except EmbeddedServerError:
+                    # Another process can take a free port between our check and the bind.
+                    if self._port_was_chosen and attempt < 2 and not _port_is_free(self.port):
+                        self.port = free_port()
+                        continue
+                    raise
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _take_lock(self) -> None:
+        """Lock the data directory for this server's life. Two servers appending to one
+        append-only file would each load the other's writes at their next start: the states
+        silently merged."""
+        if self._lock is not None:
+            return  # started before, and not stopped since
+        path = self.data_dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DataDirInUse(
+                f"RANKER_DATA_DIR: {self.data_dir} is in use by another ranker serve (pid "
+                f"{holder}); stop it, or give this one a RANKER_DATA_DIR of its own"
+            ) from None
+        except OSError:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock = fd
+
+    def _release_lock(self) -> None:
+        fd, self._lock = self._lock, None
+        if fd is not None:
+            os.close(fd)
 
     def _spawn_and_wait(self, timeout: float) -> None:
         args = [
@@ -139,6 +186,9 @@ class EmbeddedRedis:
         ]  # fmt: skip
         self._process = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell
             args,
+            # The server holds the lock too: if ranker dies first, the lock lasts until the
+            # server (which its parent's death stops) has written its data and exited.
+            pass_fds=() if self._lock is None else (self._lock,),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -164,7 +214,7 @@ class EmbeddedRedis:
                 if self._answers(client):
                     return
                 if time.monotonic() > deadline:
-                    self.stop()
+                    self._terminate()
                     raise EmbeddedServerError(
                         f"{self.binary} did not answer within {timeout:g} s: {self._log_tail()}"
                     )
@@ -182,7 +232,14 @@ class EmbeddedRedis:
         return info.get("process_id") == self._process.pid and info.get("loading") == 0
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM (the server flushes its append-only file and exits), SIGKILL if it hangs."""
+        """SIGTERM (the server flushes its append-only file and exits), SIGKILL if it hangs;
+        then the data directory is free for another server."""
+        try:
+            self._terminate(timeout)
+        finally:
+            self._release_lock()
+
+    def _terminate(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
@@ -199,6 +256,7 @@ class EmbeddedRedis:
         if process is not None and process.poll() is None:
             process.kill()
             process.wait()
+        self._release_lock()
 
     def _log_tail(self) -> str:
         with contextlib.suppress(OSError):

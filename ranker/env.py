@@ -7,6 +7,7 @@ The one place that reads the environment; the CLI passes ``os.environ`` in, and 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -15,6 +16,11 @@ from ranker.config import DEFAULT_SECTIONS, ConfigError, Settings
 from ranker.config_checks import check_sections
 
 T = TypeVar("T")
+
+UNEXPANDED = re.compile(r"\$\{[^}]*\}")
+"""A variable reference left as it was by whatever should have substituted it (a Compose that
+does not know the form, e.g. podman-compose 1.0.3 with ``${VAR:-}``): taken as a value, it
+would become a write token anyone reading the Compose file knows."""
 
 
 def settings_from_env(env: Mapping[str, str]) -> Settings:
@@ -25,6 +31,13 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
 
     def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
         raw = env.get(name, "").strip()
+        if UNEXPANDED.search(raw):
+            # The value is not echoed: the rest of it may be a secret.
+            raise ConfigError(
+                f"{name}: holds an unexpanded ${{...}}: what set it (a Compose file, a script) "
+                "did not substitute the variable; set the value itself, or use a Compose that "
+                "expands it (README: Docker Compose)"
+            )
         return parse(raw, name) if raw else default
 
     sections = get("RANKER_SECTIONS", _parse_sections, DEFAULT_SECTIONS)
@@ -92,6 +105,9 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         write_tokens=get("RANKER_WRITE_TOKENS", _parse_list, ()),
         editor_tokens=get("RANKER_EDITOR_TOKENS", _parse_editor_tokens, {}),
         audit_max_entries=get("RANKER_AUDIT_MAX_ENTRIES", _parse_int, defaults.audit_max_entries),
+        event_metadata_ttl_s=get(
+            "RANKER_EVENT_METADATA_TTL_S", _parse_int, defaults.event_metadata_ttl_s
+        ),
         cors_origins=get("RANKER_CORS_ORIGINS", _parse_list, ()),
     )
 

@@ -120,12 +120,7 @@ class RankingStore(ListReads, ArticleMetadata, EditorialStore):
                         ],
                         client=pipe,
                     )
-                for article_id, (title, url) in metadata.items():
-                    key = self.keys.article(article_id)
-                    if title is not None:
-                        pipe.hsetnx(key, "title", title)
-                    if url is not None:
-                        pipe.hsetnx(key, "url", url)
+                await self._fill_metadata(pipe, metadata)
                 metadata = {}  # set once; the calls sent again carry counts only
                 results = await pipe.execute()
             retry: dict[str, tuple[list[str], list[dict[str, float]]]] = {}
@@ -182,6 +177,28 @@ class RankingStore(ListReads, ArticleMetadata, EditorialStore):
             token: fingerprint if kept is None else str(kept)[:FINGERPRINT_LENGTH]
             for (token, fingerprint), kept in zip(bodies.items(), results, strict=True)
         }
+
+    async def _fill_metadata(
+        self, pipe: Pipeline, metadata: Mapping[str, tuple[str | None, str | None]]
+    ) -> None:
+        """Queue the titles and urls events carried, each set only where unset. What events
+        alone made expires ``RANKER_EVENT_METADATA_TTL_S`` after the last event that carried
+        it, so ids no ranking holds any more (a pipeline that mints them) do not pile up."""
+        ttl = self._settings.event_metadata_ttl_s
+        for article_id, (title, url) in metadata.items():
+            key = self.keys.article(article_id)
+            if not ttl:  # kept for ever
+                if title is not None:
+                    pipe.hsetnx(key, "title", title)
+                if url is not None:
+                    pipe.hsetnx(key, "url", url)
+                continue
+            fields: list[str | int] = [ttl]
+            if title is not None:
+                fields += ["title", title]
+            if url is not None:
+                fields += ["url", url]
+            await self._event_metadata(keys=[key], args=fields, client=pipe)
 
     @observed("dedup")
     async def claim_views(self, marks: Mapping[int, list[str]], token: str) -> set[str]:

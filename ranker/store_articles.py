@@ -116,6 +116,8 @@ class ArticleMetadata(StoreBase):
                 pipe.hset(key, mapping=to_set)
             if to_clear:
                 pipe.hdel(key, *to_clear)
+            # The CMS's word is kept: metadata events made (which expires) is the CMS's now.
+            pipe.persist(key)
             if changes.keys() & {"section", "published_at"}:
                 self._index_published(pipe, article_id, old_section, section, published)
             await pipe.execute()

@@ -37,6 +37,7 @@ _SCORE = _lua("score.lua")
 _SEEN = _lua("seen.lua")
 _PIN = _lua("pin.lua")
 _KEEP = _lua("keep.lua")
+_METADATA = _lua("metadata.lua")
 
 
 class StoreBase:
@@ -68,6 +69,7 @@ class StoreBase:
         self._score = redis.register_script(_SCORE)
         self._seen = redis.register_script(_SEEN)
         self._pin = redis.register_script(_PIN)
+        self._event_metadata = self._flush_redis.register_script(_METADATA)
         self._flush_proven_at = -math.inf
 
 

@@ -114,6 +114,8 @@ class EditorialStore(StoreBase):
                 pipe.hset(article, LEGACY_HIDDEN, "1")
             else:
                 pipe.hdel(article, LEGACY_HIDDEN)
+            # Kept while the hide is: unhiding reads it (metadata events made would expire).
+            pipe.persist(article)
             self._record(pipe, change)
             await pipe.execute()
 

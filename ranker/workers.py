@@ -10,6 +10,7 @@ requests and flushes its queue.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -36,11 +37,10 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 60.0
 """How long a worker may take to stop (finish requests, flush) before it is killed."""
 
-FAST_FAILURE_S = 10.0
-MAX_FAST_FAILURES = 5
-"""A worker that dies within FAST_FAILURE_S of starting, this many times in a row, stops the
-service: it is failing at start-up (a bad setting, a port it may not bind) and restarting it
-again will not help."""
+MAX_START_FAILURES = 5
+"""A worker that dies before it serves, this many times in a row, stops the service: it is
+failing at start-up (a bad setting, a port it may not bind) and restarting it again will not
+help. A worker that died while serving (killed, out of memory) is replaced however often."""
 
 
 class PortInUse(RuntimeError):
@@ -81,38 +81,44 @@ def serve_workers(settings: Settings, workers: int) -> int:
         stopping = True
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    running: dict[int, tuple[BaseProcess, float]] = {}  # slot -> (process, started at)
-    fast_failures = 0
+    # slot -> (process, started at, true once it listens)
+    running: dict[int, tuple[BaseProcess, float, ctypes.c_bool]] = {}
+    start_failures = 0
     status = 0
     try:
 
         def start(slot: int) -> None:
+            # A plain shared flag, with no lock: a worker killed while setting an Event (it
+            # holds the Event's lock then) would leave the supervisor blocked reading it.
+            serving = context.RawValue(ctypes.c_bool, False)
             process = context.Process(
                 target=_worker_main,
-                args=(settings, metrics_dir),
+                args=(settings, metrics_dir, serving),
                 name=f"ranker-worker-{slot}",
             )
             process.start()
-            running[slot] = (process, time.monotonic())
+            running[slot] = (process, time.monotonic(), serving)
             log.info("worker %d started (pid %s)", slot, process.pid)
 
         for slot in range(workers):
             start(slot)
         while not stopping:
-            wait([process.sentinel for process, _ in running.values()], timeout=0.5)
-            for slot, (process, started) in list(running.items()):
+            wait([process.sentinel for process, _, _ in running.values()], timeout=0.5)
+            for slot, (process, started, serving) in list(running.items()):
                 if process.is_alive() or stopping:
                     continue
-                lived = time.monotonic() - started
+                served = serving.value
                 log.error(
-                    "worker %d (pid %s) exited with %s after %.1f s",
+                    "worker %d (pid %s) exited with %s after %.1f s, %s",
                     slot,
                     process.pid,
                     process.exitcode,
-                    lived,
+                    time.monotonic() - started,
+                    "while serving" if served else "before it served",
                 )
-                fast_failures = fast_failures + 1 if lived < FAST_FAILURE_S else 0
-                if fast_failures >= MAX_FAST_FAILURES:
+                # Only start-up failures count: one that served can serve again once replaced.
+                start_failures = 0 if served else start_failures + 1
+                if start_failures >= MAX_START_FAILURES:
                     log.critical("workers keep failing at start-up; stopping")
                     stopping, status = True, 1
                     break
@@ -120,7 +126,7 @@ def serve_workers(settings: Settings, workers: int) -> int:
     finally:
         try:
             stopping = True
-            status = max(status, _stop_all([process for process, _ in running.values()]))
+            status = max(status, _stop_all([process for process, _, _ in running.values()]))
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -149,7 +155,7 @@ def _stop_all(processes: list[BaseProcess]) -> int:
     return status
 
 
-def _worker_main(settings: Settings, metrics_dir: Path) -> None:
+def _worker_main(settings: Settings, metrics_dir: Path, serving: ctypes.c_bool) -> None:
     # Its own process group, so a terminal's Ctrl-C reaches only the supervisor, which passes
     # one SIGTERM on (a second signal would interrupt the final flush); and if the supervisor
     # dies without stopping it, even by SIGKILL, it gets SIGTERM.
@@ -157,12 +163,17 @@ def _worker_main(settings: Settings, metrics_dir: Path) -> None:
     if sys.platform == "linux":
         die_with_parent()
     configure_logging(settings)
+
+    def now_serving(_message: str) -> None:
+        serving.value = True
+
     web.run_app(
         create_app(settings, metrics_dir=metrics_dir),
         host=settings.host,
         port=settings.port,
         reuse_port=True,
-        print=None,
+        # Called once the port is bound and the app started: from now on this worker serves.
+        print=now_serving,
         **access_log_options(settings),
     )
     log.info("worker pid %d stopped", os.getpid())

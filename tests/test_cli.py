@@ -13,20 +13,25 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
+import redis
 
-from ranker.embedded import free_port
+from ranker.embedded import EmbeddedRedis, free_port
 
 RANKER = str(Path(sys.executable).with_name("ranker"))
 
 
 def run_ranker(
-    *args: str, env: Mapping[str, str] | None = None
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
+    # A test never serves on the default port: something (the README's own `ranker serve`)
+    # may hold it, and what the test checks would be lost behind "Address already in use".
+    assert args[:1] != ("serve",) or "--port" in args or "--help" in args, args
     return subprocess.run(
-        [RANKER, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+        [RANKER, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
     )
 
 
@@ -92,7 +97,9 @@ def test_help_describes_the_command_and_its_settings() -> None:
 
 
 def test_a_bad_setting_stops_start_up_naming_the_variable() -> None:
-    result = run_ranker("serve", env=clean_env(RANKER_HALF_LIFE_S="soon"))
+    result = run_ranker(
+        "serve", "--port", str(free_port()), env=clean_env(RANKER_HALF_LIFE_S="soon")
+    )
     assert result.returncode == 2
     assert "RANKER_HALF_LIFE_S" in result.stderr
 
@@ -127,8 +134,9 @@ def test_a_port_already_taken_stops_start_up_at_once(workers: str) -> None:
 
 def test_an_address_that_does_not_resolve_is_a_clear_error() -> None:
     result = run_ranker(
-        "serve", env=clean_env(RANKER_HOST="no-such-host.invalid", RANKER_REDIS_URL="redis://x:1/0")
-    )
+        "serve", "--port", str(free_port()),
+        env=clean_env(RANKER_HOST="no-such-host.invalid", RANKER_REDIS_URL="redis://x:1/0"),
+    )  # fmt: skip
     assert result.returncode == 1
     assert "RANKER_HOST" in result.stderr
     assert "Traceback" not in result.stderr
@@ -137,7 +145,83 @@ def test_an_address_that_does_not_resolve_is_a_clear_error() -> None:
 def test_a_data_dir_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    result = run_ranker("serve", env=clean_env(RANKER_DATA_DIR=str(blocker / "data")))
+    result = run_ranker(
+        "serve", "--port", str(free_port()), env=clean_env(RANKER_DATA_DIR=str(blocker / "data"))
+    )
     assert result.returncode == 1
     assert "RANKER_DATA_DIR" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def serve_until_it_stops(url: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """``ranker serve`` with Redis at ``url`` (None: the embedded default); a start-up that
+    does not stop soon is a failure."""
+    if url is not None:
+        env["RANKER_REDIS_URL"] = url
+    try:
+        return run_ranker("serve", "--port", str(free_port()), env=clean_env(**env), timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"ranker serve with {env} kept running")
+
+
+def test_a_second_serve_in_the_same_data_directory_is_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    event = orjson.dumps([{"article_id": "a-1", "section": "sports"}])
+    with serving(data_dir) as base:
+        second = serve_until_it_stops(RANKER_DATA_DIR=str(data_dir))
+        assert second.returncode == 1, second.stderr
+        assert "RANKER_DATA_DIR" in second.stderr
+        assert "in use by another ranker serve" in second.stderr
+        assert "Traceback" not in second.stderr
+        # The first is untouched and still serves.
+        assert http_json(f"{base}/v1/events", event) == {"accepted": 1, "rejected": []}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h:p1,h:p2/0",
+        "redis://127.0.0.1:notaport/0",
+        "redis://127.0.0.1:6379/zero",
+        "redis://127.0.0.1:6379/0?no_such_option=1",
+    ],
+)
+def test_a_malformed_redis_url_is_a_configuration_error(url: str) -> None:
+    result = serve_until_it_stops(url)
+    assert result.returncode == 2, result.stderr
+    assert "RANKER_REDIS_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_database_redis_does_not_have_is_a_configuration_error(redis_url: str) -> None:
+    # Redis has 16 databases unless configured otherwise; SELECT 99 is refused for good.
+    result = serve_until_it_stops(urlsplit(redis_url)._replace(path="/99").geturl())
+    assert result.returncode == 2, result.stderr
+    assert "RANKER_REDIS_URL" in result.stderr
+    assert "DB index is out of range" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def redis_with_a_password(tmp_path: Path) -> Iterator[int]:
+    """A private Redis (this test changes its configuration) that requires a password; yields
+    its port."""
+    with EmbeddedRedis(tmp_path / "redis", persist=False) as server:
+        client = redis.Redis(port=server.port)
+        client.config_set("requirepass", "the-right-password-123")
+        client.close()
+        yield server.port
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [pytest.param(":the-wrong-password-456@", id="wrong-password"), pytest.param("", id="none")],
+)
+def test_credentials_redis_refuses_are_a_configuration_error(
+    redis_with_a_password: int, credentials: str
+) -> None:
+    result = serve_until_it_stops(f"redis://{credentials}127.0.0.1:{redis_with_a_password}/0")
+    assert result.returncode == 2, result.stderr
+    assert "RANKER_REDIS_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "the-wrong-password" not in result.stderr

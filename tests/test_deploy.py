@@ -25,7 +25,7 @@ import yaml
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
 from ranker.app import create_app
-from ranker.config import Settings
+from ranker.config import ConfigError, Settings
 from ranker.embedded import free_port
 from tests.conftest import Client
 
@@ -254,6 +254,39 @@ async def test_dashboard_names_only_metrics_ranker_exports(
     assert unknown == {}, f"dashboard queries name metrics ranker does not export: {unknown}"
 
 
+def test_dashboard_shows_why_views_were_not_counted_and_editorial_changes() -> None:
+    """A dedup spike once took "accepted" to 0 with nothing on the dashboard saying why."""
+    board = dashboard()
+    by_metric: dict[str, list[str]] = {}
+    for panel in walk_panels(board["panels"]):
+        for target in panel.get("targets", []):
+            for name in metric_names(target["expr"]):
+                by_metric.setdefault(name, []).append(panel["title"])
+    (why,) = set(by_metric["ranker_events_excluded_total"])
+    # The reasons views were not counted, beside the views that were, on one panel.
+    assert why in by_metric["ranker_events_rejected_total"]
+    assert why in by_metric["ranker_events_accepted_total"]
+    assert by_metric["ranker_editorial_changes_total"]
+    exprs = [
+        target["expr"]
+        for panel in walk_panels(board["panels"])
+        for target in panel.get("targets", [])
+    ]
+    assert any("ranker_events_excluded_total" in expr and "by (reason)" in expr for expr in exprs)
+    assert any("ranker_editorial_changes_total" in expr and "by (action)" in expr for expr in exprs)
+    # No two panels overlap.
+    cells: set[tuple[int, int]] = set()
+    for panel in walk_panels(board["panels"]):
+        grid = panel["gridPos"]
+        mine = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not mine & cells, panel["title"]
+        cells |= mine
+
+
 def test_dashboard_panels_use_the_datasource_variable() -> None:
     board = dashboard()
     assert board["uid"] == "ranker"
@@ -478,8 +511,36 @@ def test_write_tokens_come_from_secrets_not_from_the_files() -> None:
     assert "Secret" not in docs  # created by hand, so no token is kept in git
     compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
     environment = compose["services"]["ranker"]["environment"]
-    assert environment["RANKER_WRITE_TOKENS"] == "${RANKER_WRITE_TOKENS:-}"
+    # Required: with no token every write through Docker's bridge is refused anyway, so the
+    # stack does not start without one.
+    assert re.fullmatch(r"\$\{RANKER_WRITE_TOKENS:\?[^}]+\}", environment["RANKER_WRITE_TOKENS"])
     assert environment["RANKER_EDITOR_TOKENS"] == "${RANKER_EDITOR_TOKENS:-}"
+
+
+def test_compose_values_left_unexpanded_stop_ranker_naming_the_variable() -> None:
+    """A Compose that does not know a form passes it on as it is (podman-compose 1.0.3 does
+    with ``${VAR:-}``): ranker must refuse it, not take it for a token."""
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    environment = compose["services"]["ranker"]["environment"]
+    references = {name: value for name, value in environment.items() if "${" in str(value)}
+    assert {"RANKER_WRITE_TOKENS", "RANKER_EDITOR_TOKENS"} <= references.keys()
+    for name, value in references.items():
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({name: value})
+
+
+def test_compose_says_which_compose_it_needs() -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    compose = yaml.safe_load(text)
+    # The Compose Specification: no `version`, which Compose v2 ignores and 1.x would need.
+    assert "version" not in compose
+    header = text.split("\nname:", 1)[0]
+    assert "Docker Compose v2" in header
+    assert "podman-compose 1.0.6" in header
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Docker Compose", 1)[1].split("\n### ", 1)[0]
+    assert "Docker Compose v2" in section
+    assert "podman-compose 1.0.6" in section
 
 
 def test_compose_mounts_files_that_exist() -> None:
@@ -496,3 +557,16 @@ def test_compose_mounts_files_that_exist() -> None:
     (job,) = [job for job in prometheus["scrape_configs"] if job["job_name"] == "ranker"]
     assert job["dns_sd_configs"][0]["names"] == ["ranker"]
     assert job["dns_sd_configs"][0]["port"] == 8080
+
+
+def test_the_files_say_what_is_true_of_authentication_and_health_checks() -> None:
+    service = (K8S / "service.yaml").read_text(encoding="utf-8")
+    assert "no authentication" not in service
+    assert "RANKER_WRITE_TOKENS" in service
+    assert "RANKER_EDITOR_TOKENS" in service
+    # buildah and podman build OCI images by default, which have no HEALTHCHECK.
+    dockerfile_header = DOCKERFILE.read_text(encoding="utf-8").split("\nFROM ", 1)[0]
+    assert "--format docker" in dockerfile_header
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    image_section = readme.split("### The image", 1)[1].split("\n### ", 1)[0]
+    assert "--format docker" in image_section

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from ranker.embedded import EmbeddedRedis, EmbeddedServerError, find_server_binary
+from ranker.embedded import DataDirInUse, EmbeddedRedis, EmbeddedServerError, find_server_binary
 
 
 def test_data_survives_a_restart_with_append_only_persistence(tmp_data_dir: Path) -> None:
@@ -23,6 +23,19 @@ def test_data_survives_a_restart_with_append_only_persistence(tmp_data_dir: Path
         client = redis.Redis.from_url(server.url)
         assert client.zscore("ranking", "a") == 2.5
         client.close()
+
+
+def test_one_data_directory_serves_one_server_at_a_time(tmp_data_dir: Path) -> None:
+    with EmbeddedRedis(tmp_data_dir, persist=False) as first:
+        second = EmbeddedRedis(tmp_data_dir, persist=False)
+        with pytest.raises(DataDirInUse, match="RANKER_DATA_DIR") as raised:
+            second.start()
+        assert str(os.getpid()) in str(raised.value)  # who holds it
+        assert second.pid is None
+        assert redis.Redis.from_url(first.url).ping()
+    # Stopped, the first lets the directory go.
+    with EmbeddedRedis(tmp_data_dir, persist=False) as third:
+        assert redis.Redis.from_url(third.url).ping()
 
 
 def test_stop_ends_the_server(tmp_data_dir: Path) -> None:

@@ -81,10 +81,45 @@ def test_no_named_windows_is_spelled_none(none: str) -> None:
     assert settings.profiles == (None,)
 
 
-def test_a_bad_redis_url_is_not_echoed() -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:s3cret@redis:6379",
+        "redis://user:s3cret@redis:port/0",
+        "redis://user:s3cret@redis:6379/0?socket_timeout=s3cret",
+    ],
+)
+def test_a_bad_redis_url_is_not_echoed(url: str) -> None:
     with pytest.raises(ConfigError) as raised:
-        Settings.from_env({"RANKER_REDIS_URL": "http://user:s3cret@redis:6379"})
+        Settings.from_env({"RANKER_REDIS_URL": url})
+    assert "RANKER_REDIS_URL" in str(raised.value)
     assert "s3cret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        # As podman-compose 1.0.3 passes the Compose file's optional tokens on.
+        ("RANKER_WRITE_TOKENS", "${RANKER_WRITE_TOKENS:-}"),
+        ("RANKER_WRITE_TOKENS", "a-real-token-0123456789,${SECOND_TOKEN}"),
+        ("RANKER_EDITOR_TOKENS", "${RANKER_EDITOR_TOKENS:-}"),
+        ("RANKER_EDITOR_TOKENS", "desk:${DESK_TOKEN}"),
+        ("RANKER_REDIS_URL", "redis://:${REDIS_PASSWORD}@redis:6379/0"),
+        ("RANKER_SECTIONS", "${SECTIONS}"),
+    ],
+)
+def test_an_unexpanded_variable_is_refused_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable) as raised:
+        Settings.from_env({variable: value})
+    assert "unexpanded" in str(raised.value)
+    assert "a-real-token" not in str(raised.value)
+
+
+def test_a_token_that_is_a_variable_reference_is_no_token() -> None:
+    with pytest.raises(ConfigError, match=r"RANKER_WRITE_TOKENS.*unexpanded"):
+        Settings(write_tokens=("${RANKER_WRITE_TOKENS:-}",))
+    with pytest.raises(ConfigError, match=r"RANKER_EDITOR_TOKENS.*unexpanded"):
+        Settings(editor_tokens={"desk": "${RANKER_EDITOR_TOKENS:-}"})
 
 
 class ReadLog(Mapping[str, str]):
@@ -260,3 +295,16 @@ def test_bad_editor_tokens_are_named_and_not_echoed(raw: str, message: str) -> N
 def test_a_bad_audit_size_is_an_error(raw: str) -> None:
     with pytest.raises(ConfigError, match="RANKER_AUDIT_MAX_ENTRIES"):
         Settings.from_env({"RANKER_AUDIT_MAX_ENTRIES": raw})
+
+
+def test_metadata_from_events_is_kept_for_days_or_for_ever() -> None:
+    assert Settings.from_env({}).event_metadata_ttl_s == 3 * 86_400
+    assert Settings.from_env({"RANKER_EVENT_METADATA_TTL_S": "0"}).event_metadata_ttl_s == 0
+    settings = Settings.from_env({"RANKER_EVENT_METADATA_TTL_S": "86400"})
+    assert settings.event_metadata_ttl_s == 86_400
+
+
+@pytest.mark.parametrize("raw", ["59", "3599", "31536001", "-1", "a week"])
+def test_a_bad_metadata_lifetime_is_an_error(raw: str) -> None:
+    with pytest.raises(ConfigError, match="RANKER_EVENT_METADATA_TTL_S"):
+        Settings.from_env({"RANKER_EVENT_METADATA_TTL_S": raw})

@@ -23,10 +23,12 @@ from redis.asyncio import Redis
 
 from ranker.embedded import free_port
 from ranker.logs import REQUEST_ID_HEADER, JsonFormatter, request_id
-from ranker.state import STORE
+from ranker.state import CLOCK, STORE
 from tests.conftest import Client
 from tests.test_cli import RANKER, clean_env, serving
 from tests.test_workers import listening_pids, wait_until
+
+EDITORIAL_FIELDS = ("action", "actor", "editor", "article_id", "ranking", "slot", "until", "reason")
 
 
 @pytest.fixture
@@ -165,3 +167,39 @@ def test_a_malformed_request_is_one_warning_that_does_not_quote_it(
     refused = [line for line in lines if "malformed HTTP request" in str(line["message"])]
     assert [line["level"] for line in refused] == ["WARNING"]
     assert "exception" not in refused[0]
+
+
+async def test_an_editorial_change_is_logged_as_fields_a_log_store_can_filter(
+    client: Client, json_lines: Callable[[], list[dict[str, object]]]
+) -> None:
+    until = client.app[CLOCK]() + 3600
+    body = {"until": until, "editor": "kim", "reason": "legal hold"}
+    assert (await client.put("/v1/editorial/hides/story-1", json=body)).status == 200
+    event = {"article_id": "story-2", "section": "sports"}  # one can pin what ranker knows
+    assert (await client.post("/v1/events", json=[event])).status == 200
+    pin = {"article_id": "story-2", "editor": "kim"}
+    assert (await client.put("/v1/editorial/pins/sports/2", json=pin)).status == 200
+    hide, pinned = [line for line in json_lines() if line["logger"] == "ranker.editorial"]
+    assert {name: hide[name] for name in EDITORIAL_FIELDS} == {
+        "action": "hide",
+        "actor": "local",
+        "editor": "kim",
+        "article_id": "story-1",
+        "ranking": None,
+        "slot": None,
+        "until": until,
+        "reason": "legal hold",
+    }
+    assert {name: pinned[name] for name in EDITORIAL_FIELDS} == {
+        "action": "pin",
+        "actor": "local",
+        "editor": "kim",
+        "article_id": "story-2",
+        "ranking": "sports",
+        "slot": 2,
+        "until": None,
+        "reason": None,
+    }
+    # The message is for a person; no dict is left in it to parse.
+    assert "{" not in str(hide["message"])
+    assert "story-1" in str(hide["message"])

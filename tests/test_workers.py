@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from ranker.embedded import free_port
+from ranker.workers import MAX_START_FAILURES
 from tests.test_cli import RANKER, clean_env, http_json
 
 
@@ -38,6 +40,22 @@ def listening_pids(port: int) -> set[int]:
         except (FileNotFoundError, PermissionError):
             continue
         if any(link.startswith("socket:[") and link[8:-1] in inodes for link in links):
+            pids.add(int(pid))
+    return pids
+
+
+def worker_pids(supervisor: int) -> set[int]:
+    """The supervisor's worker processes, listening yet or not (not multiprocessing's
+    resource tracker, its other child)."""
+    pids = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path("/proc", pid, "stat").read_text()
+            cmdline = Path("/proc", pid, "cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == supervisor and b"spawn_main" in cmdline:
             pids.add(int(pid))
     return pids
 
@@ -115,6 +133,50 @@ def test_a_worker_that_dies_is_replaced(redis_url: str, key_prefix: str, redis: 
         assert process.poll() is None
 
 
+def test_workers_killed_while_serving_are_replaced_however_often(
+    redis_url: str, key_prefix: str, redis: Redis
+) -> None:
+    # An OOM kill, say, again and again: each worker had served, none is failing at start-up.
+    with serving_workers(redis_url, key_prefix, 2) as (base, port, process):
+        for _ in range(MAX_START_FAILURES + 2):
+            victim = min(listening_pids(port))
+            os.kill(victim, signal.SIGKILL)
+
+            def replaced(victim: int = victim) -> bool:
+                listening = listening_pids(port)
+                return len(listening) == 2 and victim not in listening
+
+            wait_until(replaced, "a replacement worker")
+            assert ranked(base, "world") == []
+            assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=90)
+        assert process.returncode == 0, output
+        assert output.count("while serving") == MAX_START_FAILURES + 2
+
+
+def test_workers_that_keep_failing_at_start_up_stop_the_service(
+    redis_url: str, key_prefix: str, redis: Redis
+) -> None:
+    with serving_workers(redis_url, key_prefix, 2) as (_, port, process):
+        # Both serving workers go once; then every worker dies before it listens.
+        for pid in listening_pids(port):
+            os.kill(pid, signal.SIGKILL)
+        give_up = time.monotonic() + 120
+        while process.poll() is None:
+            if time.monotonic() > give_up:
+                pytest.fail("the supervisor never gave up on workers failing at start-up")
+            for pid in worker_pids(process.pid) - listening_pids(port):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.02)
+        output, _ = process.communicate(timeout=90)
+        assert process.returncode == 1, output
+        assert "workers keep failing at start-up; stopping" in output
+        assert output.count("before it served") == MAX_START_FAILURES
+    assert not listening_pids(port)
+
+
 def test_a_port_in_use_is_refused_at_once(redis_url: str, key_prefix: str, redis: Redis) -> None:
     with serving_workers(redis_url, key_prefix, 2) as (_, port, _process):
         result = subprocess.run(
@@ -133,7 +195,7 @@ def test_a_port_in_use_is_refused_at_once(redis_url: str, key_prefix: str, redis
 
 def test_workers_are_checked_like_every_setting() -> None:
     result = subprocess.run(
-        [RANKER, "serve", "--workers", "0"],
+        [RANKER, "serve", "--port", str(free_port()), "--workers", "0"],
         capture_output=True,
         text=True,
         env=clean_env(),
