@@ -18,11 +18,14 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .admission import Admission
+from .bots import REASONS as BOT_REASONS
 from .cache import RankingCache
 from .config import Settings
+from .dedup import DUPLICATE_READER
+from .events import REJECTION_CODES
 from .ingest import Ingestor
-from .metrics import Metrics
-from .routes import add_routes
+from .metrics import REDIS_BACKGROUND_OPERATIONS, Metrics
+from .routes import ROUTES, add_routes
 from .state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, REDIS, SETTINGS, STORE
 from .store import RankingStore
 from .worker_metrics import keep_writing_snapshots
@@ -44,6 +47,16 @@ def create_app(
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[METRICS].start_at_zero(
+        sections=settings.sections,
+        rejection_codes=REJECTION_CODES,
+        exclusion_reasons=(*BOT_REASONS, DUPLICATE_READER),
+        # Only the API's routes issue Redis commands of their own.
+        redis_operations=(
+            *REDIS_BACKGROUND_OPERATIONS,
+            *(route.path for route in ROUTES if route.path.startswith("/v1/")),
+        ),
+    )
     app[CLOCK] = clock
     app[ADMISSION] = Admission(settings, app[METRICS])
     if metrics_dir is not None:
