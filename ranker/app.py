@@ -143,10 +143,12 @@ async def _watch_redis(store: RankingStore, metrics: Metrics) -> None:
         # Cleared first: a command failing while this check runs wakes the next one at once.
         store.went_down.clear()
         # The store's timing keeps ranker_redis_up current; an outage is the alert's to report.
+        error: RedisError | None = None
         try:
             await store.ping()
-        except (RedisConnectionError, RedisTimeoutError):
+        except (RedisConnectionError, RedisTimeoutError) as exc:
             metrics.redis_errors.labels(operation="ping").inc()
+            error = exc
         else:
             if not version_known:
                 await _check_server(store, metrics)
@@ -160,7 +162,8 @@ async def _watch_redis(store: RankingStore, metrics: Metrics) -> None:
                     await store.went_down.wait()
         else:
             if not failures:
-                log.warning("Redis is unavailable; checking until it answers")
+                # What is wrong, once: a wrong RANKER_REDIS_URL shows here.
+                log.warning("Redis is unavailable; checking until it answers: %s", error)
             await asyncio.sleep(RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)])
             failures += 1
 

@@ -115,6 +115,14 @@ class StoreUnavailable(RankerError):
     retry_after = 1
 
 
+class NotReady(RankerError):
+    """Redis has not answered since the process started: it cannot serve yet."""
+
+    status = 503
+    code = "redis_not_reached"
+    retry_after = 1
+
+
 class FlushFailed(StoreUnavailable):
     """Redis did not acknowledge a flush: its views may or may not have been applied."""
 

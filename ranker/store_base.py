@@ -53,6 +53,9 @@ class StoreBase:
         self.available = True
         """False from a command that could not reach Redis (refused, cut or timed out) until
         the next that could: work that needs Redis is refused at once meanwhile."""
+        self.reached = False
+        """True once Redis has answered a command since the process started: until then the
+        process is not ready (its Redis URL may be wrong), whatever it says later."""
         self.went_down = asyncio.Event()
         """Set when a command finds Redis unreachable, for the check that finds it back."""
         self.outage_listeners: list[Callable[[], None]] = []
@@ -98,7 +101,7 @@ def observed(
                 self.went_down.set()
                 metrics.redis_up.set(0)
                 raise
-            self.available = True
+            self.available = self.reached = True
             metrics.redis_up.set(1)
             metrics.redis_command_duration.labels(operation).observe(time.perf_counter() - started)
             return result

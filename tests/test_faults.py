@@ -135,9 +135,11 @@ async def poller(client: Client, load: Load, stop: asyncio.Event) -> None:
 
 
 async def ready(client: Client) -> bool:
+    """Whether /readyz says Redis answers now. Once Redis has answered, the replica stays
+    ready through an outage (it serves its last good lists); the body says what Redis does."""
     response = await client.get("/readyz")
-    await response.read()
-    return response.status == 200
+    body = await response.json()
+    return response.status == 200 and body["redis"] == "up"
 
 
 async def seconds_until_ready(client: Client, limit: float) -> float:

@@ -543,7 +543,7 @@ async def test_routing_errors_are_json(
 
 async def test_health_and_readiness(client: Client) -> None:
     assert await get_json(client, "/healthz") == {"status": "ok"}
-    assert await get_json(client, "/readyz") == {"status": "ready"}
+    assert await get_json(client, "/readyz") == {"status": "ready", "redis": "up"}
 
 
 async def test_metrics_count_events_and_label_routes_by_template(client: Client) -> None:
