@@ -14,7 +14,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .admission import Admission
@@ -28,6 +28,7 @@ from .metrics import REDIS_BACKGROUND_OPERATIONS, Metrics
 from .routes import ROUTES, add_routes
 from .state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, REDIS, SETTINGS, STORE
 from .store import RankingStore
+from .store_base import refuses_writes
 from .worker_metrics import keep_writing_snapshots
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,10 @@ REDIS_CHECK_INTERVAL_S = 5.0
 """How often Redis is PINGed while it answers, so ``ranker_redis_up`` is current when no
 traffic touches it."""
 
+WRITE_RECHECK_S = 1.0
+"""How often the write check runs while Redis refuses writes: ranker takes writes again within
+about a second of Redis doing so."""
+
 RECONNECT_BACKOFF_S = (0.05, 0.1, 0.2, 0.5)
 """Waits between checks while Redis is down, the last repeated: ranker is ready again within
 about half a second of Redis answering, at two checks a second for a long outage."""
@@ -153,12 +158,15 @@ async def _watch_redis(store: RankingStore, metrics: Metrics) -> None:
             if not version_known:
                 await _check_server(store, metrics)
                 version_known = True
+            await _check_writes(store, metrics)
         if store.available:
             if failures:
                 log.info("Redis answers again")
             failures = 0
+            # While Redis refuses writes, sooner: its return is what writers wait for.
+            interval = REDIS_CHECK_INTERVAL_S if store.writable else WRITE_RECHECK_S
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(REDIS_CHECK_INTERVAL_S):
+                async with asyncio.timeout(interval):
                     await store.went_down.wait()
         else:
             if not failures:
@@ -166,6 +174,19 @@ async def _watch_redis(store: RankingStore, metrics: Metrics) -> None:
                 log.warning("Redis is unavailable; checking until it answers: %s", error)
             await asyncio.sleep(RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)])
             failures += 1
+
+
+async def _check_writes(store: RankingStore, metrics: Metrics) -> None:
+    """Whether Redis takes writes, so ``ranker_redis_writable`` is current without traffic:
+    under OOM or on a read-only replica, PING still answers."""
+    try:
+        await store.check_writes()
+    except (RedisConnectionError, RedisTimeoutError):
+        metrics.redis_errors.labels(operation="write_check").inc()  # the next PING sees to it
+    except ResponseError as exc:
+        metrics.redis_errors.labels(operation="write_check").inc()
+        if not refuses_writes(exc):  # e.g. an ACL that forbids the key: say so, go on
+            log.warning("the Redis write check failed: %s", exc)
 
 
 async def _check_server(store: RankingStore, metrics: Metrics) -> None:

@@ -115,6 +115,15 @@ class StoreUnavailable(RankerError):
     retry_after = 1
 
 
+class RedisRefusesWrites(RankerError):
+    """Redis answers, but takes no writes: out of memory (``noeviction``), a read-only
+    replica, or a failed snapshot. It lasts until someone fixes Redis: minutes, not a second."""
+
+    status = 503
+    code = "redis_refuses_writes"
+    retry_after = 5
+
+
 class NotReady(RankerError):
     """Redis has not answered since the process started: it cannot serve yet."""
 

@@ -24,7 +24,7 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 FLUSH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000)
 
-REDIS_BACKGROUND_OPERATIONS = ("flush", "refresh", "ping")
+REDIS_BACKGROUND_OPERATIONS = ("flush", "refresh", "ping", "write_check")
 """The ``operation`` labels of Redis errors outside any request (the routes add their own)."""
 REPLAY_FOUND = ("answer", "flush")
 """Where a retried batch may be found counted already: the ``found`` label's values."""
@@ -196,6 +196,12 @@ class Metrics:
         self.redis_up = Gauge(
             "ranker_redis_up",
             "1 when the last Redis command succeeded, 0 when Redis could not be reached.",
+            registry=r,
+        )
+        self.redis_writable = Gauge(
+            "ranker_redis_writable",
+            "1 when Redis took the last write (or write check), 0 when it refused one: out of"
+            " memory under noeviction, a read-only replica, or a failed snapshot (MISCONF).",
             registry=r,
         )
         self.build_info = Gauge(

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
+import re
 import time
 from collections.abc import Callable, Coroutine
 from importlib.resources import files
@@ -20,11 +22,27 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .config import Settings
 from .keys import Keys
 from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# redis-py has no class of its own for MISCONF; in a pipeline's error the reply comes after
+# "... caused error: ".
+_MISCONF = re.compile(r"(?:^|: )MISCONF ")
+
+
+def refuses_writes(error: BaseException) -> bool:
+    """Whether ``error`` is Redis saying it takes no writes now, though it answers reads: out
+    of memory under ``maxmemory-policy noeviction`` (``OOM``), a read-only replica
+    (``READONLY``), or a failed snapshot with ``stop-writes-on-bgsave-error`` (``MISCONF``)."""
+    if isinstance(error, OutOfMemoryError | ReadOnlyError):
+        return True
+    return isinstance(error, ResponseError) and _MISCONF.search(str(error)) is not None
 
 
 def _lua(name: str) -> str:
@@ -56,8 +74,12 @@ class StoreBase:
         self.reached = False
         """True once Redis has answered a command since the process started: until then the
         process is not ready (its Redis URL may be wrong), whatever it says later."""
+        self.writable = True
+        """False from a write Redis refused (see :func:`refuses_writes`) until the background
+        write check finds it takes writes again."""
         self.went_down = asyncio.Event()
-        """Set when a command finds Redis unreachable, for the check that finds it back."""
+        """Set when a command finds Redis unreachable, or refusing writes, for the check that
+        finds it back."""
         self.outage_listeners: list[Callable[[], None]] = []
         """Called when a command first finds Redis unreachable after it answered."""
         self._redis = redis
@@ -70,6 +92,21 @@ class StoreBase:
         self._seen = redis.register_script(_SEEN)
         self._pin = redis.register_script(_PIN)
         self._flush_proven_at = -math.inf
+
+    def writes_refused(self, error: BaseException) -> None:
+        """Redis refused a write: say so (once), and have the background check look again."""
+        if self.writable:
+            log.warning("Redis refuses writes: %s", error)
+        self.writable = False
+        self.metrics.redis_writable.set(0)
+        self.went_down.set()
+
+    def writes_taken(self) -> None:
+        """Redis took a write."""
+        if not self.writable:
+            log.info("Redis takes writes again")
+        self.writable = True
+        self.metrics.redis_writable.set(1)
 
 
 S = TypeVar("S", bound=StoreBase)
@@ -100,6 +137,10 @@ def observed(
                         listener()
                 self.went_down.set()
                 metrics.redis_up.set(0)
+                raise
+            except ResponseError as exc:
+                if refuses_writes(exc):
+                    self.writes_refused(exc)
                 raise
             self.available = self.reached = True
             metrics.redis_up.set(1)

@@ -188,7 +188,8 @@ async def readyz(request: web.Request) -> web.Response:
     before: a wrong ``RANKER_REDIS_URL`` keeps a new replica out of service), and from then on
     for as long as the process runs: through a later Redis outage it serves its last good lists
     (marked stale), as every replica does, so none goes unready then. ``redis`` says what
-    Redis is doing now: ``up``, or ``unavailable``."""
+    Redis is doing now: ``up``, ``unavailable``, or ``refuses_writes`` (it answers reads; the
+    replica stays ready and serves lists, while writes are refused)."""
     store = request.app[STORE]
     if not store.reached:
         # Asked, not only read from the background check: ready as soon as Redis answers.
@@ -199,7 +200,13 @@ async def readyz(request: web.Request) -> web.Response:
                 f"Redis has not answered since ranker started ({type(exc).__name__}); check "
                 "RANKER_REDIS_URL and the logs"
             ) from None
-    return json_response({"status": "ready", "redis": "up" if store.available else "unavailable"})
+    if not store.available:
+        redis = "unavailable"
+    elif not store.writable:
+        redis = "refuses_writes"  # ready all the same: lists are still served
+    else:
+        redis = "up"
+    return json_response({"status": "ready", "redis": redis})
 
 
 async def metrics(request: web.Request) -> web.Response:
