@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,7 +28,7 @@ from .metrics import REDIS_BACKGROUND_OPERATIONS, Metrics
 from .routes import ROUTES, add_routes
 from .state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, REDIS, SETTINGS, STORE
 from .store import RankingStore
-from .store_base import refuses_writes
+from .store_base import WaitingPool, article_connections, refuses_writes
 from .worker_metrics import keep_writing_snapshots
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,10 @@ def create_app(
 
 def _client(settings: Settings, max_connections: int, retry: Retry) -> Redis:
     assert settings.redis_url is not None  # checked in create_app
-    pool = BlockingConnectionPool.from_url(
+    pool = WaitingPool.from_url(
         settings.redis_url,
-        # Past the cap a request waits for a connection (up to the timeout) instead of failing.
+        # Past the cap a request waits for a connection (up to the timeout) instead of failing;
+        # after it, it fails with PoolExhausted, which is no sign of a Redis outage.
         max_connections=max_connections,
         timeout=settings.redis_timeout_s,
         decode_responses=True,
@@ -90,18 +91,25 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     # Reads and metadata writes are idempotent: retry once on a broken connection, which is how
     # a pooled connection that Redis closed (restart, idle timeout) first shows itself.
-    client = _client(
-        settings,
-        settings.redis_max_connections,
-        Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-    )
+    read_retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+    client = _client(settings, settings.redis_max_connections, read_retry)
+    # Article reads are open to anyone, for any id: a pool of their own, so a flood of them
+    # cannot take the connections list refreshes, ingest and editors need.
+    article_client = _client(settings, article_connections(settings), read_retry)
     # Flushes have a connection of their own, so no burst of reads can hold up ingest, and are
     # never retried: a retried increment script could count a flush twice (see RankingStore).
     flush_client = _client(settings, 1, Retry(NoBackoff(), 0))
     app[REDIS] = client
-    app[STORE] = RankingStore(client, settings, flush_redis=flush_client, metrics=app[METRICS])
+    app[STORE] = RankingStore(
+        client,
+        settings,
+        flush_redis=flush_client,
+        article_redis=article_client,
+        metrics=app[METRICS],
+    )
     yield
     await client.aclose()
+    await article_client.aclose()
     await flush_client.aclose()
 
 

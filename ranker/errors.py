@@ -145,7 +145,8 @@ class RequestTimeout(RankerError):
 
 
 class Overloaded(RankerError):
-    """Too much ingest is waiting to be applied; this request was refused before queueing."""
+    """Too much is waiting: ingest to be applied (refused before queueing), or requests for a
+    Redis connection (no connection came free in time; nothing was sent)."""
 
     status = 503
     code = "overloaded"

@@ -27,12 +27,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import editorial, rankings, views
 from .auth import Access, CorsPolicy, EditorGuard, WriteGuard
-from .errors import NotFound, RankerError, RedisRefusesWrites, RequestTimeout
+from .errors import NotFound, Overloaded, RankerError, RedisRefusesWrites, RequestTimeout
 from .logs import CURRENT_REQUEST, REQUEST_ID_HEADER, request_id
 from .metrics import RequestLatency
 from .responses import error_response
 from .state import METRICS, SETTINGS
-from .store_base import refuses_writes
+from .store_base import PoolExhausted, refuses_writes
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,13 @@ def observed(
                 raise
             response = error_response(
                 exc.status, HTTP_ERROR_CODES.get(exc.status, "http_error"), exc.reason
+            )
+        except PoolExhausted as exc:
+            # Ranker's own back-pressure, not a Redis error: Redis may be fine.
+            log.debug("no Redis connection for %s %s: %s", request.method, request.path, exc)
+            overloaded = Overloaded("too many requests are waiting for Redis; try again shortly")
+            response = error_response(
+                overloaded.status, overloaded.code, overloaded.message, retry_after=1
             )
         except (RedisConnectionError, RedisTimeoutError) as exc:
             request.app[METRICS].redis_errors.labels(operation=route).inc()

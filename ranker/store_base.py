@@ -20,9 +20,10 @@ from collections.abc import Callable, Coroutine
 from importlib.resources import files
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
+from redis.exceptions import MaxConnectionsError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .config import Settings
@@ -45,6 +46,44 @@ def refuses_writes(error: BaseException) -> bool:
     return isinstance(error, ResponseError) and _MISCONF.search(str(error)) is not None
 
 
+class PoolExhausted(MaxConnectionsError):
+    """No connection to Redis came free within the wait: ranker's own back-pressure (too much
+    work at once), not a sign that Redis is down. Still a ``ConnectionError``, so code that
+    treats any failure to reach Redis as "nothing was sent" stays right."""
+
+
+class WaitingPool(BlockingConnectionPool):
+    """redis-py's blocking pool, which raises :class:`PoolExhausted` when a wait for a free
+    connection runs out, where redis-py raises a plain ``ConnectionError`` (as for a refused
+    connection): only a real failure to reach Redis may mark it down."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        try:
+            connection: AbstractConnection = await super().get_connection(  # type: ignore[no-untyped-call]
+                *args, **kwargs
+            )
+            return connection
+        except RedisConnectionError as exc:
+            # redis-py's pool raises ConnectionError("No connection available.") from the
+            # timeout of its wait; a failure to connect is raised otherwise (tested).
+            if type(exc) is RedisConnectionError and isinstance(exc.__cause__, TimeoutError):
+                raise PoolExhausted(
+                    f"no Redis connection came free within {self.timeout} s"
+                ) from exc
+            raise
+
+
+ARTICLE_READ_SHARE = 4
+"""Article reads get connections of their own, a quarter as many as the other reads and
+writes (``RANKER_REDIS_MAX_CONNECTIONS``), at least one: a flood of them cannot take the
+connections that list refreshes, ingest and editors need."""
+
+
+def article_connections(settings: Settings) -> int:
+    """How many connections article reads have, and so how many run at once."""
+    return max(1, settings.redis_max_connections // ARTICLE_READ_SHARE)
+
+
 def _lua(name: str) -> str:
     return files("ranker").joinpath("lua", name).read_text(encoding="utf-8")
 
@@ -65,6 +104,7 @@ class StoreBase:
         settings: Settings,
         *,
         flush_redis: Redis | None = None,
+        article_redis: Redis | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics if metrics is not None else Metrics()
@@ -84,6 +124,12 @@ class StoreBase:
         """Called when a command first finds Redis unreachable after it answered."""
         self._redis = redis
         self._flush_redis = flush_redis if flush_redis is not None else redis
+        self._article_redis = article_redis if article_redis is not None else redis
+        # As many article reads at once as they have connections: the others wait their turn
+        # (and are refused once the wait is over) without holding a connection.
+        self._article_slots = asyncio.Semaphore(article_connections(settings))
+        # Article id -> its read that has not been sent yet: one that comes meanwhile shares it.
+        self._unsent_article_reads: dict[str, asyncio.Future[Any]] = {}
         self._settings = settings
         self.keys = Keys(settings.key_prefix)
         self._increment = self._flush_redis.register_script(_INCREMENT)
@@ -130,6 +176,8 @@ def observed(
             started = time.perf_counter()
             try:
                 result = await method(self, *args, **kwargs)
+            except PoolExhausted:
+                raise  # too much of ranker's own work at once: Redis may well be fine
             except (RedisConnectionError, RedisTimeoutError):
                 if self.available:
                     self.available = False

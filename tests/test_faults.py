@@ -472,3 +472,18 @@ def test_what_counts_as_redis_refusing_writes() -> None:
     )
     assert not refuses_writes(ResponseError("ERR wrong number of arguments for 'set' command"))
     assert not refuses_writes(RedisConnectionError("Connection refused"))
+
+
+async def test_an_article_read_after_redis_lost_its_scripts_loads_them_again(
+    aiohttp_client: AiohttpClient, private_redis: EmbeddedRedis, redis_client: Redis
+) -> None:
+    # A private server: SCRIPT FLUSH would take every test's scripts on a shared one.
+    client = await aiohttp_client(create_app(fault_settings(private_redis), clock=FakeClock()))
+    assert (
+        await client.post("/v1/events", json={"article_id": "a", "section": "world"})
+    ).status == 200
+    assert (await client.get("/v1/articles/a")).status == 200
+    await redis_client.script_flush()  # as after a restart without persistence of scripts
+    response = await client.get("/v1/articles/a")
+    assert response.status == 200
+    assert (await response.json())["scores"] == {"all": 1.0, "world": 1.0}
