@@ -140,12 +140,13 @@ class StoreBase:
         self._flush_proven_at = -math.inf
 
     def writes_refused(self, error: BaseException) -> None:
-        """Redis refused a write: say so (once), and have the background check look again."""
+        """Redis refused a write: say so, once, and have the background check look again (then
+        every second until Redis takes writes, not once per refused write)."""
         if self.writable:
             log.warning("Redis refuses writes: %s", error)
+            self.went_down.set()
         self.writable = False
         self.metrics.redis_writable.set(0)
-        self.went_down.set()
 
     def writes_taken(self) -> None:
         """Redis took a write."""
