@@ -90,8 +90,8 @@ class Keys:
         return f"{self.prefix}:{{v:{shard}}}:seen:{mark}"
 
     def write_check(self) -> str:
-        """String: written by every replica's background check, to learn whether Redis takes
-        writes (it expires within a minute)."""
+        """String: written and deleted in one transaction by every replica's background
+        check, to learn whether Redis takes writes (never seen by anyone else)."""
         return f"{self.prefix}:write-check"
 
     def pattern(self) -> str:

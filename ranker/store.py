@@ -37,10 +37,6 @@ __all__ = [
 FLUSH_IDLE_CHECK_S = 1.0
 """A flush after this long without a successful one first checks its connection."""
 
-WRITE_CHECK_TTL_MS = 60_000
-"""How long the write check's key lives: rewritten every few seconds while ranker runs, gone
-soon after it stops."""
-
 
 class FlushNotSent(RedisConnectionError):
     """Redis could not be reached before a flush was sent: nothing of it was applied."""
@@ -55,9 +51,14 @@ class RankingStore(ListReads, ArticleMetadata, EditorialStore):
 
     @observed("write_check")
     async def check_writes(self) -> None:
-        """Write a small key of ranker's own: Redis refuses it (and so turns ``writable``
-        False) when it refuses every write, and taking it turns ``writable`` True again."""
-        await self._redis.set(self.keys.write_check(), "1", px=WRITE_CHECK_TTL_MS)
+        """Write a small key of ranker's own and delete it, in one transaction (so no one ever
+        sees it): Redis refuses the write (and so turns ``writable`` False) when it refuses
+        every write, and taking it turns ``writable`` True again."""
+        key = self.keys.write_check()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, "1")
+            pipe.delete(key)
+            await pipe.execute()
         self.writes_taken()
 
     @observed("server_info")

@@ -32,9 +32,9 @@ from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-# redis-py has no class of its own for MISCONF; in a pipeline's error the reply comes after
-# "... caused error: ".
-_MISCONF = re.compile(r"(?:^|: )MISCONF ")
+# redis-py has no class of its own for MISCONF; a pipeline's error quotes the reply after
+# "... caused error: (".
+_MISCONF = re.compile(r"\bMISCONF ")
 
 
 def refuses_writes(error: BaseException) -> bool:
