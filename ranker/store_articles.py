@@ -43,6 +43,11 @@ class Article:
         return cls(article_id, None, None, None, None, hidden=False, scores={}, windows={})
 
 
+def _taken(read: asyncio.Future[Any]) -> None:
+    if not read.cancelled():
+        read.exception()
+
+
 class ArticleMetadata(StoreBase):
     """Reading and changing article metadata."""
 
@@ -58,6 +63,9 @@ class ArticleMetadata(StoreBase):
         read = self._unsent_article_reads.get(article_id)
         if read is None:
             read = asyncio.ensure_future(self._read_article(article_id))
+            # Its outcome is taken here too: when every caller has left (a client gone, a
+            # request timed out), a failure must not be logged as one nobody retrieved.
+            read.add_done_callback(_taken)
             self._unsent_article_reads[article_id] = read
         # Shielded: a caller that leaves must not cancel the read the others wait for.
         meta, states = await asyncio.shield(read)

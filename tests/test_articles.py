@@ -9,6 +9,7 @@ input.
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import string
 from collections.abc import Callable
@@ -307,3 +308,25 @@ async def test_only_a_wait_for_a_free_connection_is_pool_exhaustion(redis_url: s
     with pytest.raises(RedisConnectionError) as refused:
         await closed.get_connection()
     assert not isinstance(refused.value, PoolExhausted)
+
+
+async def test_a_shared_read_that_fails_after_every_caller_left_logs_no_error(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = make_settings(redis_max_connections=4, request_timeout_s=0.3, redis_timeout_s=0.6)
+    client = await aiohttp_client(create_app(settings))
+    held = HeldReads(client, monkeypatch)
+    first = asyncio.ensure_future(client.get("/v1/articles/a"))
+    await held.started.wait()
+    # Its caller gives up (the request timeout) before its read gives up waiting for a slot.
+    response = await client.get("/v1/articles/b")
+    assert (await response.json())["error"]["code"] == "timeout"
+    await asyncio.sleep(0.6)
+    gc.collect()  # where asyncio reports an exception nobody retrieved
+    held.release.set()
+    await first
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
