@@ -122,6 +122,23 @@ class StoreUnavailable(RankerError):
     retry_after = 1
 
 
+class RedisRefusesWrites(RankerError):
+    """Redis answers, but takes no writes: out of memory (``noeviction``), a read-only
+    replica, or a failed snapshot. It lasts until someone fixes Redis: minutes, not a second."""
+
+    status = 503
+    code = "redis_refuses_writes"
+    retry_after = 5
+
+
+class NotReady(RankerError):
+    """Redis has not answered since the process started: it cannot serve yet."""
+
+    status = 503
+    code = "redis_not_reached"
+    retry_after = 1
+
+
 class FlushFailed(StoreUnavailable):
     """Redis did not acknowledge a flush: its views may or may not have been applied."""
 
@@ -135,7 +152,8 @@ class RequestTimeout(RankerError):
 
 
 class Overloaded(RankerError):
-    """Too much ingest is waiting to be applied; this request was refused before queueing."""
+    """Too much is waiting: ingest to be applied (refused before queueing), or requests for a
+    Redis connection (no connection came free in time; nothing was sent)."""
 
     status = 503
     code = "overloaded"

@@ -27,6 +27,22 @@ MAX_VISITOR_ID = 128
 MAX_TITLE = 500
 MAX_URL = 2048
 MAX_USER_AGENT = 1024
+REJECTION_CODES = (
+    "invalid_json",
+    "not_an_object",
+    "invalid_article_id",
+    "invalid_section",
+    "unknown_section",
+    "invalid_ts",
+    "future_ts",
+    "invalid_weight",
+    "invalid_visitor_id",
+    "invalid_title",
+    "invalid_url",
+    "invalid_user_agent",
+)
+"""Every code an event may be rejected with: the label set of the rejected-events metric, whose
+series start at 0 (tests/test_metrics.py checks the list against this module's code)."""
 
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})

@@ -93,6 +93,11 @@ class Keys:
         sets all of a batch's marks there, in one Redis Cluster slot."""
         return f"{self.prefix}:{{v:{shard}}}:seen:{mark}"
 
+    def write_check(self) -> str:
+        """String: written and deleted in one transaction by every replica's background
+        check, to learn whether Redis takes writes (never seen by anyone else)."""
+        return f"{self.prefix}:write-check"
+
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix."""
         return f"{self.prefix}:*"

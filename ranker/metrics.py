@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -23,6 +23,12 @@ LATENCY_BUCKETS = (
     0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
 FLUSH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000)
+
+REDIS_BACKGROUND_OPERATIONS = ("flush", "refresh", "ping", "write_check")
+"""The ``operation`` labels of Redis errors outside any request (the routes add their own)."""
+REPLAY_FOUND = ("answer", "flush")
+"""Where a retried batch may be found counted already: the ``found`` label's values."""
+EDITORIAL_ACTIONS = ("hide", "unhide", "pin", "unpin")
 
 
 class RequestLatency(Collector):
@@ -192,6 +198,12 @@ class Metrics:
             "1 when the last Redis command succeeded, 0 when Redis could not be reached.",
             registry=r,
         )
+        self.redis_writable = Gauge(
+            "ranker_redis_writable",
+            "1 when Redis took the last write (or write check), 0 when it refused one: out of"
+            " memory under noeviction, a read-only replica, or a failed snapshot (MISCONF).",
+            registry=r,
+        )
         self.build_info = Gauge(
             "ranker_build_info",
             "Always 1; the labels say what is running.",
@@ -206,6 +218,33 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+
+    def start_at_zero(
+        self,
+        *,
+        sections: Iterable[str],
+        rejection_codes: Iterable[str],
+        exclusion_reasons: Iterable[str],
+        redis_operations: Iterable[str],
+    ) -> None:
+        """Give every counter series whose labels are known in advance a value of 0 now.
+
+        A series that appears only with its first increment is missed by ``rate()`` and
+        ``increase()`` (they need two samples), so an alert on it would overlook the first
+        rejection or error, and a dashboard would show "no data" instead of 0 (Prometheus's
+        instrumentation guide: avoid missing metrics)."""
+        for section in sections:
+            self.events_accepted.labels(section=section)
+        for code in rejection_codes:
+            self.events_rejected.labels(reason=code)
+        for reason in exclusion_reasons:
+            self.events_excluded.labels(reason=reason)
+        for found in REPLAY_FOUND:
+            self.batches_replayed.labels(found=found)
+        for action in EDITORIAL_ACTIONS:
+            self.editorial_changes.labels(action=action)
+        for operation in redis_operations:
+            self.redis_errors.labels(operation=operation)
 
     def set_build_info(self, redis_version: str) -> None:
         """Label ``ranker_build_info`` with the versions running, Redis's once it is known."""

@@ -27,11 +27,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import editorial, rankings, views
 from .auth import Access, CorsPolicy, EditorGuard, WriteGuard
-from .errors import NotFound, RankerError, RequestTimeout
+from .errors import NotFound, Overloaded, RankerError, RedisRefusesWrites, RequestTimeout
 from .logs import CURRENT_REQUEST, REQUEST_ID_HEADER, request_id
 from .metrics import RequestLatency
 from .responses import error_response
 from .state import METRICS, SETTINGS
+from .store_base import PoolExhausted, refuses_writes
 
 log = logging.getLogger(__name__)
 
@@ -177,16 +178,33 @@ def observed(
             response = error_response(
                 exc.status, HTTP_ERROR_CODES.get(exc.status, "http_error"), exc.reason
             )
+        except PoolExhausted as exc:
+            # Ranker's own back-pressure, not a Redis error: Redis may be fine.
+            log.debug("no Redis connection for %s %s: %s", request.method, request.path, exc)
+            overloaded = Overloaded("too many requests are waiting for Redis; try again shortly")
+            response = error_response(
+                overloaded.status, overloaded.code, overloaded.message, retry_after=1
+            )
         except (RedisConnectionError, RedisTimeoutError) as exc:
             request.app[METRICS].redis_errors.labels(operation=route).inc()
             log.warning("Redis unavailable during %s %s: %s", request.method, request.path, exc)
             response = error_response(
                 503, "redis_unavailable", "Redis did not answer; try again shortly", retry_after=1
             )
-        except RedisError:
+        except RedisError as exc:
             request.app[METRICS].redis_errors.labels(operation=route).inc()
-            log.exception("Redis error during %s %s", request.method, request.path)
-            response = error_response(500, "redis_error", "Redis rejected a command")
+            if refuses_writes(exc):
+                # Redis's state, not a bug: a 503 the client may retry, and no log line per
+                # request (the store logs when Redis starts refusing, and when it stops).
+                refused = RedisRefusesWrites(
+                    "Redis refuses writes (out of memory, or a read-only replica); try again later"
+                )
+                response = error_response(
+                    refused.status, refused.code, refused.message, retry_after=refused.retry_after
+                )
+            else:
+                log.exception("Redis error during %s %s", request.method, request.path)
+                response = error_response(500, "redis_error", "Redis rejected a command")
         except asyncio.CancelledError:
             # The client left first; counted as nginx does.
             latency.observe(route, request.method, 499, perf_counter() - started)

@@ -50,6 +50,18 @@ class RankingStore(ListReads, ArticleMetadata, EditorialStore):
     async def ping(self) -> None:
         await self._redis.ping()
 
+    @observed("write_check")
+    async def check_writes(self) -> None:
+        """Write a small key of ranker's own and delete it, in one transaction (so no one ever
+        sees it): Redis refuses the write (and so turns ``writable`` False) when it refuses
+        every write, and taking it turns ``writable`` True again."""
+        key = self.keys.write_check()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, "1")
+            pipe.delete(key)
+            await pipe.execute()
+        self.writes_taken()
+
     @observed("server_info")
     async def server_version(self) -> str:
         """The Redis (or Valkey) server's version."""

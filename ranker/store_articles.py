@@ -3,17 +3,19 @@ the indexes of published articles that fill short lists."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 from redis.typing import EncodableT, FieldT
 
 from .config import SITE_WIDE
 from .scoring import decayed
-from .store_base import StoreBase, observed
+from .store_base import PoolExhausted, StoreBase, observed
 from .store_editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
 
 
@@ -41,31 +43,91 @@ class Article:
         return cls(article_id, None, None, None, None, hidden=False, scores={}, windows={})
 
 
+def _taken(read: asyncio.Future[Any]) -> None:
+    if not read.cancelled():
+        read.exception()
+
+
 class ArticleMetadata(StoreBase):
     """Reading and changing article metadata."""
 
-    @observed("article_get")
     async def get_article(self, article_id: str, now: float) -> Article | None:
-        """An article's metadata and scores, or None when ranker knows nothing of it."""
-        rankings = self._settings.rankings
+        """An article's metadata and scores as of ``now``, or None when ranker knows nothing
+        of it.
+
+        Reads of one article that come while another waits to be sent share that one: each
+        came before it was sent, so it sees every write made before any of them came. At most
+        :func:`~ranker.store_base.article_connections` reads run at once, on connections of
+        their own; one that finds no room within ``redis_timeout_s`` raises
+        :class:`~ranker.store_base.PoolExhausted`."""
+        read = self._unsent_article_reads.get(article_id)
+        if read is None:
+            read = asyncio.ensure_future(self._read_article(article_id))
+            # Its outcome is taken here too: when every caller has left (a client gone, a
+            # request timed out), a failure must not be logged as one nobody retrieved.
+            read.add_done_callback(_taken)
+            self._unsent_article_reads[article_id] = read
+        # Shielded: a caller that leaves must not cancel the read the others wait for.
+        meta, states = await asyncio.shield(read)
+        return self._article(article_id, meta, states, now)
+
+    @observed("article_get")
+    async def _read_article(self, article_id: str) -> tuple[dict[str, str], list[Any]]:
+        """One HGETALL and one script call per ranking (all its profiles), in one round trip."""
+        try:
+            async with asyncio.timeout(self._settings.redis_timeout_s):
+                await self._article_slots.acquire()
+        except TimeoutError:
+            raise PoolExhausted(
+                f"no room for another article read within {self._settings.redis_timeout_s} s"
+            ) from None
+        finally:
+            # From here on it may be sent: a read that comes later must not share it, or it
+            # could miss a write made before it came.
+            del self._unsent_article_reads[article_id]
+        try:
+            return await self._send_article_read(article_id)
+        finally:
+            self._article_slots.release()
+
+    async def _send_article_read(self, article_id: str) -> tuple[dict[str, str], list[Any]]:
         profiles = self._settings.profiles
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.keys.article(article_id))
-            for window in profiles:
-                for ranking in rankings:
-                    keys = [self.keys.scores(ranking, window), self.keys.decay(ranking, window)]
-                    await self._score(keys=keys, args=[article_id], client=pipe)
-            meta, *states = await pipe.execute()
+        sha = self._score.sha
+        for attempt in (1, 2):
+            # EVALSHA directly: a script passed to a pipeline makes redis-py ask SCRIPT EXISTS
+            # first, a round trip more for every read.
+            async with self._article_redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(self.keys.article(article_id))
+                for ranking in self._settings.rankings:
+                    keys: list[str] = []
+                    for window in profiles:
+                        keys += [
+                            self.keys.scores(ranking, window),
+                            self.keys.decay(ranking, window),
+                        ]
+                    pipe.evalsha(sha, len(keys), *keys, article_id)
+                try:
+                    meta, *states = await pipe.execute()
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    # Redis restarted or its scripts were flushed: load it, and read again.
+                    await self._article_redis.script_load(self._score.script)
+                    continue
+            return meta, states
+        raise AssertionError("unreachable")
+
+    def _article(
+        self, article_id: str, meta: dict[str, str], states: list[Any], now: float
+    ) -> Article | None:
+        rankings = self._settings.rankings
         by_profile: dict[str | None, dict[str, float]] = {}
-        for index, window in enumerate(profiles):
-            profile_states = states[index * len(rankings) : (index + 1) * len(rankings)]
-            found = {
-                ranking: decayed(float(stored), float(landmark), float(half_life), now)
-                for ranking, (landmark, half_life, stored) in zip(
-                    rankings, profile_states, strict=True
-                )
-                if stored is not None and landmark is not None
-            }
+        for index, window in enumerate(self._settings.profiles):
+            found = {}
+            for ranking, state in zip(rankings, states, strict=True):
+                landmark, half_life, stored = state[3 * index : 3 * index + 3]
+                if stored is not None and landmark is not None:
+                    found[ranking] = decayed(float(stored), float(landmark), float(half_life), now)
             if found or window is None:
                 by_profile[window] = found
         scores = by_profile.pop(None)

@@ -12,19 +12,76 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
+import re
 import time
 from collections.abc import Callable, Coroutine
 from importlib.resources import files
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .config import Settings
 from .keys import Keys
 from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# redis-py has no class of its own for MISCONF; a pipeline's error quotes the reply after
+# "... caused error: (".
+_MISCONF = re.compile(r"\bMISCONF ")
+
+
+def refuses_writes(error: BaseException) -> bool:
+    """Whether ``error`` is Redis saying it takes no writes now, though it answers reads: out
+    of memory under ``maxmemory-policy noeviction`` (``OOM``), a read-only replica
+    (``READONLY``), or a failed snapshot with ``stop-writes-on-bgsave-error`` (``MISCONF``)."""
+    if isinstance(error, OutOfMemoryError | ReadOnlyError):
+        return True
+    return isinstance(error, ResponseError) and _MISCONF.search(str(error)) is not None
+
+
+class PoolExhausted(MaxConnectionsError):
+    """No connection to Redis came free within the wait: ranker's own back-pressure (too much
+    work at once), not a sign that Redis is down. Still a ``ConnectionError``, so code that
+    treats any failure to reach Redis as "nothing was sent" stays right."""
+
+
+class WaitingPool(BlockingConnectionPool):
+    """redis-py's blocking pool, which raises :class:`PoolExhausted` when a wait for a free
+    connection runs out, where redis-py raises a plain ``ConnectionError`` (as for a refused
+    connection): only a real failure to reach Redis may mark it down."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        try:
+            connection: AbstractConnection = await super().get_connection(  # type: ignore[no-untyped-call]
+                *args, **kwargs
+            )
+            return connection
+        except RedisConnectionError as exc:
+            # redis-py's pool raises ConnectionError("No connection available.") from the
+            # timeout of its wait; a failure to connect is raised otherwise (tested).
+            if type(exc) is RedisConnectionError and isinstance(exc.__cause__, TimeoutError):
+                raise PoolExhausted(
+                    f"no Redis connection came free within {self.timeout} s"
+                ) from exc
+            raise
+
+
+ARTICLE_READ_SHARE = 4
+"""Article reads get connections of their own, a quarter as many as the other reads and
+writes (``RANKER_REDIS_MAX_CONNECTIONS``), at least one: a flood of them cannot take the
+connections that list refreshes, ingest and editors need."""
+
+
+def article_connections(settings: Settings) -> int:
+    """How many connections article reads have, and so how many run at once."""
+    return max(1, settings.redis_max_connections // ARTICLE_READ_SHARE)
 
 
 def _lua(name: str) -> str:
@@ -49,18 +106,32 @@ class StoreBase:
         settings: Settings,
         *,
         flush_redis: Redis | None = None,
+        article_redis: Redis | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics if metrics is not None else Metrics()
         self.available = True
         """False from a command that could not reach Redis (refused, cut or timed out) until
         the next that could: work that needs Redis is refused at once meanwhile."""
+        self.reached = False
+        """True once Redis has answered a command since the process started: until then the
+        process is not ready (its Redis URL may be wrong), whatever it says later."""
+        self.writable = True
+        """False from a write Redis refused (see :func:`refuses_writes`) until the background
+        write check finds it takes writes again."""
         self.went_down = asyncio.Event()
-        """Set when a command finds Redis unreachable, for the check that finds it back."""
+        """Set when a command finds Redis unreachable, or refusing writes, for the check that
+        finds it back."""
         self.outage_listeners: list[Callable[[], None]] = []
         """Called when a command first finds Redis unreachable after it answered."""
         self._redis = redis
         self._flush_redis = flush_redis if flush_redis is not None else redis
+        self._article_redis = article_redis if article_redis is not None else redis
+        # As many article reads at once as they have connections: the others wait their turn
+        # (and are refused once the wait is over) without holding a connection.
+        self._article_slots = asyncio.Semaphore(article_connections(settings))
+        # Article id -> its read that has not been sent yet: one that comes meanwhile shares it.
+        self._unsent_article_reads: dict[str, asyncio.Future[Any]] = {}
         self._settings = settings
         self.keys = Keys(settings.key_prefix)
         self._increment = self._flush_redis.register_script(_INCREMENT)
@@ -71,6 +142,22 @@ class StoreBase:
         self._pin = redis.register_script(_PIN)
         self._event_metadata = self._flush_redis.register_script(_METADATA)
         self._flush_proven_at = -math.inf
+
+    def writes_refused(self, error: BaseException) -> None:
+        """Redis refused a write: say so, once, and have the background check look again (then
+        every second until Redis takes writes, not once per refused write)."""
+        if self.writable:
+            log.warning("Redis refuses writes: %s", error)
+            self.went_down.set()
+        self.writable = False
+        self.metrics.redis_writable.set(0)
+
+    def writes_taken(self) -> None:
+        """Redis took a write."""
+        if not self.writable:
+            log.info("Redis takes writes again")
+        self.writable = True
+        self.metrics.redis_writable.set(1)
 
 
 S = TypeVar("S", bound=StoreBase)
@@ -94,6 +181,8 @@ def observed(
             started = time.perf_counter()
             try:
                 result = await method(self, *args, **kwargs)
+            except PoolExhausted:
+                raise  # too much of ranker's own work at once: Redis may well be fine
             except (RedisConnectionError, RedisTimeoutError):
                 if self.available:
                     self.available = False
@@ -102,7 +191,11 @@ def observed(
                 self.went_down.set()
                 metrics.redis_up.set(0)
                 raise
-            self.available = True
+            except ResponseError as exc:
+                if refuses_writes(exc):
+                    self.writes_refused(exc)
+                raise
+            self.available = self.reached = True
             metrics.redis_up.set(1)
             metrics.redis_command_duration.labels(operation).observe(time.perf_counter() - started)
             return result

@@ -22,6 +22,7 @@ from .dedup import DUPLICATE_READER, batch_token, count_once
 from .editorial import cms_editor, cms_hide
 from .errors import (
     ArticleNotFound,
+    NotReady,
     RankerError,
     StoreUnavailable,
 )
@@ -207,11 +208,29 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready to serve: Redis answers. 503 at once while Redis is known to be down (the
-    background check finds it back within a second of its return)."""
-    require_redis(request, "not ready")
-    await request.app[STORE].ping()
-    return json_response({"status": "ready"})
+    """Ready once Redis has answered since the process started (503 ``redis_not_reached``
+    before: a wrong ``RANKER_REDIS_URL`` keeps a new replica out of service), and from then on
+    for as long as the process runs: through a later Redis outage it serves its last good lists
+    (marked stale), as every replica does, so none goes unready then. ``redis`` says what
+    Redis is doing now: ``up``, ``unavailable``, or ``refuses_writes`` (it answers reads; the
+    replica stays ready and serves lists, while writes are refused)."""
+    store = request.app[STORE]
+    if not store.reached:
+        # Asked, not only read from the background check: ready as soon as Redis answers.
+        try:
+            await store.ping()
+        except RedisError as exc:
+            raise NotReady(
+                f"Redis has not answered since ranker started ({type(exc).__name__}); check "
+                "RANKER_REDIS_URL and the logs"
+            ) from None
+    if not store.available:
+        redis = "unavailable"
+    elif not store.writable:
+        redis = "refuses_writes"  # ready all the same: lists are still served
+    else:
+        redis = "up"
+    return json_response({"status": "ready", "redis": redis})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -10,12 +10,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ranker import store as store_module
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis, free_port
 from ranker.flush import FlushPlan
+from ranker.responses import STALE_HEADER
 from ranker.state import METRICS, REDIS, SETTINGS, STORE
 from tests.conftest import AiohttpClient, Client, FakeClock
 
@@ -38,7 +40,7 @@ def test_two_apps_keep_their_metrics_apart(make_settings: Callable[..., Settings
         second[METRICS].registry.get_sample_value(
             "ranker_events_accepted_total", {"section": "sports"}
         )
-        is None
+        == 0
     )
 
 
@@ -190,3 +192,41 @@ async def test_a_redis_that_may_evict_keys_is_warned_of_at_start(
         messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         assert any("maxmemory-policy" in m for m in messages) == warned
         await client.close()
+
+
+async def test_a_replica_is_not_ready_until_redis_first_answers_and_stays_ready_after(
+    aiohttp_client: AiohttpClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A Redis URL at which nothing listens yet, as after a typo in the ConfigMap.
+    port = free_port()
+    settings = Settings(
+        redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout_s=0.5, refresh_interval_s=0.1
+    )
+    client = await aiohttp_client(create_app(settings, clock=FakeClock()))
+    assert (await client.get("/healthz")).status == 200  # alive all the same
+    response = await client.get("/readyz")
+    body = await response.json()
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
+    assert body["error"]["code"] == "redis_not_reached"
+    assert "RANKER_REDIS_URL" in body["error"]["message"]
+    assert any(f"127.0.0.1:{port}" in r.getMessage() for r in caplog.records)  # logged why
+
+    server = EmbeddedRedis(tmp_path / "redis", persist=False, port=port)
+    server.start()
+    try:
+        response = await client.get("/readyz")
+        assert response.status == 200
+        assert await response.json() == {"status": "ready", "redis": "up"}
+        assert (await client.get("/v1/rankings/all")).status == 200
+    finally:
+        server.stop()
+    # A later outage: still ready, serving the last good lists (marked stale), and saying so.
+    with pytest.raises(RedisConnectionError):
+        await client.app[STORE].ping()
+    response = await client.get("/readyz")
+    assert response.status == 200
+    assert await response.json() == {"status": "ready", "redis": "unavailable"}
+    ranking = await client.get("/v1/rankings/all")
+    assert ranking.status == 200
+    assert ranking.headers[STALE_HEADER] == "true"

@@ -1,24 +1,39 @@
 """Properties of the article validators (``ranker.articles``), and their agreement with the
-event parser on the rules the two share: article ids, titles and urls.
+event parser on the rules the two share: article ids, titles and urls; then what reading an
+article costs Redis, and what a flood of reads may and may not do to the rest of the service.
 
-Requests through the app are in tests/test_views.py; here the validators meet generated input.
+Other requests through the app are in tests/test_views.py; here the validators meet generated
+input.
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import math
 import string
+from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from yarl import URL
 
+from ranker.app import create_app
 from ranker.articles import FIELDS, check_article_id, parse_article_update
+from ranker.config import Settings
+from ranker.embedded import free_port
 from ranker.errors import InvalidArticle, InvalidArticleId, InvalidJson, UnsupportedMediaType
 from ranker.events import MAX_TITLE, parse_events
+from ranker.responses import STALE_HEADER
+from ranker.state import METRICS, REDIS, STORE
+from ranker.store_base import PoolExhausted, WaitingPool
+from tests.conftest import AiohttpClient, Client
 from tests.strategies import (
     ID_CHARS,
     NOW,
@@ -164,3 +179,154 @@ def test_a_dot_segment_is_not_an_article_id(article_id: str) -> None:
     with pytest.raises(InvalidArticleId):
         check_article_id(article_id)
     assert check_article_id("..." + article_id) == "..." + article_id
+
+
+# --- Reads of an article through the app: their cost, and a flood of them -----------------------
+
+
+def operations(client: Client, operation: str) -> float:
+    value = client.app[METRICS].registry.get_sample_value(
+        "ranker_redis_command_duration_seconds_count", {"operation": operation}
+    )
+    return value or 0.0
+
+
+class HeldReads:
+    """Holds every article read that has its connection until released: a stand-in for reads
+    that are slow to come back, so the others queue behind them."""
+
+    def __init__(self, client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+        store = client.app[STORE]
+        send = store._send_article_read
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+        async def held(article_id: str) -> tuple[dict[str, str], list[Any]]:
+            self.started.set()
+            await self.release.wait()
+            return await send(article_id)
+
+        monkeypatch.setattr(store, "_send_article_read", held)
+
+
+async def test_reads_of_one_article_that_wait_together_share_one_redis_read(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = await aiohttp_client(create_app(make_settings(redis_max_connections=4)))
+    assert (await client.put("/v1/articles/a", json={"title": "A"})).status == 200
+    held = HeldReads(client, monkeypatch)
+    before = operations(client, "article_get")
+    first = asyncio.ensure_future(client.get("/v1/articles/a"))
+    await held.started.wait()  # the only article connection is taken: the rest wait
+    rest = [asyncio.ensure_future(client.get("/v1/articles/a")) for _ in range(50)]
+    await asyncio.sleep(0.1)
+    held.release.set()
+    responses = await asyncio.gather(first, *rest)
+    assert {response.status for response in responses} == {200}
+    assert {(await response.json())["title"] for response in responses} == {"A"}
+    # The first read, and one for all that came while it was out.
+    assert operations(client, "article_get") - before == 2
+
+
+async def test_a_flood_of_article_reads_gets_503s_and_starves_nothing_else(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One connection for article reads (a quarter of 4), held: every other read waits for it.
+    settings = make_settings(redis_max_connections=4, redis_timeout_s=0.2, refresh_interval_s=0.1)
+    client = await aiohttp_client(create_app(settings), connector=aiohttp.TCPConnector(limit=0))
+    event = [{"article_id": "read", "section": "sports"}]
+    assert (await client.post("/v1/events", json=event)).status == 200
+    assert (await client.get("/v1/rankings/all")).status == 200
+    held = HeldReads(client, monkeypatch)
+    flood = [asyncio.ensure_future(client.get(f"/v1/articles/id-{n}")) for n in range(300)]
+    await held.started.wait()
+    statuses: list[int] = []
+    for _ in range(5):
+        lists = await client.get("/v1/rankings/all")
+        assert lists.status == 200
+        assert STALE_HEADER not in lists.headers
+        readiness = await client.get("/readyz")
+        assert readiness.status == 200
+        assert await readiness.json() == {"status": "ready", "redis": "up"}
+        assert (await client.post("/v1/events", json=event)).status == 200
+        await asyncio.sleep(0.1)  # a refresh interval: the lists are re-read meanwhile
+    held.release.set()
+    for response in await asyncio.gather(*flood):
+        statuses.append(response.status)
+        if response.status == 503:
+            assert response.headers["Retry-After"] == "1"
+            assert (await response.json())["error"]["code"] == "overloaded"
+    assert 503 in statuses  # the flood was refused in part, as back-pressure...
+    assert set(statuses) <= {404, 503}
+    store = client.app[STORE]
+    assert store.available  # ...and not taken for a Redis outage
+    assert client.app[METRICS].registry.get_sample_value("ranker_redis_up") == 1
+
+
+async def test_running_out_of_pooled_connections_is_no_redis_outage(
+    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings], redis: Redis
+) -> None:
+    settings = make_settings(redis_max_connections=2, redis_timeout_s=0.2)
+    client = await aiohttp_client(create_app(settings))
+    assert (await client.get("/readyz")).status == 200
+    pool = client.app[REDIS].connection_pool
+    taken = [await pool.get_connection() for _ in range(2)]  # type: ignore[no-untyped-call]
+    try:
+        # A list never read needs a connection of that pool: none comes free.
+        response = await client.get("/v1/rankings/world")
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        assert (await response.json())["error"]["code"] == "overloaded"
+        with pytest.raises(PoolExhausted):
+            await client.app[STORE].ping()
+    finally:
+        for connection in taken:
+            await pool.release(connection)
+    assert client.app[STORE].available
+    assert client.app[METRICS].registry.get_sample_value("ranker_redis_up") == 1
+    assert await (await client.get("/readyz")).json() == {"status": "ready", "redis": "up"}
+    assert (await client.get("/v1/rankings/world")).status == 200
+
+
+async def test_only_a_wait_for_a_free_connection_is_pool_exhaustion(redis_url: str) -> None:
+    # What WaitingPool tells apart relies on how redis-py raises each: checked here.
+    pool = WaitingPool.from_url(redis_url, max_connections=1, timeout=0.1)
+    held = await pool.get_connection()
+    with pytest.raises(PoolExhausted):
+        await pool.get_connection()
+    await pool.release(held)
+    await pool.disconnect()
+    closed = WaitingPool.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", max_connections=1, timeout=0.1
+    )
+    with pytest.raises(RedisConnectionError) as refused:
+        await closed.get_connection()
+    assert not isinstance(refused.value, PoolExhausted)
+
+
+async def test_a_shared_read_that_fails_after_every_caller_left_logs_no_error(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = make_settings(redis_max_connections=4, request_timeout_s=0.3, redis_timeout_s=0.6)
+    client = await aiohttp_client(create_app(settings))
+    held = HeldReads(client, monkeypatch)
+    first = asyncio.ensure_future(client.get("/v1/articles/a"))
+    await held.started.wait()
+    # Its caller gives up (the request timeout) before its read gives up waiting for a slot.
+    response = await client.get("/v1/articles/b")
+    assert (await response.json())["error"]["code"] == "timeout"
+    await asyncio.sleep(0.6)
+    gc.collect()  # where asyncio reports an exception nobody retrieved
+    held.release.set()
+    await first
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]

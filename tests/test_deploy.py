@@ -479,11 +479,13 @@ def test_image_and_manifests_agree_on_user_port_and_health_endpoints(settings: S
     assert pod["securityContext"]["runAsGroup"] == 10001
     (container,) = pod["containers"]
     assert container["ports"][0]["containerPort"] == 8080
-    # Neither probe may depend on the one Redis every replica shares: an outage of it would
-    # empty the Service (readiness) or restart every replica (liveness), and the lists each
-    # replica still holds would not reach the pages.
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    # Readiness waits for Redis's first answer (a wrong RANKER_REDIS_URL keeps a new pod out
+    # of the Service) and then no longer depends on the one Redis every replica shares: an
+    # outage of it must not empty the Service, nor restart every replica (liveness), while
+    # the lists each replica still holds can reach the pages.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert docs["ConfigMap"]["data"]["RANKER_HOST"] == "0.0.0.0"
     assert docs["ConfigMap"]["data"]["RANKER_PORT"] == "8080"
     annotations = docs["Deployment"]["spec"]["template"]["metadata"]["annotations"]
@@ -491,7 +493,7 @@ def test_image_and_manifests_agree_on_user_port_and_health_endpoints(settings: S
 
     # Every path the image and the manifests probe or scrape is a route of the app.
     routes = {resource.canonical for resource in create_app(settings).router.resources()}
-    assert {"/healthz", annotations["prometheus.io/path"]} <= routes
+    assert {"/healthz", "/readyz", annotations["prometheus.io/path"]} <= routes
 
 
 def test_write_tokens_come_from_secrets_not_from_the_files() -> None:

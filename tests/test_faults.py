@@ -11,7 +11,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
@@ -20,13 +20,16 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 
+from ranker import app as app_module
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.embedded import EmbeddedRedis
+from ranker.embedded import EmbeddedRedis, free_port
 from ranker.keys import Keys
 from ranker.responses import STALE_HEADER
 from ranker.state import METRICS, STORE
+from ranker.store_base import refuses_writes
 from tests.conftest import AiohttpClient, Client, FakeClock
 from tests.proxy import ReplyLosingProxy
 
@@ -135,9 +138,11 @@ async def poller(client: Client, load: Load, stop: asyncio.Event) -> None:
 
 
 async def ready(client: Client) -> bool:
+    """Whether /readyz says Redis answers now. Once Redis has answered, the replica stays
+    ready through an outage (it serves its last good lists); the body says what Redis does."""
     response = await client.get("/readyz")
-    await response.read()
-    return response.status == 200
+    body = await response.json()
+    return response.status == 200 and body["redis"] == "up"
 
 
 async def seconds_until_ready(client: Client, limit: float) -> float:
@@ -406,3 +411,114 @@ async def test_after_a_lost_answer_another_body_with_the_key_is_refused_and_the_
         assert [(r["index"], r["code"]) for r in answer["rejected"]] == [(1, "unknown_section")]
     for ranking in ("sports", "all"):
         assert await redis_client.zscore(keys.scores(ranking), "first") == 1.0
+
+
+async def eventually(predicate: Callable[[], Awaitable[bool]], limit: float = 10.0) -> None:
+    give_up = time.monotonic() + limit
+    while not await predicate():
+        assert time.monotonic() < give_up, "never happened"
+        await asyncio.sleep(0.02)
+
+
+def gauge(client: Client, name: str) -> float | None:
+    return client.app[METRICS].registry.get_sample_value(name)
+
+
+async def redis_state(client: Client) -> str:
+    response = await client.get("/readyz")
+    assert response.status == 200  # ready throughout: lists are still served
+    body: dict[str, str] = await response.json()
+    return body["redis"]
+
+
+async def test_writes_a_full_redis_refuses_are_503_and_readiness_and_metrics_say_so(
+    aiohttp_client: AiohttpClient, private_redis: EmbeddedRedis, redis_client: Redis
+) -> None:
+    client = await aiohttp_client(create_app(fault_settings(private_redis), clock=FakeClock()))
+    assert (await client.put("/v1/articles/a", json={"title": "Before"})).status == 200
+    assert gauge(client, "ranker_redis_writable") == 1
+    await redis_client.config_set("maxmemory-policy", "noeviction")
+    await redis_client.config_set("maxmemory", "1")  # every write is over it now
+    try:
+        writes = [
+            await client.put("/v1/articles/a", json={"title": "After"}),
+            await client.put("/v1/editorial/hides/a", json={"editor": "Ed"}),
+            await client.put("/v1/editorial/pins/all/1", json={"article_id": "a"}),
+        ]
+        for response in writes:
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "5"
+            assert (await response.json())["error"]["code"] == "redis_refuses_writes"
+        assert gauge(client, "ranker_redis_writable") == 0
+        assert gauge(client, "ranker_redis_up") == 1  # it answers: not an outage
+        assert await redis_state(client) == "refuses_writes"
+        article = await client.get("/v1/articles/a")  # reads still work
+        assert article.status == 200
+        assert (await article.json())["title"] == "Before"
+    finally:
+        await redis_client.config_set("maxmemory", "0")
+
+    async def writable() -> bool:
+        return await redis_state(client) == "up"
+
+    await eventually(writable)  # the background check finds it within a second or so
+    assert gauge(client, "ranker_redis_writable") == 1
+    assert (await client.put("/v1/articles/a", json={"title": "After"})).status == 200
+
+
+async def test_a_read_only_replica_is_found_refusing_writes_without_any_traffic(
+    aiohttp_client: AiohttpClient,
+    private_redis: EmbeddedRedis,
+    redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(app_module, "REDIS_CHECK_INTERVAL_S", 0.1)
+    client = await aiohttp_client(create_app(fault_settings(private_redis), clock=FakeClock()))
+
+    async def written() -> bool:
+        return gauge(client, "ranker_redis_writable") == 1
+
+    async def refused() -> bool:
+        return gauge(client, "ranker_redis_writable") == 0
+
+    await eventually(written)
+    # A replica of a primary that is not there: it answers reads, and refuses every write.
+    await redis_client.replicaof("127.0.0.1", free_port())
+    try:
+        await eventually(refused)
+        assert await redis_state(client) == "refuses_writes"
+        response = await client.put("/v1/articles/b", json={"title": "T"})
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "redis_refuses_writes"
+    finally:
+        await redis_client.replicaof("NO", "ONE")
+    await eventually(written)
+    assert await redis_state(client) == "up"
+
+
+def test_what_counts_as_redis_refusing_writes() -> None:
+    assert refuses_writes(OutOfMemoryError("command not allowed when used memory > 'maxmemory'"))
+    assert refuses_writes(ReadOnlyError("You can't write against a read only replica."))
+    misconf = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable"
+    assert refuses_writes(ResponseError(misconf))
+    # As a pipeline reports it.
+    assert refuses_writes(
+        ResponseError(f"Command # 1 (SET k v) of pipeline caused error: {misconf}")
+    )
+    assert not refuses_writes(ResponseError("ERR wrong number of arguments for 'set' command"))
+    assert not refuses_writes(RedisConnectionError("Connection refused"))
+
+
+async def test_an_article_read_after_redis_lost_its_scripts_loads_them_again(
+    aiohttp_client: AiohttpClient, private_redis: EmbeddedRedis, redis_client: Redis
+) -> None:
+    # A private server: SCRIPT FLUSH would take every test's scripts on a shared one.
+    client = await aiohttp_client(create_app(fault_settings(private_redis), clock=FakeClock()))
+    assert (
+        await client.post("/v1/events", json={"article_id": "a", "section": "world"})
+    ).status == 200
+    assert (await client.get("/v1/articles/a")).status == 200
+    await redis_client.script_flush()  # as after a restart without persistence of scripts
+    response = await client.get("/v1/articles/a")
+    assert response.status == 200
+    assert (await response.json())["scores"] == {"all": 1.0, "world": 1.0}

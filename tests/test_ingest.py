@@ -180,7 +180,7 @@ async def test_events_are_refused_at_once_while_redis_is_down(
     assert body["error"]["code"] == "redis_unavailable"
     assert "nothing was counted" in body["error"]["message"]
     registry = client.app[METRICS].registry
-    assert registry.get_sample_value("ranker_events_accepted_total", {"section": "sports"}) is None
+    assert registry.get_sample_value("ranker_events_accepted_total", {"section": "sports"}) == 0
     labels = {"reason": "redis_unavailable"}
     assert registry.get_sample_value("ranker_event_batches_rejected_total", labels) == 1
 

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 import random
+import re
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from ranker import events
+from ranker.app import create_app
+from ranker.config import Settings
+from ranker.events import REJECTION_CODES
 from ranker.metrics import LATENCY_BUCKETS, Metrics, RequestLatency
+from ranker.state import METRICS
 
 LABELS = [
     ("/v1/rankings/{section}", "GET", 200),
@@ -54,3 +62,39 @@ def test_request_latency_matches_prometheus_clients_histogram() -> None:
 def test_an_app_with_no_requests_still_declares_the_histogram() -> None:
     text = generate_latest(Metrics().registry).decode()
     assert "# TYPE ranker_http_request_duration_seconds histogram" in text
+
+
+def test_a_fresh_app_exports_its_known_counter_series_at_zero(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # Before any event, error or replay: rate() needs the 0 to see the first one.
+    app = create_app(make_settings(sections=("sports", "world")))
+    got = samples(app[METRICS].registry)
+
+    def zero(name: str, **labels: str) -> bool:
+        return got.get((name, tuple(sorted(labels.items())))) == 0.0
+
+    assert all(zero("ranker_events_rejected_total", reason=code) for code in REJECTION_CODES)
+    assert zero("ranker_events_rejected_total", reason="unknown_section")
+    for found in ("answer", "flush"):
+        assert zero("ranker_event_batches_replayed_total", found=found)
+    for operation in ("flush", "refresh", "ping", "/v1/events", "/v1/rankings/{section}"):
+        assert zero("ranker_redis_errors_total", operation=operation)
+    assert zero("ranker_redis_errors_total", operation="/v1/articles/{article_id}")
+    for reason in ("crawler", "headless_browser", "duplicate_reader"):
+        assert zero("ranker_events_excluded_total", reason=reason)
+    for section in ("sports", "world"):
+        assert zero("ranker_events_accepted_total", section=section)
+    for action in ("hide", "unhide", "pin", "unpin"):
+        assert zero("ranker_editorial_changes_total", action=action)
+    # Routes that never touch Redis get no series of Redis errors.
+    assert ("ranker_redis_errors_total", (("operation", "/healthz"),)) not in got
+
+
+def test_the_rejection_codes_named_in_advance_are_every_code_events_uses() -> None:
+    source = inspect.getsource(events)
+    literal = set(re.findall(r'_Rejected\(\s*"(\w+)"', source))
+    optional = {f"invalid_{name}" for name in re.findall(r'_optional_text\(event, "(\w+)"', source)}
+    assert literal
+    assert optional
+    assert set(REJECTION_CODES) == literal | optional

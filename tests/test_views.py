@@ -543,7 +543,7 @@ async def test_routing_errors_are_json(
 
 async def test_health_and_readiness(client: Client) -> None:
     assert await get_json(client, "/healthz") == {"status": "ok"}
-    assert await get_json(client, "/readyz") == {"status": "ready"}
+    assert await get_json(client, "/readyz") == {"status": "ready", "redis": "up"}
 
 
 async def test_metrics_count_events_and_label_routes_by_template(client: Client) -> None:
@@ -603,9 +603,12 @@ async def test_bots_events_are_answered_and_counted_as_excluded_per_reason(clien
     excluded = {
         s.labels["reason"]: s.value for s in samples if s.name == "ranker_events_excluded_total"
     }
-    assert excluded == {"crawler": 2.0, "headless_browser": 1.0}
-    accepted = [s.value for s in samples if s.name == "ranker_events_accepted_total"]
-    assert accepted == [1.0]
+    # Every reason's series is there from the start, at 0 until it counts.
+    assert excluded == {"crawler": 2.0, "headless_browser": 1.0, "duplicate_reader": 0.0}
+    accepted = {
+        s.labels["section"]: s.value for s in samples if s.name == "ranker_events_accepted_total"
+    }
+    assert sum(accepted.values()) == accepted["sports"] == 1.0
 
 
 async def test_an_answer_with_no_bots_event_has_no_excluded_field(client: Client) -> None:
