@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .articles import check_article_id, parse_article_update
 from .auth import client_identity
+from .config import Settings
 from .dedup import DUPLICATE_READER, batch_token, count_once
 from .editorial import cms_hide
 from .errors import (
@@ -27,7 +28,7 @@ from .errors import (
 )
 from .events import parse_events
 from .idempotency import HEADER, REPLAYED_HEADER, idempotency_key
-from .preconditions import check_declared_length, read_body, require_redis
+from .preconditions import check_declared_length, declared_size, read_body, require_redis
 from .responses import json_response
 from .state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, SETTINGS, STORE
 from .store import Article, RankingStore
@@ -56,8 +57,8 @@ async def post_events(request: web.Request) -> web.Response:
         # Too large is said first: unlike a full budget, it is no reason to come back soon.
         check_declared_length(request, settings.max_body_bytes)
         app[INGESTOR].check_room()
-        with admission.reserve(request.content_length or settings.max_body_bytes):
-            body = await read_body(request, settings.max_body_bytes)
+        with admission.writes.hold(client, declared_size(request), "nothing was counted") as hold:
+            body = await read_body(request, settings.max_body_bytes, hold)
             key = idempotency_key(
                 request.headers.get(HEADER),
                 request.content_type,
@@ -153,8 +154,7 @@ async def put_article(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     article_id = check_article_id(request.match_info["article_id"])
     require_redis(request, "nothing was changed")
-    body = await read_body(request, settings.max_body_bytes)
-    changes = parse_article_update(body, request.content_type, request.charset, settings.sections)
+    changes = await _read_article_update(request, settings)
     store = app[STORE]
     now = app[CLOCK]()
     # The CMS's hide is an editorial change like any other; null unhides, as false does.
@@ -175,6 +175,17 @@ async def put_article(request: web.Request) -> web.Response:
     article = await store.get_article(article_id, now)
     # Clearing every field of an article with no views leaves nothing stored: say so plainly.
     return json_response(article or Article.blank(article_id))
+
+
+async def _read_article_update(request: web.Request, settings: Settings) -> dict[str, Any]:
+    """The changes a PUT asks for. Its body counts against the write budget, as events' do,
+    while it is read and parsed; the changes parsed from it are small."""
+    app = request.app
+    client = client_identity(request, tokens_configured=bool(settings.write_tokens))
+    budget = app[ADMISSION].writes
+    with budget.hold(client, declared_size(request), "nothing was changed") as hold:
+        body = await read_body(request, settings.max_body_bytes, hold)
+        return parse_article_update(body, request.content_type, request.charset, settings.sections)
 
 
 async def healthz(request: web.Request) -> web.Response:
