@@ -10,9 +10,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from . import __version__
+from . import server as http_server
 from .app import create_app
 from .config import ConfigError, Settings
 from .embedded import EmbeddedRedis, EmbeddedServerError
@@ -107,11 +106,10 @@ def serve(settings: Settings) -> int:
             status = serve_workers(settings, settings.workers)
             log.info("stopped")
             return status
-        web.run_app(
+        http_server.run(
             create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            print=lambda message: log.info("%s", message.splitlines()[0]),
+            settings,
+            announce=lambda message: log.info("%s", message),
             **access_log_options(settings),
         )
         log.info("stopped")

@@ -24,8 +24,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 
-from aiohttp import web
-
+from . import server as http_server
 from .app import create_app
 from .config import Settings
 from .embedded import die_with_parent
@@ -157,12 +156,10 @@ def _worker_main(settings: Settings, metrics_dir: Path) -> None:
     if sys.platform == "linux":
         die_with_parent()
     configure_logging(settings)
-    web.run_app(
+    http_server.run(
         create_app(settings, metrics_dir=metrics_dir),
-        host=settings.host,
-        port=settings.port,
+        settings,
         reuse_port=True,
-        print=None,
         **access_log_options(settings),
     )
     log.info("worker pid %d stopped", os.getpid())

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import free_port
+from ranker.server import start
 from ranker.state import ADMISSION, METRICS
 from tests.conftest import Client, FakeClock
 
@@ -29,10 +30,8 @@ class Served:
 @pytest.fixture
 async def served(settings: Settings, clock: FakeClock, redis: Redis) -> AsyncIterator[Served]:
     app = create_app(settings, clock=clock)
-    runner = web.AppRunner(app)
-    await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner = await start(app, settings, host="127.0.0.1", port=port)
     try:
         yield Served(app, port)
     finally:
