@@ -42,9 +42,14 @@ time: a connection holds at most about three times this of a body no handler has
 (aiohttp's default, 256 KiB, let 1,000 stalled 1 KB gzip uploads take 750 MB), and a body is
 read in pieces of at most this size."""
 
-RESERVED_FILES = 64
+BACKLOG = 128
+"""Connections the kernel queues for accept(); the event loop accepts up to this many at once,
+before a connection closed at the cap gives its file back."""
+
+RESERVED_FILES = 64 + BACKLOG
 """Open files kept for anything but client connections (Redis connections are added to it):
-the listening socket, logs, the metrics directory, the embedded server's pipes."""
+one accept() batch, the listening socket, logs, the metrics directory, the embedded server's
+pipes."""
 
 # What a malformed request is told: the kind of fault, never a byte of what it sent.
 MALFORMED: tuple[tuple[type[Exception], str], ...] = (
@@ -204,6 +209,9 @@ class Server(web.Server):
             # all others are busy, that is the new one itself.
             oldest = next(iter(self._waiting))
             log.debug("%d connections are open: closing one waiting for a request", len(self._open))
+            # Forgotten now, not when its close completes (the next turn of the loop): the
+            # connections accepted in this turn must each close another.
+            self.closed(oldest)
             oldest.force_close()
 
     def closed(self, handler: RequestHandler) -> None:
@@ -317,7 +325,7 @@ async def start(
     runner = Runner(app, settings, handle_signals=handle_signals, **kwargs)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+        await web.TCPSite(runner, host, port, backlog=BACKLOG, reuse_port=reuse_port).start()
     except BaseException:
         await runner.cleanup()
         raise

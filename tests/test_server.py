@@ -131,24 +131,31 @@ async def test_past_the_connection_cap_the_longest_waiting_are_closed_and_reads_
     serve: Callable[..., Any],
 ) -> None:
     served = await serve(max_connections=16, header_timeout_s=600)
-    slow = []
-    for _ in range(20):
+
+    async def slow() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await served.connect()
         writer.write(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
         await writer.drain()
-        slow.append((reader, writer))
+        return reader, writer
+
+    first = [await slow() for _ in range(8)]
+    # At once, so the server accepts many in one turn of its loop: each must close another.
+    crowd = await asyncio.gather(*(slow() for _ in range(24)))
     loop = asyncio.get_running_loop()
     give_up = loop.time() + GIVE_UP_S
     while served.open_connections > 16:
         assert loop.time() < give_up, f"{served.open_connections} connections stay open"
         await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    assert served.open_connections == 16
     # The first ones, which had waited longest, made room for the later ones.
-    assert [await closed(reader) for reader, _ in slow[:4]] == [True] * 4
-    assert not any([await closed(reader) for reader, _ in slow[4:]])
+    assert [await closed(reader) for reader, _ in first] == [True] * 8
+    still_open = [not await closed(reader) for reader, _ in crowd]
+    assert sum(still_open) == 16
     # A new client is answered: the cap is full of waiting connections, not of requests.
     assert await get(served, "/v1/rankings/all") == 200
     assert served.open_connections <= 16
-    for _, writer in slow:
+    for _, writer in first + crowd:
         writer.close()
 
 
