@@ -131,8 +131,9 @@ class RequestHandler(web.RequestHandler):
                 status, "internal_error", "internal error; it has been logged"
             )
         else:
-            # Not the message: it holds the request's bytes. A scanner's noise, so DEBUG.
-            log.debug("malformed request from %s: %s", request.remote, type(exc).__name__)
+            # Not the message, nor a traceback: they hold the request's bytes. One line, as
+            # logs.MalformedRequestFilter makes of aiohttp's own.
+            log.warning("malformed HTTP request refused with %d (%s)", status, type(exc).__name__)
             response = error_response(status, "bad_request", _malformed(exc))
         response.force_close()
         return response
