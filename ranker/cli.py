@@ -11,11 +11,11 @@ import sys
 from collections.abc import Sequence
 
 import redis
-from aiohttp import web
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from . import __version__
+from . import server as http_server
 from .app import create_app
 from .config import ConfigError, Settings
 from .embedded import EmbeddedRedis, EmbeddedServerError
@@ -116,11 +116,10 @@ def serve(settings: Settings) -> int:
             status = serve_workers(settings, settings.workers)
             log.info("stopped")
             return status
-        web.run_app(
+        http_server.run(
             create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            print=lambda message: log.info("%s", message.splitlines()[0]),
+            settings,
+            announce=lambda message: log.info("%s", message),
             **access_log_options(settings),
         )
         log.info("stopped")

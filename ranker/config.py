@@ -47,6 +47,8 @@ MIN_HALF_LIFE_S = 1.0
 # Below this a rebase could leave scores too small for a double before pruning removes them.
 MIN_PRUNE_BELOW = 1e-12
 MAX_WORKERS = 256
+MIN_CONNECTIONS = 16
+MAX_CONNECTIONS = 1_000_000
 # A week: a reader's marks are kept that long, one key per (visitor, article) read.
 MAX_DEDUP_WINDOW_S = 7 * 86_400
 MIN_MOVEMENT_INTERVAL_S = 1.0
@@ -116,10 +118,16 @@ class Settings:
     log_format: str = "json"
     access_log: bool = False
     request_timeout_s: float = 5.0
+    header_timeout_s: float = 10.0
+    """A request's headers must be in within this many seconds of its first byte."""
+    max_connections: int = 10_000
+    """Open client connections a process keeps at most (fewer if its open-files limit is low)."""
     idempotency_window_s: int = 86_400
     dedup_window_s: int = 1800
     """A visitor's views of one article count once per this many seconds; 0: every view counts."""
     max_pending_bytes: int = 16 * 1024 * 1024
+    client_max_pending_bytes: int = 8 * 1024 * 1024
+    """Bytes of write bodies one client's requests may hold at once, of ``max_pending_bytes``."""
     max_batch_events: int = 10_000
     client_events_per_s: float = 0.0
     client_burst_events: int = 20_000

@@ -19,12 +19,14 @@ from ranker.config import (
     LOG_FORMATS,
     LOG_LEVELS,
     MAX_AUDIT_ENTRIES,
+    MAX_CONNECTIONS,
     MAX_DEDUP_WINDOW_S,
     MAX_EVENT_METADATA_TTL_S,
     MAX_MOVEMENT_INTERVAL_S,
     MAX_WINDOWS,
     MAX_WORKERS,
     MIN_AUDIT_ENTRIES,
+    MIN_CONNECTIONS,
     MIN_EVENT_METADATA_TTL_S,
     MIN_HALF_LIFE_S,
     MIN_MOVEMENT_INTERVAL_S,
@@ -179,6 +181,17 @@ def _check_ingest_limits(settings: Settings) -> None:
         raise ConfigError(
             "RANKER_MAX_PENDING_BYTES: must be at least RANKER_MAX_BODY_BYTES "
             f"({settings.max_body_bytes}), or no body of the largest size could ever be taken"
+        )
+    if settings.client_max_pending_bytes < 1024:
+        raise ConfigError(
+            "RANKER_CLIENT_MAX_PENDING_BYTES: must be at least 1024 (a client's one request in "
+            "progress is always let in, however large)"
+        )
+    if not (math.isfinite(settings.header_timeout_s) and 0.1 <= settings.header_timeout_s <= 600):
+        raise ConfigError("RANKER_HEADER_TIMEOUT_S: must be from 0.1 to 600 seconds")
+    if not MIN_CONNECTIONS <= settings.max_connections <= MAX_CONNECTIONS:
+        raise ConfigError(
+            f"RANKER_MAX_CONNECTIONS: must be from {MIN_CONNECTIONS} to {MAX_CONNECTIONS}"
         )
     if not 1 <= settings.max_batch_events <= 1_000_000:
         raise ConfigError("RANKER_MAX_BATCH_EVENTS: must be from 1 to 1000000")

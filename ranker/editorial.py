@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from .admission import MAX_EDITORIAL_BODY_BYTES
 from .articles import check_article_id, parse_json_object
 from .auth import ACTOR
 from .cache import MAX_LIMIT
@@ -26,9 +27,9 @@ from .errors import (
     PinNotFound,
     UnknownSection,
 )
-from .preconditions import read_body, require_redis
+from .preconditions import declared_size, read_body, require_redis
 from .responses import json_response
-from .state import CACHE, CLOCK, METRICS, SETTINGS, STORE
+from .state import ADMISSION, CACHE, CLOCK, METRICS, SETTINGS, STORE
 from .store_editorial import FOREVER, Change, Pin
 
 log = logging.getLogger(__name__)
@@ -203,17 +204,23 @@ async def _read_change(request: web.Request, allowed: tuple[str, ...]) -> dict[s
     """The request's JSON object (an empty body is an empty one), with only ``allowed``
     fields, ``editor`` and ``reason`` checked."""
     require_redis(request, "nothing was changed")
-    raw = await read_body(request, request.app[SETTINGS].max_body_bytes)
-    if not raw.strip():
-        return {}
-    body = parse_json_object(
-        raw,
-        request.content_type,
-        request.charset,
-        allowed,
-        what="an editorial change",
-        invalid=InvalidEditorialChange,
-    )
+    app = request.app
+    # A change is a small object: its own small limit, and its own budget (by editor), so
+    # neither a flood of ingest nor a large body stands in an editor's way.
+    limit = min(MAX_EDITORIAL_BODY_BYTES, app[SETTINGS].max_body_bytes)
+    budget = app[ADMISSION].edits
+    with budget.hold(request[ACTOR], declared_size(request), "nothing was changed") as hold:
+        raw = await read_body(request, limit, hold)
+        if not raw.strip():
+            return {}
+        body = parse_json_object(
+            raw,
+            request.content_type,
+            request.charset,
+            allowed,
+            what="an editorial change",
+            invalid=InvalidEditorialChange,
+        )
     for name, most in (("editor", MAX_EDITOR), ("reason", MAX_REASON)):
         value = body.get(name)
         if value is not None and not (

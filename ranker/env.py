@@ -44,6 +44,10 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     defaults = Settings(sections=sections)
     max_body_bytes = get("RANKER_MAX_BODY_BYTES", _parse_int, defaults.max_body_bytes)
     max_batch_events = get("RANKER_MAX_BATCH_EVENTS", _parse_int, defaults.max_batch_events)
+    # By default, room for at least one body of the largest size.
+    max_pending_bytes = get(
+        "RANKER_MAX_PENDING_BYTES", _parse_int, max(defaults.max_pending_bytes, max_body_bytes)
+    )
     return Settings(
         redis_url=get("RANKER_REDIS_URL", _parse_redis_url, None),
         host=get("RANKER_HOST", _parse_str, defaults.host),
@@ -82,15 +86,16 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         log_format=get("RANKER_LOG_FORMAT", lambda raw, _: raw.lower(), defaults.log_format),
         access_log=get("RANKER_ACCESS_LOG", _parse_bool, defaults.access_log),
         request_timeout_s=get("RANKER_REQUEST_TIMEOUT_S", _parse_float, defaults.request_timeout_s),
+        header_timeout_s=get("RANKER_HEADER_TIMEOUT_S", _parse_float, defaults.header_timeout_s),
+        max_connections=get("RANKER_MAX_CONNECTIONS", _parse_int, defaults.max_connections),
         idempotency_window_s=get(
             "RANKER_IDEMPOTENCY_WINDOW_S", _parse_int, defaults.idempotency_window_s
         ),
         dedup_window_s=get("RANKER_DEDUP_WINDOW_S", _parse_int, defaults.dedup_window_s),
-        # By default, room for at least one body of the largest size.
-        max_pending_bytes=get(
-            "RANKER_MAX_PENDING_BYTES",
-            _parse_int,
-            max(defaults.max_pending_bytes, max_body_bytes),
+        max_pending_bytes=max_pending_bytes,
+        # By default half the budget: one client never holds it all.
+        client_max_pending_bytes=get(
+            "RANKER_CLIENT_MAX_PENDING_BYTES", _parse_int, max_pending_bytes // 2
         ),
         max_batch_events=max_batch_events,
         client_events_per_s=get(

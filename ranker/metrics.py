@@ -170,7 +170,8 @@ class Metrics:
         )
         self.pending_ingest_bytes = Gauge(
             "ranker_pending_ingest_bytes",
-            "Bytes of ingest request bodies taken in and not yet answered.",
+            "Bytes of write request bodies (events, article metadata) taken in and not yet "
+            "answered, as unpacked.",
             registry=r,
         )
         self.ranking_age = RankingAge(

@@ -51,6 +51,9 @@ HTTP_ERROR_CODES = {
 FastPath = Callable[[web.Request], web.StreamResponse | None]
 """Answers a request without awaiting anything when it can (a cache hit), else None."""
 
+CLIENT_CLOSED_REQUEST = 499
+"""The status recorded (as nginx does) for a request whose client left before it was answered."""
+
 RANKING_ROUTE = "/v1/rankings/{section}"
 EVENTS_ROUTE = "/v1/events"
 
@@ -207,8 +210,22 @@ def observed(
                 response = error_response(500, "redis_error", "Redis rejected a command")
         except asyncio.CancelledError:
             # The client left first; counted as nginx does.
-            latency.observe(route, request.method, 499, perf_counter() - started)
+            latency.observe(route, request.method, CLIENT_CLOSED_REQUEST, perf_counter() - started)
             raise
+        except ConnectionError as exc:
+            # The client closed its connection while its body was read (a sender's timeout, a
+            # flaky link): its doing, not the service's, so no 5xx to feed the error-ratio
+            # alert and no traceback. Nobody reads this answer; the access log and the
+            # latency metric do.
+            CURRENT_REQUEST.set(request)
+            log.info(
+                "client closed the connection during %s %s: %s", request.method, request.path, exc
+            )
+            response = error_response(
+                CLIENT_CLOSED_REQUEST,
+                "client_closed_request",
+                "the client closed the connection before its request was read",
+            )
         except Exception:
             CURRENT_REQUEST.set(request)
             log.exception("unhandled error during %s %s", request.method, request.path)

@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .articles import check_article_id, parse_article_update
 from .auth import client_identity
+from .config import Settings
 from .dedup import DUPLICATE_READER, batch_token, count_once
 from .editorial import cms_editor, cms_hide
 from .errors import (
@@ -33,7 +34,7 @@ from .idempotency import (
     idempotency_key,
     replayed_answer,
 )
-from .preconditions import check_declared_length, read_body, require_redis
+from .preconditions import check_declared_length, declared_size, read_body, require_redis
 from .responses import json_response
 from .state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, SETTINGS, STORE
 from .store import Article, RankingStore
@@ -62,8 +63,8 @@ async def post_events(request: web.Request) -> web.Response:
         # Too large is said first: unlike a full budget, it is no reason to come back soon.
         check_declared_length(request, settings.max_body_bytes)
         app[INGESTOR].check_room()
-        with admission.reserve(request.content_length or settings.max_body_bytes):
-            body = await read_body(request, settings.max_body_bytes)
+        with admission.writes.hold(client, declared_size(request), "nothing was counted") as hold:
+            body = await read_body(request, settings.max_body_bytes, hold)
             key = idempotency_key(
                 request.headers.get(HEADER),
                 request.content_type,
@@ -174,8 +175,7 @@ async def put_article(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     article_id = check_article_id(request.match_info["article_id"])
     require_redis(request, "nothing was changed")
-    body = await read_body(request, settings.max_body_bytes)
-    changes = parse_article_update(body, request.content_type, request.charset, settings.sections)
+    changes = await _read_article_update(request, settings)
     store = app[STORE]
     now = app[CLOCK]()
     # The CMS's hide is an editorial change like any other, refused before anything is written.
@@ -200,6 +200,17 @@ async def put_article(request: web.Request) -> web.Response:
     article = await store.get_article(article_id, now)
     # Clearing every field of an article with no views leaves nothing stored: say so plainly.
     return json_response(article or Article.blank(article_id))
+
+
+async def _read_article_update(request: web.Request, settings: Settings) -> dict[str, Any]:
+    """The changes a PUT asks for. Its body counts against the write budget, as events' do,
+    while it is read and parsed; the changes parsed from it are small."""
+    app = request.app
+    client = client_identity(request, tokens_configured=bool(settings.write_tokens))
+    budget = app[ADMISSION].writes
+    with budget.hold(client, declared_size(request), "nothing was changed") as hold:
+        body = await read_body(request, settings.max_body_bytes, hold)
+        return parse_article_update(body, request.content_type, request.charset, settings.sections)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -25,8 +25,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 
-from aiohttp import web
-
+from . import server as http_server
 from .app import create_app
 from .config import Settings
 from .embedded import die_with_parent
@@ -167,13 +166,12 @@ def _worker_main(settings: Settings, metrics_dir: Path, serving: ctypes.c_bool) 
     def now_serving(_message: str) -> None:
         serving.value = True
 
-    web.run_app(
+    http_server.run(
         create_app(settings, metrics_dir=metrics_dir),
-        host=settings.host,
-        port=settings.port,
+        settings,
         reuse_port=True,
         # Called once the port is bound and the app started: from now on this worker serves.
-        print=now_serving,
+        announce=now_serving,
         **access_log_options(settings),
     )
     log.info("worker pid %d stopped", os.getpid())

@@ -7,15 +7,21 @@ body slowly, so the budget is held the way a slow client holds it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import gzip
+import zlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import ClientResponse
 from redis.asyncio import Redis
 
-from ranker.admission import MAX_TRACKED_CLIENTS, Admission
+from ranker.admission import (
+    MAX_EDITORIAL_BODY_BYTES,
+    MAX_TRACKED_CLIENTS,
+    Admission,
+    BodyBudget,
+)
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.errors import Overloaded, RateLimited
@@ -27,9 +33,11 @@ BUDGET = 4096
 JSON = "application/json"
 
 
-def budget_admission(metrics: Metrics | None = None) -> Admission:
-    settings = Settings(max_body_bytes=BUDGET, max_pending_bytes=BUDGET)
-    return Admission(settings, metrics if metrics is not None else Metrics())
+def budget(client_max_bytes: int = BUDGET, metrics: Metrics | None = None) -> BodyBudget:
+    settings = Settings(
+        max_body_bytes=BUDGET, max_pending_bytes=BUDGET, client_max_pending_bytes=client_max_bytes
+    )
+    return Admission(settings, metrics if metrics is not None else Metrics()).writes
 
 
 def rate_admission(events_per_s: float = 10.0, burst: int = 100) -> Admission:
@@ -39,49 +47,90 @@ def rate_admission(events_per_s: float = 10.0, burst: int = 100) -> Admission:
     return Admission(settings, Metrics())
 
 
+COUNTED = "nothing was counted"
+
+
 def test_one_request_alone_is_let_in_whatever_its_size() -> None:
-    admission = budget_admission()
-    with admission.reserve(10 * BUDGET):
-        assert admission.pending_bytes == 10 * BUDGET
-        with pytest.raises(Overloaded), admission.reserve(1):
+    bodies = budget()
+    with bodies.hold("c", 10 * BUDGET, COUNTED):
+        assert bodies.pending_bytes == 10 * BUDGET
+        with pytest.raises(Overloaded), bodies.hold("d", 1, COUNTED):
             pass
 
 
 def test_requests_are_let_in_up_to_the_budget_and_refused_past_it() -> None:
-    admission = budget_admission()
-    with admission.reserve(BUDGET - 100), admission.reserve(100):
-        assert admission.pending_bytes == BUDGET
-        with pytest.raises(Overloaded, match="nothing was counted"), admission.reserve(1):
+    bodies = budget()
+    with bodies.hold("c", BUDGET - 100, COUNTED), bodies.hold("d", 100, COUNTED):
+        assert bodies.pending_bytes == BUDGET
+        with pytest.raises(Overloaded, match="nothing was counted"), bodies.hold("e", 1, COUNTED):
             pass
         # A refusal takes nothing from the budget.
-        assert admission.pending_bytes == BUDGET
+        assert bodies.pending_bytes == BUDGET
 
 
 def test_a_reservation_is_given_back_when_its_block_ends_also_on_an_exception() -> None:
-    admission = budget_admission()
-    with admission.reserve(BUDGET):
+    bodies = budget()
+    with bodies.hold("c", BUDGET, COUNTED):
         pass
-    assert admission.pending_bytes == 0
-    with pytest.raises(ZeroDivisionError), admission.reserve(BUDGET):
+    assert bodies.pending_bytes == 0
+    with pytest.raises(ZeroDivisionError), bodies.hold("c", BUDGET, COUNTED):
         _ = 1 / 0
-    assert admission.pending_bytes == 0
-    with admission.reserve(BUDGET - 1), admission.reserve(1):
-        assert admission.pending_bytes == BUDGET
+    assert bodies.pending_bytes == 0
+    assert bodies.held_by("c") == 0
+    with bodies.hold("c", BUDGET - 1, COUNTED), bodies.hold("d", 1, COUNTED):
+        assert bodies.pending_bytes == BUDGET
+
+
+def test_a_hold_grows_with_what_its_body_unpacks_to_until_the_budget_is_spent() -> None:
+    bodies = budget()
+    with bodies.hold("c", 100, COUNTED) as growing, bodies.hold("d", 100, COUNTED):
+        growing.grow_to(BUDGET - 100)
+        assert bodies.pending_bytes == BUDGET
+        assert bodies.held_by("c") == BUDGET - 100
+        with (
+            pytest.raises(Overloaded, match="nothing was changed"),
+            bodies.hold("e", 1, "nothing was changed"),
+        ):
+            pass
+        # Past the budget: refused, and what it held it still holds until its block ends.
+        with pytest.raises(Overloaded):
+            growing.grow_to(BUDGET)
+        assert bodies.pending_bytes == BUDGET
+        growing.grow_to(50)  # it never shrinks
+        assert growing.nbytes == BUDGET - 100
+    assert bodies.pending_bytes == 0
+
+
+def test_a_client_holds_no_more_than_its_share_while_others_are_let_in() -> None:
+    bodies = budget(client_max_bytes=BUDGET // 4)
+    with bodies.hold("hog", BUDGET // 4, COUNTED):
+        with pytest.raises(Overloaded, match="one client may hold"), bodies.hold("hog", 1, COUNTED):
+            pass
+        with bodies.hold("other", BUDGET // 2, COUNTED):
+            assert bodies.held_by("other") == BUDGET // 2
+        assert bodies.held_by("hog") == BUDGET // 4
+    # A client's request alone is let in past the share, as one alone is past the budget.
+    with bodies.hold("hog", BUDGET // 2, COUNTED) as alone:
+        alone.grow_to(BUDGET // 2 + 1)
+        with pytest.raises(Overloaded, match="one client may hold"), bodies.hold("hog", 1, COUNTED):
+            pass
 
 
 def test_the_bytes_in_progress_are_a_gauge() -> None:
     metrics = Metrics()
-    admission = budget_admission(metrics)
+    bodies = budget(metrics=metrics)
 
     def gauge() -> float | None:
         return metrics.registry.get_sample_value("ranker_pending_ingest_bytes")
 
     assert gauge() == 0
-    with admission.reserve(1000):
+    with bodies.hold("c", 1000, COUNTED) as hold:
         assert gauge() == 1000
-        with admission.reserve(24):
+        with bodies.hold("d", 24, COUNTED):
             assert gauge() == 1024
         assert gauge() == 1000
+        hold.grow_to(2000)
+        assert gauge() == 2000
     assert gauge() == 0
 
 
@@ -219,38 +268,80 @@ async def test_a_batch_over_max_batch_events_is_413_and_nothing_counted(
     assert (await post(client, views("a", 3)))[0] == 200
 
 
-class SlowUpload:
-    """A POST of one view whose chunked body sends its first byte, then waits to be let go:
-    a request in progress, holding its share of the byte budget."""
+class Upload:
+    """A request sent over a socket of its own, all of it but its last ``held_back`` bytes: a
+    request in progress, holding its body's share of the budget until :meth:`finish`."""
 
-    def __init__(self, client: Client, article_id: str) -> None:
-        self._data = orjson.dumps([{"article_id": article_id, "section": "sports"}])
-        self._release = asyncio.Event()
-        self._response = asyncio.ensure_future(
-            client.post("/v1/events", data=self._chunks(), headers={"Content-Type": JSON})
+    def __init__(self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader, rest: bytes):
+        self._writer, self._reader, self._rest = writer, reader, rest
+
+    @classmethod
+    async def start(
+        cls,
+        client: Client,
+        body: bytes,
+        *,
+        path: str = "/v1/events",
+        method: str = "POST",
+        headers: dict[str, str] | None = None,
+        held_back: int = 1,
+        chunked: bool = False,
+    ) -> Upload:
+        lines = [f"{method} {path} HTTP/1.1", "Host: ranker", f"Content-Type: {JSON}"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        if chunked:
+            lines.append("Transfer-Encoding: chunked")
+            sent, rest = f"{len(body):x}\r\n".encode() + body, b"\r\n0\r\n\r\n"
+        else:
+            lines.append(f"Content-Length: {len(body)}")
+            sent, rest = body[: len(body) - held_back], body[len(body) - held_back :]
+        assert client.server.port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + sent)
+        await writer.drain()
+        return cls(writer, reader, rest)
+
+    async def finish(self) -> tuple[int, Any]:
+        """Send the rest; the answer's status and JSON body."""
+        self._writer.write(self._rest)
+        await self._writer.drain()
+        return await self.answer()
+
+    async def answer(self) -> tuple[int, Any]:
+        """The answer, once it comes; the connection is closed after it."""
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
         )
+        body = await self._reader.readexactly(length)
+        self.close()
+        return status, orjson.loads(body)
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        yield self._data[:1]
-        await self._release.wait()
-        yield self._data[1:]
-
-    async def finish(self) -> ClientResponse:
-        """Send the rest of the body; the answer."""
-        self._release.set()
-        return await self._response
+    def close(self) -> None:
+        self._writer.close()
 
 
-async def budget_held(client: Client, article_id: str) -> SlowUpload:
-    """A slow upload, once it holds the whole budget: a body of unknown length holds the
-    largest a body may be."""
-    upload = SlowUpload(client, article_id)
-    admission = client.app[ADMISSION]
+async def until(condition: Callable[[], bool], what: str) -> None:
     loop = asyncio.get_running_loop()
     give_up = loop.time() + 20
-    while admission.pending_bytes != BUDGET:
-        assert loop.time() < give_up, "the upload never took the budget"
+    while not condition():
+        assert loop.time() < give_up, f"never: {what}"
         await asyncio.sleep(0.01)
+
+
+def padded(article_id: str, size: int) -> bytes:
+    """A batch of one view, padded with spaces to ``size`` bytes."""
+    data = orjson.dumps([{"article_id": article_id, "section": "sports"}])
+    return data[:-1] + b" " * (size - len(data)) + b"]"
+
+
+async def budget_held(client: Client, article_id: str) -> Upload:
+    """An upload, once it holds the whole budget: a body of the budget's size, declared."""
+    upload = await Upload.start(client, padded(article_id, BUDGET))
+    await until(lambda: client.app[ADMISSION].pending_bytes == BUDGET, "the budget was taken")
     return upload
 
 
@@ -264,9 +355,7 @@ async def test_a_request_past_the_byte_budget_gets_503_at_once_while_a_body_stre
     assert body["error"]["code"] == "overloaded"
     assert "nothing was counted" in body["error"]["message"]
     assert headers["Retry-After"] == "1"
-    response = await upload.finish()
-    assert response.status == 200
-    assert await response.json() == {"accepted": 1, "rejected": []}
+    assert await upload.finish() == (200, {"accepted": 1, "rejected": []})
     assert client.app[ADMISSION].pending_bytes == 0
     assert (await post(client, views("after", 1)))[0] == 200
     assert await score(client, redis, "refused0") is None
@@ -284,4 +373,170 @@ async def test_a_body_declared_too_large_is_413_even_while_the_budget_is_held(
     )
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "payload_too_large"
-    assert (await upload.finish()).status == 200
+    assert (await upload.finish())[0] == 200
+
+
+# Compressed bodies, article and editorial bodies, and one client's share
+
+
+def gzipped(raw: bytes) -> bytes:
+    return gzip.compress(raw, 9)
+
+
+async def test_a_compressed_body_holds_the_budget_for_what_it_unpacks_to(
+    make_client: Callable[..., Any], redis: Redis
+) -> None:
+    size = 64 * 1024
+    client = await make_client(max_body_bytes=size, max_pending_bytes=size)
+    body = gzipped(padded("gz", size))
+    assert len(body) < 1024
+    # All but the gzip trailer: every byte of the batch is unpacked, the body is not complete.
+    upload = await Upload.start(client, body, headers={"Content-Encoding": "gzip"}, held_back=8)
+    await until(lambda: client.app[ADMISSION].pending_bytes == size, "it was unpacked")
+    status, answer, _ = await post(client, views("refused", 1))
+    assert (status, answer["error"]["code"]) == (503, "overloaded")
+    assert await upload.finish() == (200, {"accepted": 1, "rejected": []})
+    assert client.app[ADMISSION].pending_bytes == 0
+    assert await score(client, redis, "gz") == 1.0
+    assert await score(client, redis, "refused0") is None
+
+
+async def test_a_compressed_body_that_unpacks_past_the_limit_is_413(
+    make_client: Callable[..., Any], redis: Redis
+) -> None:
+    client = await make_client(max_body_bytes=64 * 1024)
+    bomb = gzipped(padded("bomb", 1024 * 1024))
+    response = await client.post(
+        "/v1/events", data=bomb, headers={"Content-Type": JSON, "Content-Encoding": "gzip"}
+    )
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "payload_too_large"
+    assert client.app[ADMISSION].pending_bytes == 0
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_gzip_and_deflate_bodies_are_counted(
+    make_client: Callable[..., Any], redis: Redis, encoding: str
+) -> None:
+    client = await make_client()
+    raw = orjson.dumps(views("z", 3))
+    body = gzipped(raw) if encoding == "gzip" else zlib.compress(raw)
+    response = await client.post(
+        "/v1/events", data=body, headers={"Content-Type": JSON, "Content-Encoding": encoding}
+    )
+    assert (response.status, await response.json()) == (200, {"accepted": 3, "rejected": []})
+
+
+async def test_another_content_encoding_is_415_and_a_broken_one_is_400(
+    make_client: Callable[..., Any], redis: Redis
+) -> None:
+    client = await make_client()
+    raw = orjson.dumps(views("e", 1))
+    response = await client.post(
+        "/v1/events", data=raw, headers={"Content-Type": JSON, "Content-Encoding": "compress"}
+    )
+    assert response.status == 415
+    assert (await response.json())["error"]["code"] == "unsupported_media_type"
+    broken = b"\x1f\x8b" + b"\x00" * 40  # gzip's magic, then no known compression method
+    response = await client.post(
+        "/v1/events", data=broken, headers={"Content-Type": JSON, "Content-Encoding": "gzip"}
+    )
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "bad_request"
+    assert await score(client, redis, "e0") is None
+
+
+async def test_stalled_chunked_uploads_hold_only_what_they_sent(
+    make_client: Callable[..., Any], redis: Redis
+) -> None:
+    # The review's reproduction: uploads of unknown length that send one chunk and stall.
+    client = await make_client(max_body_bytes=BUDGET, max_pending_bytes=4 * BUDGET)
+    stalled = [await Upload.start(client, b"[", chunked=True) for _ in range(16)]
+    try:
+        await until(lambda: client.app[ADMISSION].pending_bytes >= 16, "the uploads started")
+        for n in range(5):
+            assert (await post(client, views(f"legit{n}-", 1)))[0] == 200
+    finally:
+        for upload in stalled:
+            upload.close()
+    assert await score(client, redis, "legit4-0") == 1.0
+
+
+HOG = "hog-token-0123456789abcdef"
+OTHER = "other-token-0123456789abcdef"
+
+
+async def test_one_client_cannot_hold_more_than_its_share_of_the_budget(
+    make_client: Callable[..., Any], redis: Redis
+) -> None:
+    client = await make_client(
+        max_body_bytes=BUDGET,
+        max_pending_bytes=4 * BUDGET,
+        client_max_pending_bytes=2 * BUDGET,
+        write_tokens=(HOG, OTHER),
+    )
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    hogging = [
+        await Upload.start(client, padded(f"hog{n}", BUDGET), headers=bearer(HOG)) for n in range(2)
+    ]
+    await until(lambda: client.app[ADMISSION].pending_bytes == 2 * BUDGET, "the hog held")
+    refused = await Upload.start(client, padded("hog2", BUDGET), headers=bearer(HOG))
+    status, answer = await refused.answer()
+    assert (status, answer["error"]["code"]) == (503, "overloaded")
+    assert "one client may hold" in answer["error"]["message"]
+    # Another client still gets the rest of the budget, all of it.
+    others = [
+        await Upload.start(client, padded(f"other{n}", BUDGET), headers=bearer(OTHER))
+        for n in range(2)
+    ]
+    for upload in others + hogging:
+        assert (await upload.finish())[0] == 200
+    assert await score(client, redis, "other1") == 1.0
+    assert await score(client, redis, "hog2") is None
+
+
+async def test_an_article_body_counts_against_the_write_budget(
+    make_client: Callable[..., Any], redis: Redis
+) -> None:
+    client = await make_client(max_body_bytes=BUDGET, max_pending_bytes=BUDGET)
+    article = b'{"title": "Held"' + b" " * (BUDGET - 17) + b"}"
+    assert len(article) == BUDGET
+    upload = await Upload.start(client, article, path="/v1/articles/held", method="PUT")
+    await until(lambda: client.app[ADMISSION].pending_bytes == BUDGET, "the PUT held its body")
+    status, answer, _ = await post(client, views("refused", 1))
+    assert (status, answer["error"]["code"]) == (503, "overloaded")
+    events = await budget_held_after(upload, client)
+    response = await client.put("/v1/articles/late", json={"title": "Late"})
+    assert response.status == 503
+    body = await response.json()
+    assert body["error"]["code"] == "overloaded"
+    assert "nothing was changed" in body["error"]["message"]
+    assert (await events.finish())[0] == 200
+
+
+async def budget_held_after(upload: Upload, client: Client) -> Upload:
+    """Finish ``upload`` (a 200), then hold the budget with an upload of events."""
+    assert (await upload.finish())[0] == 200
+    return await budget_held(client, "events")
+
+
+async def test_an_editorial_body_has_a_small_limit_and_a_budget_of_its_own(
+    make_client: Callable[..., Any], redis: Redis
+) -> None:
+    client = await make_client(max_body_bytes=BUDGET * 16, max_pending_bytes=BUDGET * 16)
+    await client.put("/v1/articles/story", json={"title": "A story"})
+    large = b'{"reason": "x"' + b" " * (MAX_EDITORIAL_BODY_BYTES) + b"}"
+    response = await client.put(
+        "/v1/editorial/hides/story", data=large, headers={"Content-Type": JSON}
+    )
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "payload_too_large"
+    # An ingest flood that holds the write budget does not stand in an editor's way.
+    upload = await Upload.start(client, padded("flood", BUDGET * 16))
+    await until(lambda: client.app[ADMISSION].pending_bytes == BUDGET * 16, "the budget was held")
+    response = await client.put("/v1/editorial/hides/story", json={"reason": "legal"})
+    assert response.status == 200
+    assert (await upload.finish())[0] == 200

@@ -162,6 +162,9 @@ def test_ingest_limits_default_to_the_documented_values() -> None:
     assert settings.idempotency_window_s == 86_400
     assert settings.dedup_window_s == 1800  # a reader's repeat views count once per 30 min
     assert settings.max_pending_bytes == 16 * 1024 * 1024
+    assert settings.client_max_pending_bytes == 8 * 1024 * 1024  # half the budget
+    assert settings.header_timeout_s == 10.0
+    assert settings.max_connections == 10_000
     assert settings.max_batch_events == 10_000
     assert settings.client_events_per_s == 0.0  # no per-client limit
     assert settings.client_burst_events == 20_000
@@ -189,6 +192,15 @@ def test_ingest_limits_default_to_the_documented_values() -> None:
             "RANKER_MAX_PENDING_BYTES",
             {"RANKER_MAX_PENDING_BYTES": "2000000", "RANKER_MAX_BODY_BYTES": "4000000"},
         ),
+        ("RANKER_CLIENT_MAX_PENDING_BYTES", {"RANKER_CLIENT_MAX_PENDING_BYTES": "half"}),
+        ("RANKER_CLIENT_MAX_PENDING_BYTES", {"RANKER_CLIENT_MAX_PENDING_BYTES": "1023"}),
+        ("RANKER_HEADER_TIMEOUT_S", {"RANKER_HEADER_TIMEOUT_S": "soon"}),
+        ("RANKER_HEADER_TIMEOUT_S", {"RANKER_HEADER_TIMEOUT_S": "0.05"}),
+        ("RANKER_HEADER_TIMEOUT_S", {"RANKER_HEADER_TIMEOUT_S": "601"}),
+        ("RANKER_HEADER_TIMEOUT_S", {"RANKER_HEADER_TIMEOUT_S": "inf"}),
+        ("RANKER_MAX_CONNECTIONS", {"RANKER_MAX_CONNECTIONS": "many"}),
+        ("RANKER_MAX_CONNECTIONS", {"RANKER_MAX_CONNECTIONS": "15"}),
+        ("RANKER_MAX_CONNECTIONS", {"RANKER_MAX_CONNECTIONS": "1000001"}),
         ("RANKER_MAX_BATCH_EVENTS", {"RANKER_MAX_BATCH_EVENTS": "many"}),
         ("RANKER_MAX_BATCH_EVENTS", {"RANKER_MAX_BATCH_EVENTS": "0"}),
         ("RANKER_MAX_BATCH_EVENTS", {"RANKER_MAX_BATCH_EVENTS": "1000001"}),
@@ -219,6 +231,9 @@ def test_a_bad_ingest_limit_is_an_error_naming_its_variable(
         {"RANKER_DEDUP_WINDOW_S": "0"},  # off: every view counts
         {"RANKER_DEDUP_WINDOW_S": "604800"},
         {"RANKER_MAX_BODY_BYTES": "4096", "RANKER_MAX_PENDING_BYTES": "4096"},
+        {"RANKER_CLIENT_MAX_PENDING_BYTES": "1024", "RANKER_MAX_CONNECTIONS": "16"},
+        {"RANKER_HEADER_TIMEOUT_S": "0.1", "RANKER_MAX_CONNECTIONS": "1000000"},
+        {"RANKER_HEADER_TIMEOUT_S": "600"},
         {"RANKER_MAX_BATCH_EVENTS": "1", "RANKER_CLIENT_BURST_EVENTS": "1"},
         {"RANKER_MAX_BATCH_EVENTS": "1000000", "RANKER_CLIENT_BURST_EVENTS": "1000000"},
     ],

@@ -229,6 +229,15 @@ def test_the_byte_budget_grows_to_hold_the_largest_body_unless_it_is_set() -> No
         )
 
 
+def test_a_clients_share_is_half_the_byte_budget_unless_it_is_set() -> None:
+    budget = {"RANKER_MAX_PENDING_BYTES": str(32 * 1024 * 1024)}
+    assert Settings.from_env(budget).client_max_pending_bytes == 16 * 1024 * 1024
+    large = {"RANKER_MAX_BODY_BYTES": str(48 * 1024 * 1024)}
+    assert Settings.from_env(large).client_max_pending_bytes == 24 * 1024 * 1024
+    both = {**budget, "RANKER_CLIENT_MAX_PENDING_BYTES": "65536"}
+    assert Settings.from_env(both).client_max_pending_bytes == 65536
+
+
 def test_the_burst_grows_to_hold_the_largest_batch_unless_it_is_set() -> None:
     settings = Settings.from_env({"RANKER_MAX_BATCH_EVENTS": "50000"})
     assert settings.client_burst_events == 50_000
@@ -241,6 +250,9 @@ def test_ingest_limits_are_read_from_the_environment() -> None:
             "RANKER_IDEMPOTENCY_WINDOW_S": "3600",
             "RANKER_DEDUP_WINDOW_S": "600",
             "RANKER_MAX_PENDING_BYTES": "8388608",
+            "RANKER_CLIENT_MAX_PENDING_BYTES": "2097152",
+            "RANKER_HEADER_TIMEOUT_S": "2.5",
+            "RANKER_MAX_CONNECTIONS": "2000",
             "RANKER_MAX_BATCH_EVENTS": "500",
             "RANKER_CLIENT_EVENTS_PER_S": "12.5",
             "RANKER_CLIENT_BURST_EVENTS": "600",
@@ -250,6 +262,9 @@ def test_ingest_limits_are_read_from_the_environment() -> None:
     assert settings.idempotency_window_s == 3600
     assert settings.dedup_window_s == 600
     assert settings.max_pending_bytes == 8 * 1024 * 1024
+    assert settings.client_max_pending_bytes == 2 * 1024 * 1024
+    assert settings.header_timeout_s == 2.5
+    assert settings.max_connections == 2000
     assert settings.max_batch_events == 500
     assert settings.client_events_per_s == 12.5
     assert settings.client_burst_events == 600
