@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
 import signal
+import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -511,3 +513,136 @@ async def test_lists_are_marked_stale_as_soon_as_any_command_finds_redis_down(
     with pytest.raises(RedisConnectionError):
         await client.app[STORE].ping()
     assert all(headers[STALE_HEADER] == "true" for _, headers in await answers(client))
+
+
+def titled(section: str, n: int, weight: float) -> dict[str, Any]:
+    """A view of an article with a headline and a URL of the usual size."""
+    return {
+        "article_id": f"{section}-{n:03}",
+        "section": section,
+        "weight": weight,
+        "title": f"Story {n} of {section}: a headline about as long as most, give or take",
+        "url": f"https://news.example/{section}/2026/12/03/story-{n:03}",
+    }
+
+
+def top_reads(client: Client) -> float:
+    """Ranking reads from Redis so far, by the store's own operation timer."""
+    value = client.app[METRICS].registry.get_sample_value(
+        "ranker_redis_command_duration_seconds_count", {"operation": "top"}
+    )
+    return value or 0.0
+
+
+async def test_every_limit_asked_costs_no_more_to_keep_and_refresh_than_the_deepest_alone(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    # No tick for an hour: every refresh here is the test's own.
+    settings = make_settings(refresh_interval_s=3600)
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    for section in settings.sections:
+        await post(client, *(titled(section, n, 1 + n % 7) for n in range(110)))
+    lists = [(ranking, window) for ranking in settings.rankings for window in settings.profiles]
+    cache = client.app[CACHE]
+
+    async def ask(limits: range) -> None:
+        for ranking, window in lists:
+            query = "" if window is None else f"&window={window}"
+            for limit in limits:
+                response = await client.get(f"/v1/rankings/{ranking}?limit={limit}{query}")
+                assert response.status == 200
+                assert len((await response.json())["items"]) == limit
+
+    async def one_refresh() -> tuple[float, int]:
+        """The Redis reads of one refresh, and the bytes it leaves held."""
+        reads = top_reads(client)
+        tracemalloc.start()
+        try:
+            await cache.refresh()
+            held, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        return top_reads(client) - reads, held
+
+    await ask(range(100, 101))
+    deepest_reads, deepest_held = await one_refresh()
+    # Every limit of every list, the deepest first so that each list is read once.
+    await ask(range(100, 0, -1))
+    every_reads, every_held = await one_refresh()
+    assert deepest_reads == every_reads == len(lists)
+    assert every_held < 1.5 * deepest_held
+
+    kept = cache.stats()
+    rendered = kept.items_rendered
+    await cache.refresh()
+    # Each item of each list rendered once a refresh, however many limits are asked...
+    assert cache.stats().items_rendered - rendered == len(lists) * cache_module.MAX_LIMIT
+    assert kept.lists == len(lists)
+    # ...and answers cut from them kept within a bound, in number and bytes.
+    assert kept.answers <= cache_module.ANSWERS_KEPT
+    assert kept.answer_bytes <= cache_module.ANSWER_BYTES_KEPT
+    assert kept.item_bytes < 400 * len(lists) * cache_module.MAX_LIMIT
+
+
+async def test_each_limit_is_the_deepest_list_cut_byte_for_byte(
+    client: Client, settings: Settings
+) -> None:
+    await post(client, *(titled("world", n, 1 + n % 7) for n in range(40)))
+    # A pin, and fewer articles than the deepest limit: its list is filled after them.
+    fresh = {"published_at": 1.7e9, "section": "world"}
+    assert (await client.put("/v1/articles/fresh", json=fresh)).status == 200
+    pin = {"article_id": "world-039"}
+    assert (await client.put("/v1/editorial/pins/world/3", json=pin)).status == 200
+    assert (await client.put("/v1/editorial/hides/world-006", json={})).status == 200
+    for window in settings.profiles:
+        query = "" if window is None else f"&window={window}"
+        deepest = orjson.loads(
+            await (await client.get(f"/v1/rankings/world?limit=100{query}")).read()
+        )
+        assert [item["fill"] for item in deepest["items"]][-2:] == [False, True]
+        for limit in range(1, 101):
+            response = await client.get(f"/v1/rankings/world?limit={limit}{query}")
+            body = await response.read()
+            assert body == orjson.dumps(deepest | {"items": deepest["items"][:limit]})
+            digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+            assert response.headers["ETag"] == f'"{digest}"'
+
+
+async def test_a_shorter_list_is_the_start_of_the_deepest_one(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    # What cutting every limit from one deep read relies on, with everything that depends on
+    # where a list ends: hides (editorial, and in metadata only), too-old articles skipped,
+    # pins at slots within and past the list's end, fill from the newest published.
+    settings = make_settings(max_age_hours={"sports": 48.0})
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    hour = 3600.0
+    await post(client, *(titled("sports", n, 1 + n % 9) for n in range(60)))
+    for n in range(0, 60, 7):
+        old = {"published_at": clock.now - 72 * hour}
+        assert (await client.put(f"/v1/articles/sports-{n:03}", json=old)).status == 200
+    for n in range(30):
+        fill = {"section": "sports", "published_at": clock.now - (n % 4) * 20 * hour - n}
+        assert (await client.put(f"/v1/articles/fill-{n:03}", json=fill)).status == 200
+    for article_id in ("sports-001", "sports-010", "fill-003"):
+        assert (await client.put(f"/v1/editorial/hides/{article_id}", json={})).status == 200
+    store = client.app[STORE]
+    await redis.hset(store.keys.article("sports-020"), "hidden", "1")
+    for slot, article_id in ((2, "sports-050"), (30, "sports-055"), (80, "fill-001")):
+        pin = {"article_id": article_id}
+        assert (await client.put(f"/v1/editorial/pins/sports/{slot}", json=pin)).status == 200
+    # (Windows differ in scores only: the default profile stands for them.)
+    for ranking in ("sports", "all"):
+        deepest = (await store.top(ranking, 100, clock.now)).items
+        assert 60 < len(deepest) < 100
+        assert any(item.fill for item in deepest)
+        if ranking == "sports":
+            assert deepest[-1].article_id == "fill-001"  # a pin past the end goes last
+        for limit in range(1, 101):
+            assert (await store.top(ranking, limit, clock.now)).items == deepest[:limit]
