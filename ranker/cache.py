@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from .config import DEFAULT_WINDOW, Settings
 from .errors import StoreUnavailable
@@ -58,6 +58,10 @@ beyond, an answer is cut again from its list when asked for."""
 ANSWER_BYTES_KEPT = 16 * 1024 * 1024
 """The most bytes those answers may hold in all (a list of 100 items at the largest titles
 and URLs is about 1 MB)."""
+
+RECORD_RETRY_S = 10.0
+"""After Redis refused to record a list for rank movement, the record is tried again no
+sooner than this."""
 
 
 class _Snapshot(NamedTuple):
@@ -93,6 +97,7 @@ class _RankingState:
         "movement_period",
         "name",
         "previous_ranks",
+        "record_retry",
         "refreshed_at",
         "snapshot",
         "stale",
@@ -118,6 +123,8 @@ class _RankingState:
         # list recorded for the one before (ranker/movement.py).
         self.movement_period: int | None = None
         self.previous_ranks: dict[str, int] = {}
+        # (interval, time.monotonic()): Redis refused this interval's record; not before then.
+        self.record_retry: tuple[int, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,7 @@ class RankingCache:
         self._by_alias: dict[str, _Answer] = {}
         self._items_rendered = 0
         self._answers_built = 0
+        self._record_warned: int | None = None  # the movement interval last warned of
         self._wakeup = asyncio.Event()
         self._failing = False
         metrics.ranking_age.watch(self.ages)
@@ -330,7 +338,10 @@ class RankingCache:
         generated_at = self._clock()
         interval_s = self._settings.movement_interval_s
         period = movement_period(generated_at, interval_s)
-        recording = state.movement_period != period
+        retry = state.record_retry
+        recording = state.movement_period != period and (
+            retry is None or retry[0] != period or time.monotonic() >= retry[1]
+        )
         needed = _depth(state)
         # The record is as deep as any list, whichever replica makes it: once an interval.
         depth = MAX_LIMIT if recording else needed
@@ -339,12 +350,7 @@ class RankingCache:
         try:
             ranking = await self._store.top(state.name, depth, generated_at, state.window)
             if recording:
-                ids = [item.article_id for item in ranking.items]
-                record = await self._store.movement_record(
-                    state.name, period, ids, record_ttl_s(interval_s), state.window
-                )
-                state.previous_ranks = previous_ranks(record)
-                state.movement_period = period
+                await self._record(state, period, ranking)
         except BaseException:
             # The next tick retries; a write made meanwhile must not turn a Redis outage into
             # a loop of early refreshes.
@@ -361,6 +367,36 @@ class RankingCache:
         self._metrics.ranking_members.labels(ranking=state.name, window=state.window_label).set(
             ranking.members
         )
+
+    async def _record(self, state: _RankingState, period: int, ranking: Ranking) -> None:
+        """Record the list this interval begins with, and learn the ranks of the interval
+        before's. Best effort: when Redis refuses the write (out of memory under
+        ``noeviction``, a read-only replica), the list is compared with the record there is,
+        and served all the same."""
+        ids = [item.article_id for item in ranking.items]
+        ttl_s = record_ttl_s(self._settings.movement_interval_s)
+        try:
+            record = await self._store.movement_record(state.name, period, ids, ttl_s, state.window)
+        except ResponseError as exc:
+            self._metrics.redis_errors.labels(operation="movement").inc()
+            if self._record_warned != period:
+                self._record_warned = period
+                log.warning(
+                    "Redis refused to record the %s list (window %s) for rank movement; lists"
+                    " are served, compared with the record there is (further failures in this"
+                    " interval are only counted, as operation=movement): %s",
+                    state.name,
+                    state.window_label,
+                    exc,
+                )
+            state.record_retry = (period, time.monotonic() + RECORD_RETRY_S)
+            record = await self._store.movement_record(
+                state.name, period, None, ttl_s, state.window
+            )
+        else:
+            state.movement_period = period
+            state.record_retry = None
+        state.previous_ranks = previous_ranks(record)
 
     def _render(
         self, state: _RankingState, generated_at: float, ranking: Ranking, depth: int
