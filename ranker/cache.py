@@ -71,6 +71,7 @@ class _Snapshot(NamedTuple):
     depth: int
     head: bytes
     items: list[bytes]  # each item's JSON, best first; fewer than depth when the list is short
+    ids: frozenset[str]  # the articles those items are
 
 
 class _Answer:
@@ -252,12 +253,19 @@ class RankingCache:
         if woken:
             self._wakeup.set()
 
-    async def refresh(self, rankings: Iterable[str] | None = None) -> None:
+    async def refresh(
+        self, rankings: Iterable[str] | None = None, *, listing: str | None = None
+    ) -> None:
         """Re-read the given rankings (default: every kept one), in every window, each list
         once, with a read that starts after this call, so it sees every write made before it,
-        and wait for that."""
+        and wait for that. With ``listing``, an article id, only those of the lists that list
+        it (or may, being read now): what a change to its title or URL can show in."""
         names = None if rankings is None else set(rankings)
-        states = [s for s in self._rankings.values() if names is None or s.name in names]
+        states = [
+            s
+            for s in self._rankings.values()
+            if (names is None or s.name in names) and (listing is None or _may_list(s, listing))
+        ]
         for state in states:
             # A read already running may predate the caller's write: dirty makes _read
             # wait for it and then read again.
@@ -408,7 +416,8 @@ class RankingCache:
         # stored one for up to a settle period after a change.
         half_life = ranking.half_life_s or self._settings.half_life_for(state.name, state.window)
         head = render_head(state.name, state.window_label, generated_at, half_life)
-        return _Snapshot(generated_at, depth, head, items)
+        ids = frozenset(item.article_id for item in ranking.items[:depth])
+        return _Snapshot(generated_at, depth, head, items, ids)
 
     def _cut(self, answer: _Answer) -> CachedList:
         """Cut an answer from its list's snapshot, keep it, and drop the least recently asked
@@ -490,3 +499,9 @@ class RankingCache:
 
 def _depth(state: _RankingState) -> int:
     return max(state.asked, default=1)
+
+
+def _may_list(state: _RankingState, article_id: str) -> bool:
+    """Whether a list lists an article, or may once the read running now (which can predate a
+    change to it) is done."""
+    return state.snapshot is None or state.fetch is not None or article_id in state.snapshot.ids

@@ -646,3 +646,30 @@ async def test_a_shorter_list_is_the_start_of_the_deepest_one(
             assert deepest[-1].article_id == "fill-001"  # a pin past the end goes last
         for limit in range(1, 101):
             assert (await store.top(ranking, limit, clock.now)).items == deepest[:limit]
+
+
+async def test_a_new_title_reads_again_only_the_lists_that_list_the_article(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    # No tick for an hour: every read here is the PUT's own.
+    client = await aiohttp_client(create_app(make_settings(refresh_interval_s=3600), clock=clock))
+    await post(client, titled("world", 1, 2), titled("sports", 2, 1))
+    paths = ["/v1/rankings/world", "/v1/rankings/all", "/v1/rankings/sports?window=trending"]
+    for path in paths:
+        assert (await client.get(path)).status == 200
+    reads = top_reads(client)
+    put = await client.put("/v1/articles/world-001", json={"title": "Retitled"})
+    assert put.status == 200
+    assert top_reads(client) - reads == 2  # world's list and the site-wide one
+    for path in paths[:2]:
+        items = (await (await client.get(path)).json())["items"]
+        assert [item["title"] for item in items if item["article_id"] == "world-001"] == [
+            "Retitled"
+        ]
+    # A move can change any list (fill): every list is read again.
+    reads = top_reads(client)
+    assert (await client.put("/v1/articles/world-001", json={"section": "sports"})).status == 200
+    assert top_reads(client) - reads == len(paths)
