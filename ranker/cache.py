@@ -59,6 +59,9 @@ ANSWER_BYTES_KEPT = 16 * 1024 * 1024
 """The most bytes those answers may hold in all (a list of 100 items at the largest titles
 and URLs is about 1 MB)."""
 
+REFRESH_READS_AT_ONCE = 4
+"""Lists a refresh tick reads at a time."""
+
 RECORD_RETRY_S = 10.0
 """After Redis refused to record a list for rank movement, the record is tried again no
 sooner than this."""
@@ -308,9 +311,15 @@ class RankingCache:
             await self._refresh_all(due)
 
     async def _refresh_all(self, states: list[_RankingState]) -> None:
-        results = await asyncio.gather(
-            *(self._read(state) for state in states), return_exceptions=True
-        )
+        # A few lists at a time: each read's replies are taken in one go, so many at once
+        # would hold up the requests that arrive meanwhile (and take a Redis connection each).
+        running = asyncio.Semaphore(REFRESH_READS_AT_ONCE)
+
+        async def read(state: _RankingState) -> None:
+            async with running:
+                await self._read(state)
+
+        results = await asyncio.gather(*(read(state) for state in states), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         for state, result in zip(states, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):

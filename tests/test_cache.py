@@ -673,3 +673,38 @@ async def test_a_new_title_reads_again_only_the_lists_that_list_the_article(
     reads = top_reads(client)
     assert (await client.put("/v1/articles/world-001", json={"section": "sports"})).status == 200
     assert top_reads(client) - reads == len(paths)
+
+
+async def test_a_refresh_reads_a_few_lists_at_a_time(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings(refresh_interval_s=0.05)
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    for ranking in settings.rankings:
+        assert (await client.get(f"/v1/rankings/{ranking}")).status == 200
+    store = client.app[STORE]
+    real_top = store.top
+    in_flight, most, reads = 0, 0, 0
+
+    async def top(ranking: str, limit: int, now: float, window: str | None = None) -> Ranking:
+        nonlocal in_flight, most, reads
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await asyncio.sleep(0.01)  # long enough for every read a tick starts to overlap
+            return await real_top(ranking, limit, now, window)
+        finally:
+            in_flight -= 1
+            reads += 1
+
+    monkeypatch.setattr(store, "top", top)
+
+    async def ticks_done() -> bool:
+        return reads >= 3 * len(settings.rankings)
+
+    await eventually(ticks_done)
+    assert most == cache_module.REFRESH_READS_AT_ONCE
