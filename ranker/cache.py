@@ -37,6 +37,7 @@ from .movement import movement_period, previous_ranks, record_ttl_s
 from .responses import STALE_HEADER, CachedList, assemble, render_head, render_items
 from .scoring import Clock
 from .store import Ranking, RankingStore
+from .store_lists import Metadata
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ class RankingCache:
         self._items_rendered = 0
         self._answers_built = 0
         self._record_warned: int | None = None  # the movement interval last warned of
+        self._tick_metadata: Metadata = {}  # article metadata read by this refresh tick
         self._wakeup = asyncio.Event()
         self._failing = False
         metrics.ranking_age.watch(self.ages)
@@ -273,7 +275,10 @@ class RankingCache:
             # A read already running may predate the caller's write: dirty makes _read
             # wait for it and then read again.
             state.dirty = True
-        await asyncio.gather(*(self._read(state) for state in states))
+        # Lists of this refresh tick not read yet must not take metadata read before the write.
+        self._tick_metadata = {}
+        metadata: Metadata = {}
+        await asyncio.gather(*(self._read(state, metadata) for state in states))
 
     async def close(self) -> None:
         """Cancel reads still running, so none outlives the Redis client it uses."""
@@ -314,14 +319,27 @@ class RankingCache:
         # A few lists at a time: each read's replies are taken in one go, so many at once
         # would hold up the requests that arrive meanwhile (and take a Redis connection each).
         running = asyncio.Semaphore(REFRESH_READS_AT_ONCE)
+        # An article listed in several lists is read once for all (see refresh for writes).
+        self._tick_metadata = {}
 
         async def read(state: _RankingState) -> None:
             async with running:
-                await self._read(state)
+                await self._read(state, self._tick_metadata)
 
-        results = await asyncio.gather(*(read(state) for state in states), return_exceptions=True)
+        # One window after the other, so that a ranking's other windows find what its first
+        # one read (lists of one window share less: sections split the articles).
+        windows: dict[str | None, list[_RankingState]] = {}
+        for state in states:
+            windows.setdefault(state.window, []).append(state)
+        order: list[_RankingState] = []
+        results: list[BaseException | None] = []
+        for window_states in windows.values():
+            order += window_states
+            results += await asyncio.gather(
+                *(read(state) for state in window_states), return_exceptions=True
+            )
         failures = [r for r in results if isinstance(r, BaseException)]
-        for state, result in zip(states, results, strict=True):
+        for state, result in zip(order, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 self._mark_stale(state)
         for failure in failures:
@@ -336,12 +354,13 @@ class RankingCache:
             log.info("refreshing rankings works again")
         self._failing = bool(failures)
 
-    async def _read(self, state: _RankingState) -> None:
-        """Read a list, sharing a read that is already running when it covers the need."""
+    async def _read(self, state: _RankingState, metadata: Metadata | None = None) -> None:
+        """Read a list, sharing a read that is already running when it covers the need;
+        article metadata found in ``metadata`` is not read again."""
         while True:
             fetch = state.fetch
             if fetch is None:
-                fetch = state.fetch = asyncio.create_task(self._fetch(state))
+                fetch = state.fetch = asyncio.create_task(self._fetch(state, metadata))
                 await asyncio.shield(fetch)
                 return
             await asyncio.shield(fetch)
@@ -351,7 +370,7 @@ class RankingCache:
             if snapshot is not None and snapshot.depth >= _depth(state) and not state.dirty:
                 return
 
-    async def _fetch(self, state: _RankingState) -> None:
+    async def _fetch(self, state: _RankingState, metadata: Metadata | None) -> None:
         generated_at = self._clock()
         interval_s = self._settings.movement_interval_s
         period = movement_period(generated_at, interval_s)
@@ -365,7 +384,7 @@ class RankingCache:
         # Cleared before the read: a write that lands while it runs marks the ranking again.
         state.dirty = False
         try:
-            ranking = await self._store.top(state.name, depth, generated_at, state.window)
+            ranking = await self._store.top(state.name, depth, generated_at, state.window, metadata)
             if recording:
                 await self._record(state, period, ranking)
         except BaseException:

@@ -28,6 +28,7 @@ from ranker.embedded import EmbeddedRedis
 from ranker.responses import STALE_HEADER, etag_matches
 from ranker.state import CACHE, METRICS, SETTINGS, STORE
 from ranker.store import Ranking
+from ranker.store_lists import Metadata
 from tests.conftest import AiohttpClient, Client, FakeClock
 
 Reads = dict[str, int]
@@ -39,9 +40,15 @@ def count_reads(client: Client, monkeypatch: pytest.MonkeyPatch) -> Reads:
     real_top = store.top
     reads: Reads = {}
 
-    async def top(ranking: str, limit: int, now: float, window: str | None = None) -> Ranking:
+    async def top(
+        ranking: str,
+        limit: int,
+        now: float,
+        window: str | None = None,
+        metadata: Metadata | None = None,
+    ) -> Ranking:
         reads[ranking] = reads.get(ranking, 0) + 1
-        return await real_top(ranking, limit, now, window)
+        return await real_top(ranking, limit, now, window, metadata)
 
     monkeypatch.setattr(store, "top", top)
     return reads
@@ -335,9 +342,15 @@ async def test_a_put_waits_for_a_read_that_started_after_its_write(
     real_top = store.top
     read_done, release = asyncio.Event(), asyncio.Event()
 
-    async def slow_top(ranking: str, limit: int, now: float, window: str | None = None) -> Ranking:
+    async def slow_top(
+        ranking: str,
+        limit: int,
+        now: float,
+        window: str | None = None,
+        metadata: Metadata | None = None,
+    ) -> Ranking:
         # A read that took its data before the PUT's write, and answers after it.
-        result = await real_top(ranking, limit, now, window)
+        result = await real_top(ranking, limit, now, window, metadata)
         if not release.is_set():
             read_done.set()
             await release.wait()
@@ -690,13 +703,19 @@ async def test_a_refresh_reads_a_few_lists_at_a_time(
     real_top = store.top
     in_flight, most, reads = 0, 0, 0
 
-    async def top(ranking: str, limit: int, now: float, window: str | None = None) -> Ranking:
+    async def top(
+        ranking: str,
+        limit: int,
+        now: float,
+        window: str | None = None,
+        metadata: Metadata | None = None,
+    ) -> Ranking:
         nonlocal in_flight, most, reads
         in_flight += 1
         most = max(most, in_flight)
         try:
             await asyncio.sleep(0.01)  # long enough for every read a tick starts to overlap
-            return await real_top(ranking, limit, now, window)
+            return await real_top(ranking, limit, now, window, metadata)
         finally:
             in_flight -= 1
             reads += 1
@@ -708,3 +727,34 @@ async def test_a_refresh_reads_a_few_lists_at_a_time(
 
     await eventually(ticks_done)
     assert most == cache_module.REFRESH_READS_AT_ONCE
+
+
+async def test_a_refresh_reads_an_article_once_for_every_window_that_lists_it(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    private_redis: EmbeddedRedis,
+) -> None:
+    # A server of the test's own: its command counts are this test's only.
+    settings = make_settings(redis_url=private_redis.url, refresh_interval_s=0.1)
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    articles = 20
+    await post(client, *(titled("world", n, 1 + n % 5) for n in range(articles)))
+    for window in settings.profiles:
+        query = "" if window is None else f"&window={window}"
+        assert (await client.get(f"/v1/rankings/world?limit={articles}{query}")).status == 200
+    admin = Redis.from_url(private_redis.url)
+    try:
+        await admin.config_resetstat()
+        reads = top_reads(client)
+
+        async def ticks() -> bool:
+            return top_reads(client) - reads >= 3 * len(settings.profiles)
+
+        await eventually(ticks)
+        metadata_reads = (await admin.info("commandstats"))["cmdstat_hmget"]["calls"]
+        # The ticks that read since the reset, one more begun before it counted in full.
+        refreshes = (top_reads(client) - reads) / len(settings.profiles) + 1
+    finally:
+        await admin.aclose()
+    assert metadata_reads <= articles * refreshes
