@@ -338,6 +338,7 @@ class RankingCache:
             results += await asyncio.gather(
                 *(read(state) for state in window_states), return_exceptions=True
             )
+        self._tick_metadata = {}  # not held until the next tick
         failures = [r for r in results if isinstance(r, BaseException)]
         for state, result in zip(order, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
