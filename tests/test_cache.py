@@ -598,6 +598,9 @@ async def test_every_limit_asked_costs_no_more_to_keep_and_refresh_than_the_deep
     assert kept.answers <= cache_module.ANSWERS_KEPT
     assert kept.answer_bytes <= cache_module.ANSWER_BYTES_KEPT
     assert kept.item_bytes < 400 * len(lists) * cache_module.MAX_LIMIT
+    # What a refresh leaves held is little more than those items' bytes (their ids, each
+    # list's head): not buffers a serializer wrote them in.
+    assert every_held < 4 * kept.item_bytes
 
 
 async def test_each_limit_is_the_deepest_list_cut_byte_for_byte(
