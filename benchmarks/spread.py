@@ -23,6 +23,7 @@ import contextlib
 import os
 import statistics
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,12 +46,14 @@ LIMITS = range(1, 101)
 @dataclass(frozen=True)
 class Measure:
     rss_mb: float
+    peak_rss_mb: float
     idle_cpu: float  # fraction of a core
     reads_per_s: float
     poll_p50_ms: float
     poll_p99_ms: float
     put_median_ms: float
     put_max_ms: float
+    errors: int  # polls and PUTs not answered 200
 
 
 def item_fields(n: int, largest: bool) -> dict[str, str]:
@@ -83,9 +86,10 @@ def seed(base: str, largest: bool) -> None:
         post(base, events[start : start + batch])
 
 
-def rss_mb(server: Server) -> float:
+def rss_mb(server: Server, field: str = "VmRSS") -> float:
+    """The server's resident memory now (``VmHWM``: at its peak so far)."""
     status = Path(f"/proc/{server.process.pid}/status").read_text()
-    line = next(x for x in status.splitlines() if x.startswith("VmRSS:"))
+    line = next(x for x in status.splitlines() if x.startswith(f"{field}:"))
     return int(line.split()[1]) / 1024
 
 
@@ -96,10 +100,11 @@ def top_reads(base: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
 
 
-def timed(call: Callable[[], object]) -> float:
+def timed(call: Callable[[], int]) -> tuple[float, bool]:
+    """Milliseconds a call took, and whether it was answered 200."""
     started = time.perf_counter()
-    call()
-    return (time.perf_counter() - started) * 1e3
+    status = call()
+    return (time.perf_counter() - started) * 1e3, status == 200
 
 
 def get(url: str) -> None:
@@ -107,7 +112,15 @@ def get(url: str) -> None:
         response.read()
 
 
-def put_title(base: str, n: int) -> None:
+def get_status(url: str) -> int:
+    try:
+        get(url)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    return 200
+
+
+def put_title(base: str, n: int) -> int:
     body = orjson.dumps({"title": f"A retitled story, version {n}"})
     request = urllib.request.Request(
         f"{base}/v1/articles/spread-00-109",
@@ -115,13 +128,17 @@ def put_title(base: str, n: int) -> None:
         {"Content-Type": "application/json"},
         method="PUT",
     )
-    with urllib.request.urlopen(request, timeout=600) as response:
-        response.read()
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    return 200
 
 
 def measure(server: Server, args: argparse.Namespace) -> Measure:
     base = server.base
-    rss = rss_mb(server)
+    rss, peak = rss_mb(server), rss_mb(server, "VmHWM")
     cpu, reads = server.cpu_seconds(), top_reads(base)
     time.sleep(args.idle)
     idle_cpu = (server.cpu_seconds() - cpu) / args.idle
@@ -129,24 +146,27 @@ def measure(server: Server, args: argparse.Namespace) -> Measure:
     reads_per_s = (top_reads(base) - reads) / args.idle
     polls = []
     for _ in range(args.polls):
-        polls.append(timed(lambda: get(base + POLLED)))
+        polls.append(timed(lambda: get_status(base + POLLED)))
         time.sleep(0.01)
     puts = []
     for n in range(args.puts):
         puts.append(timed(lambda: put_title(base, n)))  # noqa: B023 - called at once
+    poll_ms, put_ms = [ms for ms, _ in polls], [ms for ms, _ in puts]
     return Measure(
         rss,
+        peak,
         idle_cpu,
         reads_per_s,
-        percentile(polls, 50),
-        percentile(polls, 99),
-        statistics.median(puts),
-        max(puts),
+        percentile(poll_ms, 50),
+        percentile(poll_ms, 99),
+        statistics.median(put_ms),
+        max(put_ms),
+        sum(not ok for _, ok in (*polls, *puts)),
     )
 
 
-def spread(base: str) -> float:
-    """Every ranking x window x limit, once; seconds it took."""
+def spread(base: str) -> tuple[float, int]:
+    """Every ranking x window x limit, once; seconds it took, and the answers not 200."""
     rankings = (SITE_WIDE, *DEFAULT_SECTIONS)
     urls = [
         f"{base}/v1/rankings/{r}?limit={limit}" + (f"&window={w}" if w else "")
@@ -156,8 +176,8 @@ def spread(base: str) -> float:
     ]
     started = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(get, urls))
-    return time.perf_counter() - started
+        statuses = list(pool.map(get_status, urls))
+    return time.perf_counter() - started, sum(status != 200 for status in statuses)
 
 
 def main() -> None:
@@ -172,7 +192,7 @@ def main() -> None:
     report = Report("List-cache benchmark", MODULE, args.redis_url)
     env = {} if args.ranker_path is None else {"PYTHONPATH": os.path.abspath(args.ranker_path)}
     prefix = harness.unique_prefix("spread")
-    rows: list[tuple[str, float | None, Measure]] = []
+    rows: list[tuple[str, str, Measure]] = []
     with contextlib.ExitStack() as stack:
         stack.callback(harness.delete_keys, args.redis_url, prefix)
         server = stack.enter_context(harness.ranker_server(args.redis_url, prefix, settings=env))
@@ -181,11 +201,12 @@ def main() -> None:
         get(server.base + POLLED)
         time.sleep(2)
         log("measuring one list polled")
-        rows.append(("one list polled", None, measure(server, args)))
+        rows.append(("one list polled", "-", measure(server, args)))
         log("asking for every ranking x window x limit")
-        took = spread(server.base)
-        log(f"  took {took:.1f} s; measuring")
-        rows.append(("after every list x limit asked", took, measure(server, args)))
+        took, failed = spread(server.base)
+        log(f"  took {took:.1f} s, {failed} answers not 200; measuring")
+        asked = f"{took:.1f} s, {failed} not 200"
+        rows.append(("after every list x limit asked", asked, measure(server, args)))
     report.add(
         f"Items: {args.items}; ranker from "
         f"{args.ranker_path or 'this checkout'}. Idle CPU over {args.idle:g} s (a fraction of one "
@@ -195,28 +216,32 @@ def main() -> None:
     report.table(
         [
             "phase",
-            "asking took s",
+            "asking took",
             "RSS MB",
+            "peak RSS MB",
             "idle CPU",
             "list reads/s idle",
             "poll p50 ms",
             "poll p99 ms",
             "PUT median ms",
             "PUT max ms",
+            "polls, PUTs not 200",
         ],
         [
             [
                 name,
-                "-" if took is None else f"{took:.1f}",
+                asked,
                 f"{m.rss_mb:.0f}",
+                f"{m.peak_rss_mb:.0f}",
                 f"{m.idle_cpu:.0%}",
                 f"{m.reads_per_s:.0f}",
                 f"{m.poll_p50_ms:.2f}",
                 f"{m.poll_p99_ms:.2f}",
                 f"{m.put_median_ms:.1f}",
                 f"{m.put_max_ms:.0f}",
+                str(m.errors),
             ]
-            for name, took, m in rows
+            for name, asked, m in rows
         ],
     )
     report.print()
