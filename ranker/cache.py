@@ -379,9 +379,10 @@ class RankingCache:
         recording = state.movement_period != period and (
             retry is None or retry[0] != period or time.monotonic() >= retry[1]
         )
-        needed = _depth(state)
         # The record is as deep as any list, whichever replica makes it: once an interval.
-        depth = MAX_LIMIT if recording else needed
+        # Every item read is kept until the next read, so limits asked for meanwhile, up to
+        # that depth, need no read of their own.
+        depth = MAX_LIMIT if recording else _depth(state)
         # Cleared before the read: a write that lands while it runs marks the ranking again.
         state.dirty = False
         try:
@@ -397,7 +398,7 @@ class RankingCache:
             # Cleared here, not in a done callback: a waiter resumed before such a callback
             # would find the finished task still set and spin on it.
             state.fetch = None
-        state.snapshot = self._render(state, generated_at, ranking, needed)
+        state.snapshot = self._render(state, generated_at, ranking, depth)
         state.version += 1
         state.refreshed_at = time.monotonic()
         state.stale = False

@@ -761,3 +761,20 @@ async def test_a_refresh_reads_an_article_once_for_every_window_that_lists_it(
     finally:
         await admin.aclose()
     assert metadata_reads <= articles * refreshes
+
+
+async def test_a_deeper_limit_is_cut_from_a_deeper_read_already_made(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No tick for an hour: only the requests read.
+    client = await aiohttp_client(create_app(make_settings(refresh_interval_s=3600), clock=clock))
+    await post(client, *(titled("world", n, 1) for n in range(60)))
+    reads = count_reads(client, monkeypatch)
+    assert len(await ids(client, "/v1/rankings/world?limit=5")) == 5
+    # That first read of the interval was 100 deep, to record the list for movement.
+    assert len(await ids(client, "/v1/rankings/world?limit=50")) == 50
+    assert reads == {"world": 1}
