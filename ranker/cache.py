@@ -215,6 +215,8 @@ class RankingCache:
                 # Nothing to serve, and a read would only wait out the timeout.
                 raise StoreUnavailable("Redis is unavailable and this list was never read")
             await self._read(state)
+            # Asked for still, however long that read took: the next read goes as deep.
+            state.asked[limit] = None
         answer = state.answers.get(limit)
         if answer is None:
             answer = state.answers[limit] = _Answer(state, limit, tuple(aliases))
