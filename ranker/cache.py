@@ -1,10 +1,15 @@
-"""Every ranking answer served from memory, as ready bytes, refreshed in the background.
+"""Every ranking answer served from memory, refreshed in the background, at a cost that follows
+the lists polled (ranking and window), not the ``limit`` values anyone asks for.
 
-Each process keeps the serialized answer of every (ranking, window, limit) asked for recently.
-One task refreshes them: every ``refresh_interval_s``, one Redis read per ranking and window
-(at the deepest limit asked for) re-renders all of its answers. So a poll costs a dict
-lookup whatever the request rate, and a list no one asks for costs nothing: it is dropped after
-``IDLE_AFTER_S`` without a request.
+For each (ranking, window) asked for recently, each process keeps one snapshot: the list read
+at the deepest limit asked for (at most ``MAX_LIMIT``), each item already serialized. One task
+refreshes them: every ``refresh_interval_s``, one Redis read per ranking and window, and each
+item rendered once. A limit's answer is the first ``limit`` items of its snapshot joined (a
+shorter list is always the start of a deeper one: see ``ListReads.top``), hashed for its ETag
+the first time it is asked for after a refresh, and then kept among the ``ANSWERS_KEPT`` most
+recently asked (at most ``ANSWER_BYTES_KEPT`` bytes of them), so a poll is a dict lookup
+whatever the request rate. A limit no one asks for is forgotten after ``IDLE_AFTER_S``, and a
+list with none left costs nothing.
 
 A ranking this process has just written to (a flush, an editorial change) is refreshed early,
 at most every ``EARLY_REFRESH_GAP_S``, so lists on the replica that took the events are
@@ -18,17 +23,21 @@ import contextlib
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from .config import DEFAULT_WINDOW, Settings
 from .errors import StoreUnavailable
 from .metrics import Metrics
-from .movement import moved, movement_period, previous_ranks, record_ttl_s
-from .responses import STALE_HEADER, CachedList, render
+from .movement import movement_period, previous_ranks, record_ttl_s
+from .responses import STALE_HEADER, CachedList, assemble, render_head, render_items
 from .scoring import Clock
 from .store import Ranking, RankingStore
+from .store_lists import Metadata
 
 log = logging.getLogger(__name__)
 
@@ -36,37 +45,68 @@ DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 
 IDLE_AFTER_S = 60.0
-"""An answer no one has asked for in this long is dropped and no longer refreshed."""
+"""A limit no one has asked for in this long is forgotten: its answer dropped, and the list
+read no deeper than the limits still asked for (not at all when none is)."""
 
 EARLY_REFRESH_GAP_S = 0.1
 """After a local write, a ranking is refreshed this long after its last refresh at the
 earliest, instead of waiting for the next tick: at most ten extra reads a second."""
 
+ANSWERS_KEPT = 256
+"""Finished answers (one per ranking, window and limit) kept ready, the most recently asked:
+beyond, an answer is cut again from its list when asked for."""
 
-class Slot:
-    """One (ranking, window, limit) answer. Requests only read ``current`` and set ``requested``."""
+ANSWER_BYTES_KEPT = 16 * 1024 * 1024
+"""The most bytes those answers may hold in all (a list of 100 items at the largest titles
+and URLs is about 1 MB)."""
 
-    __slots__ = ("aliases", "current", "idle_since", "limit", "requested")
+REFRESH_READS_AT_ONCE = 4
+"""Lists a refresh tick reads at a time."""
 
-    def __init__(self, limit: int, aliases: tuple[str, ...]) -> None:
+RECORD_RETRY_S = 10.0
+"""After Redis refused to record a list for rank movement, the record is tried again no
+sooner than this."""
+
+
+class _Snapshot(NamedTuple):
+    """A list as last read: every limit up to ``depth`` is cut from it."""
+
+    generated_at: float
+    depth: int
+    head: bytes
+    items: list[bytes]  # each item's JSON, best first; fewer than depth when the list is short
+    ids: frozenset[str]  # the articles those items are
+
+
+class _Answer:
+    """One (ranking, window, limit) answer. ``current`` was cut from the snapshot of
+    ``version``; ``aliases`` are the request keys it is looked up by."""
+
+    __slots__ = ("aliases", "current", "key", "limit", "state", "version")
+
+    def __init__(self, state: _RankingState, limit: int, aliases: tuple[str, ...]) -> None:
+        self.state = state
         self.limit = limit
+        self.key = (state.name, state.window, limit)
         self.aliases = aliases
         self.current: CachedList | None = None
-        self.requested = True
-        self.idle_since: float | None = None
+        self.version = -1
 
 
 class _RankingState:
     __slots__ = (
+        "answers",
+        "asked",
         "dirty",
         "fetch",
         "movement_period",
         "name",
         "previous_ranks",
+        "record_retry",
         "refreshed_at",
-        "slots",
         "snapshot",
         "stale",
+        "version",
         "window",
         "window_label",
     )
@@ -75,9 +115,11 @@ class _RankingState:
         self.name = name
         self.window = window  # None: the default profile
         self.window_label = DEFAULT_WINDOW if window is None else window
-        self.slots: dict[int, Slot] = {}
-        # The last read: when its scores are as of (clock time), the ranking, how deep it went.
-        self.snapshot: tuple[float, Ranking, int] | None = None
+        # Limit -> None when asked for since the last tick, else the tick that found it unasked.
+        self.asked: dict[int, float | None] = {}
+        self.answers: dict[int, _Answer] = {}  # those of the cache's answers that are this list's
+        self.snapshot: _Snapshot | None = None
+        self.version = 0  # counts successful reads: an answer of an older one is cut again
         self.fetch: asyncio.Task[None] | None = None
         self.refreshed_at = -math.inf  # time.monotonic() of the last successful read
         self.dirty = False
@@ -86,6 +128,28 @@ class _RankingState:
         # list recorded for the one before (ranker/movement.py).
         self.movement_period: int | None = None
         self.previous_ranks: dict[str, int] = {}
+        # (interval, time.monotonic()): Redis refused this interval's record; not before then.
+        self.record_retry: tuple[int, float] | None = None
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """What the cache holds now, and the work it has done since it started."""
+
+    lists: int
+    """(ranking, window) lists kept, each refreshed once a tick."""
+    items: int
+    """Rendered items held in those lists' snapshots."""
+    item_bytes: int
+    """Bytes of those items' JSON."""
+    answers: int
+    """Finished answers kept ready."""
+    answer_bytes: int
+    """Bytes of those answers' bodies."""
+    items_rendered: int
+    """Items serialized, in all: at most one per item of each list read."""
+    answers_built: int
+    """Answers cut from a snapshot (joined and hashed), in all."""
 
 
 class RankingCache:
@@ -99,23 +163,34 @@ class RankingCache:
         self._metrics = metrics
         self._clock = clock
         self._interval = settings.refresh_interval_s
-        # (ranking, window) -> its lists; window None: the default profile
+        # (ranking, window) -> its list; window None: the default profile
         self._rankings: dict[tuple[str, str | None], _RankingState] = {}
-        # Request key (the raw request target, in its common spellings) -> slot: a poll is one
-        # dict lookup, with no parsing.
-        self._by_alias: dict[str, Slot] = {}
+        # Every kept answer, least recently asked first.
+        self._answers: OrderedDict[tuple[str, str | None, int], _Answer] = OrderedDict()
+        self._answer_bytes = 0
+        # Request key (the raw request target, in its common spellings) -> answer: a poll is
+        # one dict lookup, with no parsing.
+        self._by_alias: dict[str, _Answer] = {}
+        self._items_rendered = 0
+        self._answers_built = 0
+        self._record_warned: int | None = None  # the movement interval last warned of
+        self._tick_metadata: Metadata = {}  # article metadata read by this refresh tick
         self._wakeup = asyncio.Event()
         self._failing = False
         metrics.ranking_age.watch(self.ages)
         store.outage_listeners.append(self.mark_all_stale)
 
     def lookup(self, alias: str) -> CachedList | None:
-        """The answer cached under a request key given to :meth:`get`, if any."""
-        slot = self._by_alias.get(alias)
-        if slot is None:
+        """The answer kept under a request key given to :meth:`get`, if any."""
+        answer = self._by_alias.get(alias)
+        if answer is None:
             return None
-        slot.requested = True
-        return slot.current
+        state = answer.state
+        state.asked[answer.limit] = None
+        self._answers.move_to_end(answer.key)
+        if answer.version != state.version:
+            return self._cut(answer)
+        return answer.current
 
     async def get(
         self,
@@ -125,37 +200,55 @@ class RankingCache:
         window: str | None = None,
     ) -> CachedList:
         """The answer for a ranking, limit and window (None: the default profile), reading
-        Redis only if it is not cached yet.
+        Redis only if its list is not kept, or not as deep, yet.
 
         ``section`` must be a configured ranking, ``window`` a configured window; ``aliases``
-        are request keys that :meth:`lookup` will find it by from now on. Raises what the store
-        raises when the first read of a ranking fails.
+        are request keys that :meth:`lookup` will find it by while it is kept. Raises what the
+        store raises when the first read of a list fails.
         """
         state = self._rankings.get((section, window))
         if state is None:
             state = self._rankings[(section, window)] = _RankingState(section, window)
-        slot = state.slots.get(limit)
-        if slot is None:
-            slot = state.slots[limit] = Slot(limit, tuple(aliases))
-            for alias in slot.aliases:
-                self._by_alias[alias] = slot
-            if state.snapshot is not None and state.snapshot[2] >= limit:
-                self._render(state, slot)
-        slot.requested = True
-        while slot.current is None:
+        state.asked[limit] = None
+        while state.snapshot is None or state.snapshot.depth < limit:
             if not self._store.available:
                 # Nothing to serve, and a read would only wait out the timeout.
                 raise StoreUnavailable("Redis is unavailable and this list was never read")
             await self._read(state)
-        return slot.current
+            # Asked for still, however long that read took: the next read goes as deep.
+            state.asked[limit] = None
+        answer = state.answers.get(limit)
+        if answer is None:
+            answer = state.answers[limit] = _Answer(state, limit, tuple(aliases))
+            self._answers[answer.key] = answer
+            for alias in answer.aliases:
+                self._by_alias[alias] = answer
+        else:
+            self._answers.move_to_end(answer.key)
+        if answer.version != state.version or answer.current is None:
+            return self._cut(answer)
+        return answer.current
 
     def active(self) -> dict[str, list[int]]:
         """The lists being kept, as ranking (``<ranking>?window=<window>`` for a window's)
-        -> limits: what each refresh reads and renders."""
+        -> the limits asked for: each refresh reads each list once, as deep as the deepest."""
         return {
-            name if window is None else f"{name}?window={window}": sorted(state.slots)
+            name if window is None else f"{name}?window={window}": sorted(state.asked)
             for (name, window), state in self._rankings.items()
         }
+
+    def stats(self) -> CacheStats:
+        """What is held, and the rendering done so far."""
+        snapshots = [s.snapshot for s in self._rankings.values() if s.snapshot is not None]
+        return CacheStats(
+            lists=len(snapshots),
+            items=sum(len(snapshot.items) for snapshot in snapshots),
+            item_bytes=sum(len(item) for snapshot in snapshots for item in snapshot.items),
+            answers=len(self._answers),
+            answer_bytes=self._answer_bytes,
+            items_rendered=self._items_rendered,
+            answers_built=self._answers_built,
+        )
 
     def mark_written(self, rankings: Iterable[str]) -> None:
         """Rankings this process just changed in Redis: refresh them early, in every window."""
@@ -167,16 +260,27 @@ class RankingCache:
         if woken:
             self._wakeup.set()
 
-    async def refresh(self, rankings: Iterable[str] | None = None) -> None:
-        """Re-read the given rankings (default: every cached one), in every window, with a read
-        that starts after this call, so it sees every write made before it, and wait for that."""
+    async def refresh(
+        self, rankings: Iterable[str] | None = None, *, listing: str | None = None
+    ) -> None:
+        """Re-read the given rankings (default: every kept one), in every window, each list
+        once, with a read that starts after this call, so it sees every write made before it,
+        and wait for that. With ``listing``, an article id, only those of the lists that list
+        it (or may, being read now): what a change to its title or URL can show in."""
         names = None if rankings is None else set(rankings)
-        states = [s for s in self._rankings.values() if names is None or s.name in names]
+        states = [
+            s
+            for s in self._rankings.values()
+            if (names is None or s.name in names) and (listing is None or _may_list(s, listing))
+        ]
         for state in states:
             # A read already running may predate the caller's write: dirty makes _read
             # wait for it and then read again.
             state.dirty = True
-        await asyncio.gather(*(self._read(state) for state in states))
+        # Lists of this refresh tick not read yet must not take metadata read before the write.
+        self._tick_metadata = {}
+        metadata: Metadata = {}
+        await asyncio.gather(*(self._read(state, metadata) for state in states))
 
     async def close(self) -> None:
         """Cancel reads still running, so none outlives the Redis client it uses."""
@@ -214,11 +318,31 @@ class RankingCache:
             await self._refresh_all(due)
 
     async def _refresh_all(self, states: list[_RankingState]) -> None:
-        results = await asyncio.gather(
-            *(self._read(state) for state in states), return_exceptions=True
-        )
+        # A few lists at a time: each read's replies are taken in one go, so many at once
+        # would hold up the requests that arrive meanwhile (and take a Redis connection each).
+        running = asyncio.Semaphore(REFRESH_READS_AT_ONCE)
+        # An article listed in several lists is read once for all (see refresh for writes).
+        self._tick_metadata = {}
+
+        async def read(state: _RankingState) -> None:
+            async with running:
+                await self._read(state, self._tick_metadata)
+
+        # One window after the other, so that a ranking's other windows find what its first
+        # one read (lists of one window share less: sections split the articles).
+        windows: dict[str | None, list[_RankingState]] = {}
+        for state in states:
+            windows.setdefault(state.window, []).append(state)
+        order: list[_RankingState] = []
+        results: list[BaseException | None] = []
+        for window_states in windows.values():
+            order += window_states
+            results += await asyncio.gather(
+                *(read(state) for state in window_states), return_exceptions=True
+            )
+        self._tick_metadata = {}  # not held until the next tick
         failures = [r for r in results if isinstance(r, BaseException)]
-        for state, result in zip(states, results, strict=True):
+        for state, result in zip(order, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 self._mark_stale(state)
         for failure in failures:
@@ -233,39 +357,40 @@ class RankingCache:
             log.info("refreshing rankings works again")
         self._failing = bool(failures)
 
-    async def _read(self, state: _RankingState) -> None:
-        """Read a ranking, sharing a read that is already running when it covers the need."""
+    async def _read(self, state: _RankingState, metadata: Metadata | None = None) -> None:
+        """Read a list, sharing a read that is already running when it covers the need;
+        article metadata found in ``metadata`` is not read again."""
         while True:
             fetch = state.fetch
             if fetch is None:
-                fetch = state.fetch = asyncio.create_task(self._fetch(state))
+                fetch = state.fetch = asyncio.create_task(self._fetch(state, metadata))
                 await asyncio.shield(fetch)
                 return
             await asyncio.shield(fetch)
             # That read started before this caller came: it may have been too shallow for a
             # new limit, or have missed a write made since. Read again if so.
             snapshot = state.snapshot
-            if snapshot is not None and snapshot[2] >= _depth(state) and not state.dirty:
+            if snapshot is not None and snapshot.depth >= _depth(state) and not state.dirty:
                 return
 
-    async def _fetch(self, state: _RankingState) -> None:
+    async def _fetch(self, state: _RankingState, metadata: Metadata | None) -> None:
         generated_at = self._clock()
         interval_s = self._settings.movement_interval_s
         period = movement_period(generated_at, interval_s)
-        recording = state.movement_period != period
+        retry = state.record_retry
+        recording = state.movement_period != period and (
+            retry is None or retry[0] != period or time.monotonic() >= retry[1]
+        )
         # The record is as deep as any list, whichever replica makes it: once an interval.
-        depth = max(_depth(state), MAX_LIMIT) if recording else _depth(state)
+        # Every item read is kept until the next read, so limits asked for meanwhile, up to
+        # that depth, need no read of their own.
+        depth = MAX_LIMIT if recording else _depth(state)
         # Cleared before the read: a write that lands while it runs marks the ranking again.
         state.dirty = False
         try:
-            ranking = await self._store.top(state.name, depth, generated_at, state.window)
+            ranking = await self._store.top(state.name, depth, generated_at, state.window, metadata)
             if recording:
-                ids = [item.article_id for item in ranking.items]
-                record = await self._store.movement_record(
-                    state.name, period, ids, record_ttl_s(interval_s), state.window
-                )
-                state.previous_ranks = previous_ranks(record)
-                state.movement_period = period
+                await self._record(state, period, ranking)
         except BaseException:
             # The next tick retries; a write made meanwhile must not turn a Redis outage into
             # a loop of early refreshes.
@@ -275,48 +400,92 @@ class RankingCache:
             # Cleared here, not in a done callback: a waiter resumed before such a callback
             # would find the finished task still set and spin on it.
             state.fetch = None
-        state.snapshot = (generated_at, ranking, depth)
+        state.snapshot = self._render(state, generated_at, ranking, depth)
+        state.version += 1
         state.refreshed_at = time.monotonic()
         state.stale = False
         self._metrics.ranking_members.labels(ranking=state.name, window=state.window_label).set(
             ranking.members
         )
-        for slot in state.slots.values():
-            if slot.limit <= depth:
-                self._render(state, slot)
 
-    def _render(self, state: _RankingState, slot: Slot) -> None:
-        assert state.snapshot is not None
-        generated_at, ranking, _ = state.snapshot
-        previous = state.previous_ranks
-        items = []
-        for rank, item in enumerate(ranking.items[: slot.limit], start=1):
-            previous_rank = previous.get(item.article_id)
-            items.append(
-                {
-                    "rank": rank,
-                    "article_id": item.article_id,
-                    "score": item.score,
-                    "title": item.title,
-                    "url": item.url,
-                    "fill": item.fill,
-                    "pinned": item.pinned,
-                    "movement": moved(rank, previous_rank),
-                    "previous_rank": previous_rank,
-                }
+    async def _record(self, state: _RankingState, period: int, ranking: Ranking) -> None:
+        """Record the list this interval begins with, and learn the ranks of the interval
+        before's. Best effort: when Redis refuses the write (out of memory under
+        ``noeviction``, a read-only replica), the list is compared with the record there is,
+        and served all the same."""
+        ids = [item.article_id for item in ranking.items]
+        ttl_s = record_ttl_s(self._settings.movement_interval_s)
+        try:
+            record = await self._store.movement_record(state.name, period, ids, ttl_s, state.window)
+        except ResponseError as exc:
+            self._metrics.redis_errors.labels(operation="movement").inc()
+            if self._record_warned != period:
+                self._record_warned = period
+                log.warning(
+                    "Redis refused to record the %s list (window %s) for rank movement; lists"
+                    " are served, compared with the record there is (further failures in this"
+                    " interval are only counted, as operation=movement): %s",
+                    state.name,
+                    state.window_label,
+                    exc,
+                )
+            state.record_retry = (period, time.monotonic() + RECORD_RETRY_S)
+            record = await self._store.movement_record(
+                state.name, period, None, ttl_s, state.window
             )
+        else:
+            state.movement_period = period
+            state.record_retry = None
+        state.previous_ranks = previous_ranks(record)
+
+    def _render(
+        self, state: _RankingState, generated_at: float, ranking: Ranking, depth: int
+    ) -> _Snapshot:
+        """A list's answers' parts, once a read: each item rendered once for all of them."""
+        items = render_items(ranking.items[:depth], state.previous_ranks)
+        self._items_rendered += len(items)
         # What the scores actually decay by: the configured value can be newer than the
         # stored one for up to a settle period after a change.
         half_life = ranking.half_life_s or self._settings.half_life_for(state.name, state.window)
-        current = render(
-            state.name,
-            state.window_label,
-            generated_at,
-            half_life,
-            items,
-            self._settings.cache_control,
+        head = render_head(state.name, state.window_label, generated_at, half_life)
+        ids = frozenset(item.article_id for item in ranking.items[:depth])
+        return _Snapshot(generated_at, depth, head, items, ids)
+
+    def _cut(self, answer: _Answer) -> CachedList:
+        """Cut an answer from its list's snapshot, keep it, and drop the least recently asked
+        answers past the bounds."""
+        state = answer.state
+        snapshot = state.snapshot
+        # Answers are kept for limits asked only, and every read covers those.
+        assert snapshot is not None
+        assert snapshot.depth >= answer.limit
+        current = assemble(
+            snapshot.head, snapshot.items[: answer.limit], self._settings.cache_control
         )
-        slot.current = current.as_stale(self._settings.stale_if_error_s) if state.stale else current
+        if state.stale:
+            current = current.as_stale(self._settings.stale_if_error_s)
+        if answer.current is not None:
+            self._answer_bytes -= len(answer.current.body)
+        self._answer_bytes += len(current.body)
+        answer.current = current
+        answer.version = state.version
+        self._answers_built += 1
+        answers = self._answers
+        while len(answers) > 1 and (
+            len(answers) > ANSWERS_KEPT or self._answer_bytes > ANSWER_BYTES_KEPT
+        ):
+            # The one just cut is the most recent: it stays.
+            _, oldest = answers.popitem(last=False)
+            self._forget(oldest)
+        return current
+
+    def _forget(self, answer: _Answer) -> None:
+        """Drop an answer already taken out of the kept ones."""
+        del answer.state.answers[answer.limit]
+        for alias in answer.aliases:
+            self._by_alias.pop(alias, None)
+        if answer.current is not None:
+            self._answer_bytes -= len(answer.current.body)
 
     def mark_all_stale(self) -> None:
         """Redis was found unreachable: mark every list stale now, not only once its own next
@@ -327,31 +496,31 @@ class RankingCache:
     def _mark_stale(self, state: _RankingState) -> None:
         state.stale = True
         stale_if_error_s = self._settings.stale_if_error_s
-        for slot in state.slots.values():
-            current = slot.current
+        for answer in state.answers.values():
+            current = answer.current
             if current is not None and STALE_HEADER not in current.headers:
-                slot.current = current.as_stale(stale_if_error_s)
+                answer.current = current.as_stale(stale_if_error_s)
 
     def _drop_idle(self, now: float) -> None:
         for key, state in list(self._rankings.items()):
-            for limit, slot in list(state.slots.items()):
-                if slot.requested:
-                    slot.requested = False
-                    slot.idle_since = None
-                elif slot.idle_since is None:
-                    slot.idle_since = now
-                elif now - slot.idle_since >= IDLE_AFTER_S:
-                    del state.slots[limit]
-                    for alias in slot.aliases:
-                        self._by_alias.pop(alias, None)
-            if not state.slots and state.fetch is None:
+            asked = state.asked
+            for limit, since in list(asked.items()):
+                if since is None:
+                    asked[limit] = now
+                elif now - since >= IDLE_AFTER_S:
+                    del asked[limit]
+                    answer = state.answers.get(limit)
+                    if answer is not None:
+                        del self._answers[answer.key]
+                        self._forget(answer)
+            if not asked and state.fetch is None:
                 del self._rankings[key]
                 # Absent when the ranking was never read successfully.
                 with contextlib.suppress(KeyError):
                     self._metrics.ranking_members.remove(state.name, state.window_label)
 
     def ages(self) -> dict[tuple[str, str], float]:
-        """Seconds since each cached ranking, by (ranking, window), was last read from Redis."""
+        """Seconds since each kept list, by (ranking, window), was last read from Redis."""
         now = time.monotonic()
         return {
             (state.name, state.window_label): now - state.refreshed_at
@@ -361,4 +530,10 @@ class RankingCache:
 
 
 def _depth(state: _RankingState) -> int:
-    return max(state.slots, default=1)
+    return max(state.asked, default=1)
+
+
+def _may_list(state: _RankingState, article_id: str) -> bool:
+    """Whether a list lists an article, or may once the read running now (which can predate a
+    change to it) is done."""
+    return state.snapshot is None or state.fetch is not None or article_id in state.snapshot.ids

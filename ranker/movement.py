@@ -7,6 +7,10 @@ ranking in interval ``k``, by any replica, records the ranking's top ``MAX_LIMIT
 every list of that ranking is compared with the record of interval ``k - 1``: the list as it
 stood one to two intervals ago, the same one in every replica and across restarts. Each process
 reads that record once per interval and ranking, in the refresh that writes its own.
+
+Recording is best effort: a list must not fail because Redis refused a write (out of memory
+under ``noeviction``, a read-only replica). The refresh then compares with the record there is
+(or none), and tries to record again a little later (ranker/cache.py).
 """
 
 from __future__ import annotations

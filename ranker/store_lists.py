@@ -49,13 +49,27 @@ def _too_old(published: list[str | None], published_after: float) -> bool:
     return bool(published) and published[0] is not None and float(published[0]) < published_after
 
 
+Metadata = dict[tuple[str, ...], dict[str, list[str | None]]]
+"""Article metadata already read, by the fields read and the article id: shared by the reads of
+one refresh, so an article listed in several lists (windows of a ranking, its section's and the
+site-wide one) is read once for all of them."""
+
+
 class ListReads(StoreBase):
     """Reading the ranked lists."""
 
     @observed("top")
-    async def top(self, ranking: str, limit: int, now: float, window: str | None = None) -> Ranking:
+    async def top(
+        self,
+        ranking: str,
+        limit: int,
+        now: float,
+        window: str | None = None,
+        metadata: Metadata | None = None,
+    ) -> Ranking:
         """The ``limit`` best visible articles of a ranking in a window (None: the default
         profile), scored as of ``now``, with the articles editors pinned in their slots.
+        Article metadata found in ``metadata`` is not read again; what is read is added to it.
 
         Visible means neither hidden nor, where the ranking has a maximum age, published
         before ``now`` less that age (an article with no ``published_at`` is never too old).
@@ -90,15 +104,14 @@ class ListReads(StoreBase):
             # (slot, article id, stored score or None)
             pins = [(int(flat[i]), flat[i + 1], flat[i + 2]) for i in range(0, pin_end, 3)]
             candidates = [(flat[i], float(flat[i + 1])) for i in range(pin_end, len(flat), 2)]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for article_id in (*(pin[1] for pin in pins), *(c[0] for c in candidates)):
-                    pipe.hmget(self.keys.article(article_id), fields)
-                metadata = await pipe.execute()
-            pinned_metadata, metadata = metadata[: len(pins)], metadata[len(pins) :]
+            read = await self._metadata(
+                [*(pin[1] for pin in pins), *(c[0] for c in candidates)], fields, metadata
+            )
+            pinned_metadata, listed_metadata = read[: len(pins)], read[len(pins) :]
             visible = [
                 (article_id, stored, title, url)
                 for (article_id, stored), (title, url, hidden, until, *published) in zip(
-                    candidates, metadata, strict=True
+                    candidates, listed_metadata, strict=True
                 )
                 if not hidden_at(hidden, until, now) and not _too_old(published, published_after)
             ]
@@ -124,6 +137,20 @@ class ListReads(StoreBase):
         for slot, item in sorted(pinned, key=lambda pin: pin[0]):
             items.insert(slot - 1, item)
         return Ranking(None if decay is None else decay[1], items[:limit], int(members))
+
+    async def _metadata(
+        self, ids: list[str], fields: list[str], metadata: Metadata | None
+    ) -> list[list[str | None]]:
+        """``fields`` of each article in ``ids``, read in one round trip but for those already
+        in ``metadata``."""
+        known = {} if metadata is None else metadata.setdefault(tuple(fields), {})
+        missing = [article_id for article_id in dict.fromkeys(ids) if article_id not in known]
+        if missing:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for article_id in missing:
+                    pipe.hmget(self.keys.article(article_id), fields)
+                known.update(zip(missing, await pipe.execute(), strict=True))
+        return [known[article_id] for article_id in ids]
 
     async def _fill(
         self, ranking: str, wanted: int, listed: set[str], published_after: float, now: float

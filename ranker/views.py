@@ -193,8 +193,11 @@ async def put_article(request: web.Request) -> web.Response:
         # at once (a move or a date can change which articles fill a short list);
         # other replicas within one refresh interval. The change is made by now: a failed
         # refresh must not report it failed (the next one picks it up).
+        # A new title or URL shows only in the lists that list the article: only those are
+        # read again, not every list kept.
+        retitled = None if hidden_changed or changes.keys() - {"title", "url"} else article_id
         try:
-            await app[CACHE].refresh()
+            await app[CACHE].refresh(listing=retitled)
         except RedisError as exc:
             log.warning("lists not refreshed after an article update: %s", exc)
     article = await store.get_article(article_id, now)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
 import signal
+import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from ranker.embedded import EmbeddedRedis
 from ranker.responses import STALE_HEADER, etag_matches
 from ranker.state import CACHE, METRICS, SETTINGS, STORE
 from ranker.store import Ranking
+from ranker.store_lists import Metadata
 from tests.conftest import AiohttpClient, Client, FakeClock
 
 Reads = dict[str, int]
@@ -37,9 +40,15 @@ def count_reads(client: Client, monkeypatch: pytest.MonkeyPatch) -> Reads:
     real_top = store.top
     reads: Reads = {}
 
-    async def top(ranking: str, limit: int, now: float, window: str | None = None) -> Ranking:
+    async def top(
+        ranking: str,
+        limit: int,
+        now: float,
+        window: str | None = None,
+        metadata: Metadata | None = None,
+    ) -> Ranking:
         reads[ranking] = reads.get(ranking, 0) + 1
-        return await real_top(ranking, limit, now, window)
+        return await real_top(ranking, limit, now, window, metadata)
 
     monkeypatch.setattr(store, "top", top)
     return reads
@@ -333,9 +342,15 @@ async def test_a_put_waits_for_a_read_that_started_after_its_write(
     real_top = store.top
     read_done, release = asyncio.Event(), asyncio.Event()
 
-    async def slow_top(ranking: str, limit: int, now: float, window: str | None = None) -> Ranking:
+    async def slow_top(
+        ranking: str,
+        limit: int,
+        now: float,
+        window: str | None = None,
+        metadata: Metadata | None = None,
+    ) -> Ranking:
         # A read that took its data before the PUT's write, and answers after it.
-        result = await real_top(ranking, limit, now, window)
+        result = await real_top(ranking, limit, now, window, metadata)
         if not release.is_set():
             read_done.set()
             await release.wait()
@@ -513,3 +528,255 @@ async def test_lists_are_marked_stale_as_soon_as_any_command_finds_redis_down(
     with pytest.raises(RedisConnectionError):
         await client.app[STORE].ping()
     assert all(headers[STALE_HEADER] == "true" for _, headers in await answers(client))
+
+
+def titled(section: str, n: int, weight: float) -> dict[str, Any]:
+    """A view of an article with a headline and a URL of the usual size."""
+    return {
+        "article_id": f"{section}-{n:03}",
+        "section": section,
+        "weight": weight,
+        "title": f"Story {n} of {section}: a headline about as long as most, give or take",
+        "url": f"https://news.example/{section}/2026/12/03/story-{n:03}",
+    }
+
+
+def top_reads(client: Client) -> float:
+    """Ranking reads from Redis so far, by the store's own operation timer."""
+    value = client.app[METRICS].registry.get_sample_value(
+        "ranker_redis_command_duration_seconds_count", {"operation": "top"}
+    )
+    return value or 0.0
+
+
+async def test_every_limit_asked_costs_no_more_to_keep_and_refresh_than_the_deepest_alone(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    # No tick for an hour: every refresh here is the test's own.
+    settings = make_settings(refresh_interval_s=3600)
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    for section in settings.sections:
+        await post(client, *(titled(section, n, 1 + n % 7) for n in range(110)))
+    lists = [(ranking, window) for ranking in settings.rankings for window in settings.profiles]
+    cache = client.app[CACHE]
+
+    async def ask(limits: range) -> None:
+        for ranking, window in lists:
+            query = "" if window is None else f"&window={window}"
+            for limit in limits:
+                response = await client.get(f"/v1/rankings/{ranking}?limit={limit}{query}")
+                assert response.status == 200
+                assert len((await response.json())["items"]) == limit
+
+    async def one_refresh() -> tuple[float, int]:
+        """The Redis reads of one refresh, and the bytes it leaves held."""
+        reads = top_reads(client)
+        tracemalloc.start()
+        try:
+            await cache.refresh()
+            held, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        return top_reads(client) - reads, held
+
+    await ask(range(100, 101))
+    deepest_reads, deepest_held = await one_refresh()
+    # Every limit of every list, the deepest first so that each list is read once.
+    await ask(range(100, 0, -1))
+    every_reads, every_held = await one_refresh()
+    assert deepest_reads == every_reads == len(lists)
+    assert every_held < 1.5 * deepest_held
+
+    kept = cache.stats()
+    rendered = kept.items_rendered
+    await cache.refresh()
+    # Each item of each list rendered once a refresh, however many limits are asked...
+    assert cache.stats().items_rendered - rendered == len(lists) * cache_module.MAX_LIMIT
+    assert kept.lists == len(lists)
+    # ...and answers cut from them kept within a bound, in number and bytes.
+    assert kept.answers <= cache_module.ANSWERS_KEPT
+    assert kept.answer_bytes <= cache_module.ANSWER_BYTES_KEPT
+    assert kept.item_bytes < 400 * len(lists) * cache_module.MAX_LIMIT
+    # What a refresh leaves held is little more than those items' bytes (their ids, each
+    # list's head): not buffers a serializer wrote them in.
+    assert every_held < 4 * kept.item_bytes
+
+
+async def test_each_limit_is_the_deepest_list_cut_byte_for_byte(
+    client: Client, settings: Settings
+) -> None:
+    await post(client, *(titled("world", n, 1 + n % 7) for n in range(40)))
+    # A pin, and fewer articles than the deepest limit: its list is filled after them.
+    fresh = {"published_at": 1.7e9, "section": "world"}
+    assert (await client.put("/v1/articles/fresh", json=fresh)).status == 200
+    pin = {"article_id": "world-039"}
+    assert (await client.put("/v1/editorial/pins/world/3", json=pin)).status == 200
+    assert (await client.put("/v1/editorial/hides/world-006", json={})).status == 200
+    for window in settings.profiles:
+        query = "" if window is None else f"&window={window}"
+        deepest = orjson.loads(
+            await (await client.get(f"/v1/rankings/world?limit=100{query}")).read()
+        )
+        assert [item["fill"] for item in deepest["items"]][-2:] == [False, True]
+        for limit in range(1, 101):
+            response = await client.get(f"/v1/rankings/world?limit={limit}{query}")
+            body = await response.read()
+            assert body == orjson.dumps(deepest | {"items": deepest["items"][:limit]})
+            digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+            assert response.headers["ETag"] == f'"{digest}"'
+
+
+async def test_a_shorter_list_is_the_start_of_the_deepest_one(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    # What cutting every limit from one deep read relies on, with everything that depends on
+    # where a list ends: hides (editorial, and in metadata only), too-old articles skipped,
+    # pins at slots within and past the list's end, fill from the newest published.
+    settings = make_settings(max_age_hours={"sports": 48.0})
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    hour = 3600.0
+    await post(client, *(titled("sports", n, 1 + n % 9) for n in range(60)))
+    for n in range(0, 60, 7):
+        old = {"published_at": clock.now - 72 * hour}
+        assert (await client.put(f"/v1/articles/sports-{n:03}", json=old)).status == 200
+    for n in range(30):
+        fill = {"section": "sports", "published_at": clock.now - (n % 4) * 20 * hour - n}
+        assert (await client.put(f"/v1/articles/fill-{n:03}", json=fill)).status == 200
+    for article_id in ("sports-001", "sports-010", "fill-003"):
+        assert (await client.put(f"/v1/editorial/hides/{article_id}", json={})).status == 200
+    store = client.app[STORE]
+    await redis.hset(store.keys.article("sports-020"), "hidden", "1")
+    for slot, article_id in ((2, "sports-050"), (30, "sports-055"), (80, "fill-001")):
+        pin = {"article_id": article_id}
+        assert (await client.put(f"/v1/editorial/pins/sports/{slot}", json=pin)).status == 200
+    # (Windows differ in scores only: the default profile stands for them.)
+    for ranking in ("sports", "all"):
+        deepest = (await store.top(ranking, 100, clock.now)).items
+        assert 60 < len(deepest) < 100
+        assert any(item.fill for item in deepest)
+        if ranking == "sports":
+            assert deepest[-1].article_id == "fill-001"  # a pin past the end goes last
+        for limit in range(1, 101):
+            assert (await store.top(ranking, limit, clock.now)).items == deepest[:limit]
+
+
+async def test_a_new_title_reads_again_only_the_lists_that_list_the_article(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+) -> None:
+    # No tick for an hour: every read here is the PUT's own.
+    client = await aiohttp_client(create_app(make_settings(refresh_interval_s=3600), clock=clock))
+    await post(client, titled("world", 1, 2), titled("sports", 2, 1))
+    paths = ["/v1/rankings/world", "/v1/rankings/all", "/v1/rankings/sports?window=trending"]
+    for path in paths:
+        assert (await client.get(path)).status == 200
+    reads = top_reads(client)
+    put = await client.put("/v1/articles/world-001", json={"title": "Retitled"})
+    assert put.status == 200
+    assert top_reads(client) - reads == 2  # world's list and the site-wide one
+    for path in paths[:2]:
+        items = (await (await client.get(path)).json())["items"]
+        assert [item["title"] for item in items if item["article_id"] == "world-001"] == [
+            "Retitled"
+        ]
+    # A move can change any list (fill): every list is read again.
+    reads = top_reads(client)
+    assert (await client.put("/v1/articles/world-001", json={"section": "sports"})).status == 200
+    assert top_reads(client) - reads == len(paths)
+
+
+async def test_a_refresh_reads_a_few_lists_at_a_time(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings(refresh_interval_s=0.05)
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    for ranking in settings.rankings:
+        assert (await client.get(f"/v1/rankings/{ranking}")).status == 200
+    store = client.app[STORE]
+    real_top = store.top
+    in_flight, most, reads = 0, 0, 0
+
+    async def top(
+        ranking: str,
+        limit: int,
+        now: float,
+        window: str | None = None,
+        metadata: Metadata | None = None,
+    ) -> Ranking:
+        nonlocal in_flight, most, reads
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await asyncio.sleep(0.01)  # long enough for every read a tick starts to overlap
+            return await real_top(ranking, limit, now, window, metadata)
+        finally:
+            in_flight -= 1
+            reads += 1
+
+    monkeypatch.setattr(store, "top", top)
+
+    async def ticks_done() -> bool:
+        return reads >= 3 * len(settings.rankings)
+
+    await eventually(ticks_done)
+    assert most == cache_module.REFRESH_READS_AT_ONCE
+
+
+async def test_a_refresh_reads_an_article_once_for_every_window_that_lists_it(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    private_redis: EmbeddedRedis,
+) -> None:
+    # A server of the test's own: its command counts are this test's only.
+    settings = make_settings(redis_url=private_redis.url, refresh_interval_s=0.1)
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    articles = 20
+    await post(client, *(titled("world", n, 1 + n % 5) for n in range(articles)))
+    for window in settings.profiles:
+        query = "" if window is None else f"&window={window}"
+        assert (await client.get(f"/v1/rankings/world?limit={articles}{query}")).status == 200
+    admin = Redis.from_url(private_redis.url)
+    try:
+        await admin.config_resetstat()
+        reads = top_reads(client)
+
+        async def ticks() -> bool:
+            return top_reads(client) - reads >= 3 * len(settings.profiles)
+
+        await eventually(ticks)
+        metadata_reads = (await admin.info("commandstats"))["cmdstat_hmget"]["calls"]
+        # The ticks that read since the reset, one more begun before it counted in full.
+        refreshes = (top_reads(client) - reads) / len(settings.profiles) + 1
+    finally:
+        await admin.aclose()
+    assert metadata_reads <= articles * refreshes
+
+
+async def test_a_deeper_limit_is_cut_from_a_deeper_read_already_made(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No tick for an hour: only the requests read.
+    client = await aiohttp_client(create_app(make_settings(refresh_interval_s=3600), clock=clock))
+    await post(client, *(titled("world", n, 1) for n in range(60)))
+    reads = count_reads(client, monkeypatch)
+    assert len(await ids(client, "/v1/rankings/world?limit=5")) == 5
+    # That first read of the interval was 100 deep, to record the list for movement.
+    assert len(await ids(client, "/v1/rankings/world?limit=50")) == 50
+    assert reads == {"world": 1}

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError
 
+from ranker import cache as cache_module
 from ranker.app import create_app
 from ranker.config import Settings
+from ranker.embedded import EmbeddedRedis
 from ranker.keys import Keys
 from ranker.movement import moved, movement_period, previous_ranks, record_ttl_s
-from ranker.state import STORE
+from ranker.state import METRICS, STORE
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 
 HOUR = 3600.0
@@ -166,3 +173,53 @@ async def test_each_process_records_and_reads_once_an_interval(
         await refreshed(client)
         await moves(client)
     assert calls == [movement_period(START, HOUR), movement_period(START, HOUR) + 1]
+
+
+async def test_a_list_is_served_when_redis_refuses_to_record_it(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every refresh tries the record again.
+    monkeypatch.setattr(cache_module, "RECORD_RETRY_S", 0.0, raising=False)
+    # A server of the test's own, made to refuse writes as a full one does under noeviction.
+    with EmbeddedRedis(tmp_path / "redis", persist=False) as server:
+        settings = make_settings(redis_url=server.url, refresh_interval_s=3600)
+        first = await aiohttp_client(create_app(settings, clock=clock))
+        await post(first, a=4, b=3, c=2)
+        await moves(first)  # records a, b, c for this interval
+        await post(first, c=10)
+        admin = Redis.from_url(server.url)
+        try:
+            await admin.config_set("maxmemory-policy", "noeviction")
+            await admin.config_set("maxmemory", 1)
+            with pytest.raises(OutOfMemoryError):
+                await admin.set("anything", "x")
+            # A replica started during the incident, in the next interval: it cannot record
+            # its list, and compares with the record there is.
+            clock.now = START + HOUR
+            fresh = await aiohttp_client(create_app(settings, clock=clock))
+            with caplog.at_level(logging.WARNING, logger="ranker.cache"):
+                assert await moves(fresh) == [
+                    ("c", "up", 3),
+                    ("a", "down", 1),
+                    ("b", "down", 2),
+                ]
+                for _ in range(3):
+                    await refreshed(fresh)
+                    assert (await fresh.get("/v1/rankings/world?limit=7")).status == 200
+            warnings = [r for r in caplog.records if "movement" in r.getMessage()]
+            assert len(warnings) == 1
+            registry = fresh.app[METRICS].registry
+            labels = {"operation": "movement"}
+            assert registry.get_sample_value("ranker_redis_errors_total", labels) == 4
+            # Once Redis takes writes again, the record is made.
+            await admin.config_set("maxmemory", 0)
+            await refreshed(fresh)
+            key = Keys(settings.key_prefix).movement("world", movement_period(clock.now, HOUR))
+            assert orjson.loads(await admin.get(key) or "null") == ["c", "a", "b"]
+        finally:
+            await admin.aclose()
