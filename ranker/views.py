@@ -25,7 +25,7 @@ from .errors import (
     RankerError,
     StoreUnavailable,
 )
-from .events import parse_events
+from .events import parse_events_yielding
 from .idempotency import HEADER, REPLAYED_HEADER, idempotency_key
 from .preconditions import check_declared_length, read_body, require_redis
 from .responses import json_response
@@ -71,7 +71,7 @@ async def post_events(request: web.Request) -> web.Response:
                     first_answer = key.replay(record)
                     metrics.batches_replayed.labels(found="answer").inc()
                     return _events_response(first_answer, replayed=True)
-            parsed = parse_events(
+            parsed = await parse_events_yielding(
                 body,
                 request.content_type,
                 request.charset,

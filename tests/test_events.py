@@ -9,8 +9,15 @@ import orjson
 import pytest
 
 from ranker.bots import CRAWLER, HEADLESS_BROWSER
-from ranker.errors import InvalidBody, InvalidJson, RankerError, UnsupportedMediaType
+from ranker.errors import (
+    InvalidBody,
+    InvalidJson,
+    RankerError,
+    TooManyEvents,
+    UnsupportedMediaType,
+)
 from ranker.events import (
+    MAX_DETAILED_BAD_LINES,
     Exclusion,
     ParsedEvents,
     View,
@@ -421,3 +428,37 @@ def test_the_views_that_carry_a_visitor_id_are_listed_with_it() -> None:
     parsed = parse(body)
     assert [view[0] for view in parsed.views] == ["anonymous", "a1", "null-visitor", "b2"]
     assert parsed.visitors == [(1, "v-1"), (3, "v-1")]
+
+
+def test_an_ndjson_body_over_the_limit_is_refused_at_the_first_line_past_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 1 MiB of bad lines: 524,288 of them. Parsing them all took the worker 2.5 s before the
+    # count was checked; now no line past the limit is even parsed.
+    parsed_lines = 0
+    loads = orjson.loads
+
+    def counting_loads(line: bytes) -> Any:
+        nonlocal parsed_lines
+        parsed_lines += 1
+        return loads(line)
+
+    monkeypatch.setattr(orjson, "loads", counting_loads)
+    with pytest.raises(TooManyEvents):
+        parse_events(b"x\n" * 524_288, NDJSON, None, now=NOW, sections=SECTIONS, max_events=1000)
+    assert parsed_lines == 1000
+
+
+def test_an_ndjson_body_of_blank_lines_is_no_event() -> None:
+    assert parse(b" \r\n\t\n" * 100_000 + b"\n" * 100_000, NDJSON) == ParsedEvents()
+
+
+def test_every_bad_ndjson_line_is_reported_and_only_the_first_hundred_quote_the_parser() -> None:
+    parsed = parse(b"x\n" * 300 + b'{"article_id":"a","section":"national"}\n', NDJSON)
+    assert [r.index for r in parsed.rejected] == list(range(300))
+    assert {r.code for r in parsed.rejected} == {"invalid_json"}
+    detailed = [r.message for r in parsed.rejected[:MAX_DETAILED_BAD_LINES]]
+    assert all(m.startswith("line is not valid JSON: ") for m in detailed)
+    rest = {r.message for r in parsed.rejected[MAX_DETAILED_BAD_LINES:]}
+    assert rest == {"line is not valid JSON"}
+    assert parsed.views == [("a", "national", NOW, 1.0)]
