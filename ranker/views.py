@@ -154,7 +154,9 @@ async def put_article(request: web.Request) -> web.Response:
     article_id = check_article_id(request.match_info["article_id"])
     require_redis(request, "nothing was changed")
     body = await read_body(request, settings.max_body_bytes)
-    changes = parse_article_update(body, request.content_type, request.charset, settings.sections)
+    changes = parse_article_update(
+        body, request.content_type, request.charset, settings.sections, now=app[CLOCK]()
+    )
     store = app[STORE]
     now = app[CLOCK]()
     # The CMS's hide is an editorial change like any other; null unhides, as false does.

@@ -119,6 +119,12 @@ REJECTED = [
     pytest.param(event(title=5), "invalid_title", id="title-number"),
     pytest.param(event(title=""), "invalid_title", id="title-empty"),
     pytest.param(event(title="t" * 501), "invalid_title", id="title-501-chars"),
+    pytest.param(event(title="a\x00b"), "invalid_title", id="title-nul"),
+    pytest.param(event(title="\x1b[31mred"), "invalid_title", id="title-esc"),
+    pytest.param(event(title="a\u202egnp.exe"), "invalid_title", id="title-bidi-override"),
+    pytest.param(event(title="a\u2067b"), "invalid_title", id="title-bidi-isolate"),
+    pytest.param(event(url="/a\u200bb"), "invalid_url", id="url-zero-width-space"),
+    pytest.param(event(url="https://e.example\uff0fx/a"), "invalid_url", id="url-fullwidth-host"),
     pytest.param(event(url=7), "invalid_url", id="url-number"),
     pytest.param(event(url=""), "invalid_url", id="url-empty"),
     pytest.param(event(url="ftp://example.com/a"), "invalid_url", id="url-ftp"),
@@ -256,7 +262,7 @@ def test_ndjson_bad_line_is_rejected_alone_at_its_index(bad_line: bytes, code: s
 
 @pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"], ids=["u2028", "u2029", "nel"])
 def test_ndjson_splits_only_on_newlines(separator: str) -> None:
-    line = orjson.dumps(event(title=f"first{separator}second"))
+    line = orjson.dumps(event(visitor_id=f"first{separator}second"))
     assert separator.encode("utf-8") in line  # orjson leaves it raw, as JSON allows
     parsed = parse(line + b"\n" + orjson.dumps(event(article_id="b")), NDJSON)
     assert [v[0] for v in parsed.views] == ["a1", "b"]
