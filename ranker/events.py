@@ -254,6 +254,11 @@ def _ndjson_items(body: bytes, items: list[Any], max_events: int | None) -> Iter
                 f"a batch may hold at most {max_events} events; this one has more. "
                 "Send it in smaller batches"
             )
+        if not number & 255:
+            yield
+        if bad_lines >= MAX_DETAILED_BAD_LINES and line.group(1) not in _JSON_STARTS:
+            append(_BAD_LINE)  # no JSON value starts so: no need to ask the parser
+            continue
         try:
             append(loads(line.group()))
         except orjson.JSONDecodeError as exc:
@@ -264,13 +269,14 @@ def _ndjson_items(body: bytes, items: list[Any], max_events: int | None) -> Iter
                 append(_BadLine(f"line is not valid JSON: {exc}"))
             else:
                 append(_BAD_LINE)
-        if not number & 255:
-            yield
 
 
-_NON_BLANK_LINE = re.compile(rb"(?m)^[^\S\n]*+\S[^\n]*")
-"""A line with something besides ASCII whitespace (what bytes.strip() removes). The leading
-whitespace is taken possessively: a blank line fails at its end, never backtracks."""
+_NON_BLANK_LINE = re.compile(rb"(?m)^[^\S\n]*+(\S)[^\n]*")
+"""A line with something besides ASCII whitespace (what bytes.strip() removes), its first such
+byte as group 1. The leading whitespace is taken possessively: a blank line fails at its end,
+never backtracks."""
+_JSON_STARTS = frozenset(bytes([byte]) for byte in b'{["-0123456789tfn')
+"""The bytes a JSON value can start with (RFC 8259)."""
 
 MAX_DETAILED_BAD_LINES = 100
 """NDJSON lines that are no JSON whose rejection quotes the parser's error; later ones say only

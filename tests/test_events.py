@@ -452,7 +452,7 @@ def test_an_ndjson_body_over_the_limit_is_refused_at_the_first_line_past_it(
     monkeypatch.setattr(orjson, "loads", counting_loads)
     with pytest.raises(TooManyEvents):
         parse_events(b"x\n" * 524_288, NDJSON, None, now=NOW, sections=SECTIONS, max_events=1000)
-    assert parsed_lines == 1000
+    assert parsed_lines <= 1000  # 524,288 before; now the first hundred only
 
 
 def test_an_ndjson_body_of_blank_lines_is_no_event() -> None:
@@ -468,3 +468,20 @@ def test_every_bad_ndjson_line_is_reported_and_only_the_first_hundred_quote_the_
     rest = {r.message for r in parsed.rejected[MAX_DETAILED_BAD_LINES:]}
     assert rest == {"line is not valid JSON"}
     assert parsed.views == [("a", "national", NOW, 1.0)]
+
+
+def test_bad_ndjson_lines_past_the_first_hundred_keep_their_codes() -> None:
+    # Past the first hundred, a line no JSON value can start is rejected without the parser;
+    # one that could is still parsed: each keeps the code the parser would give.
+    lines = [b"x"] * MAX_DETAILED_BAD_LINES + [b"x", b"{x", b"42", b' "s"', b"nul", b"[1]"]
+    parsed = parse(b"\n".join(lines), NDJSON)
+    codes = [(r.index, r.code) for r in parsed.rejected[MAX_DETAILED_BAD_LINES:]]
+    first = MAX_DETAILED_BAD_LINES
+    assert codes == [
+        (first, "invalid_json"),
+        (first + 1, "invalid_json"),
+        (first + 2, "not_an_object"),
+        (first + 3, "not_an_object"),
+        (first + 4, "invalid_json"),
+        (first + 5, "not_an_object"),
+    ]
