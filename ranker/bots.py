@@ -44,7 +44,7 @@ REASONS: Final = (CRAWLER, HEADLESS_BROWSER)
 
 MAX_CACHED_VERDICTS = 8192
 """User agents whose verdicts are kept. A page-view stream repeats a few thousand user agents all
-day; one not seen before costs a few microseconds (about 5 µs for a 260-character in-app
+day; one not seen before costs a few microseconds (about 10 µs for a 250-character in-app
 browser's), a seen one a dictionary lookup."""
 
 # Marks automation tools leave in their user agents. HeadlessChrome is also Puppeteer's and
@@ -138,11 +138,13 @@ def _hyperscan_pattern(parsed: Sequence[tuple[Any, Any]], *, reverse: bool = Fal
     return "".join(out)
 
 
-def _compile(patterns: Sequence[str], flags: Sequence[int]) -> hyperscan.Database:
+def _compile(
+    patterns: Sequence[str], flags: Sequence[int], ids: Sequence[int] | None = None
+) -> hyperscan.Database:
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     database.compile(
         expressions=[pattern.encode("latin-1") for pattern in patterns],
-        ids=list(range(len(patterns))),
+        ids=list(range(len(patterns)) if ids is None else ids),
         elements=len(patterns),
         flags=list(flags),
     )
@@ -159,20 +161,27 @@ class _Lists:
         # Where the exclusions may start: each searched (reversed) in the reversed user agent,
         # so every place one matches is reported as an end there, and with no start-of-match
         # tracking, which costs Hyperscan twice the time. The headless marks ride along.
-        self.exclusions = [re.compile(p, re.IGNORECASE) for p in EXCLUSION_PATTERNS]
-        if len(self.exclusions) > 63:
+        parsed_exclusions = [sre_parse.parse(p) for p in EXCLUSION_PATTERNS]
+        if len(parsed_exclusions) >= _HEADLESS_ID:
             raise ValueError("more exclusions than _on_start's 6 bits can number")
-        reversed_patterns = [
-            _hyperscan_pattern(sre_parse.parse(p).data, reverse=True) for p in EXCLUSION_PATTERNS
+        # Where an exclusion found at a start ends: Python's match decides (its backtracking
+        # is cheap here, and the same as crawlerdetect's), on the same bytes as Hyperscan.
+        self.exclusions = [
+            re.compile(_hyperscan_pattern(parsed.data).encode("latin-1"), re.IGNORECASE)
+            for parsed in parsed_exclusions
         ]
-        self.headless_id = len(reversed_patterns)
-        reversed_patterns.append(
-            _hyperscan_pattern(sre_parse.parse(_HEADLESS_RE.pattern).data, reverse=True)
-        )
+        # An exclusion of one width ends there, with no match to run.
+        self.widths = [
+            low if low == high else 0 for low, high in (p.getwidth() for p in parsed_exclusions)
+        ]
+        reversed_patterns = [_hyperscan_pattern(p.data, reverse=True) for p in parsed_exclusions]
         caseless = hyperscan.HS_FLAG_CASELESS
+        flags = [caseless] * len(reversed_patterns)
+        headless = _hyperscan_pattern(sre_parse.parse(_HEADLESS_RE.pattern).data, reverse=True)
         self.starts = _compile(
-            reversed_patterns,
-            [caseless] * self.headless_id + [caseless | hyperscan.HS_FLAG_SINGLEMATCH],
+            [*reversed_patterns, headless],
+            [*flags, caseless | hyperscan.HS_FLAG_SINGLEMATCH],
+            [*range(len(reversed_patterns)), _HEADLESS_ID],
         )
         # The crawler list. A pattern ending in a negative lookahead is searched without it,
         # every match reported, and each match's next bytes checked in Python.
@@ -203,9 +212,9 @@ class _Lists:
         agent = self._without_exclusions(user_agent, data, found) if found else data
         if not agent:
             return None
-        hits = [agent]
-        self.crawlers.scan(agent, match_event_handler=self._on_crawler, context=hits)
-        return CRAWLER if len(hits) > 1 else None
+        hits = [agent, self.lookaheads]
+        self.crawlers.scan(agent, match_event_handler=_on_crawler, context=hits)
+        return CRAWLER if len(hits) > 2 else None
 
     def agent(self, user_agent: str) -> bytes:
         """What crawlerdetect searches for crawlers, ``EXCLUSIONS.sub("", user_agent)``, as
@@ -218,45 +227,53 @@ class _Lists:
         """Where exclusions match (see _on_start), sorted; a headless mark adds a last entry
         >= 0."""
         found: list[int] = []
-        self.starts.scan(data[::-1], match_event_handler=self._on_start, context=found)
+        self.starts.scan(data[::-1], match_event_handler=_on_start, context=found)
         found.sort()
         return found
 
     def _without_exclusions(self, user_agent: str, data: bytes, found: list[int]) -> bytes:
         # crawlerdetect's EXCLUSIONS.sub("", user_agent): from the left, at each place the
         # first alternative that matches there, as far as Python's match takes it.
-        size = len(data)
+        size, exclusions, widths = len(data), self.exclusions, self.widths
         pieces, kept_from = [], 0
         for entry in found:
             start = size + (entry >> 6)
             if start < kept_from:
                 continue
-            match = self.exclusions[entry & 63].match(user_agent, start)
-            if match is None:  # cannot happen: Hyperscan saw this alternative match here
-                raise AssertionError(f"exclusion {entry & 63} at {start} in {user_agent!r}")
             pieces.append(data[kept_from:start])
+            pattern = entry & 63
+            width = widths[pattern]
+            if width:
+                kept_from = start + width
+                continue
+            match = exclusions[pattern].match(data, start)
+            if match is None:  # cannot happen: Hyperscan saw this alternative match here
+                raise AssertionError(f"exclusion {pattern} at {start} in {user_agent!r}")
             kept_from = match.end()
         pieces.append(data[kept_from:])
         return b"".join(pieces)
 
-    # The callbacks never stop a scan: a stop raises an exception that costs more than the rest
-    # of the scan (single-match patterns report once each).
-    def _on_start(self, pattern: int, _from: int, to: int, _flags: int, found: object) -> bool:
-        assert isinstance(found, list)
-        if pattern == self.headless_id:
-            found.append(pattern)  # the only entry >= 0: last once sorted
-            return False
+
+_HEADLESS_ID = 63
+"""The headless marks' pattern in the starts database; exclusions are numbered below it."""
+
+
+# The callbacks are plain functions (a bound method costs Hyperscan's binding more per call) and
+# never stop a scan: a stop raises an exception that costs more than the rest of the scan.
+def _on_start(pattern: int, _from: int, to: int, _flags: int, found: Any) -> None:
+    if pattern == _HEADLESS_ID:
+        found.append(pattern)  # the only entry >= 0: last once sorted
+    else:
         # An exclusion starts size - to bytes in. Sorted, -to << 6 | pattern (negative, as
         # to > 0) orders by start, then by pattern, as Python's alternation tries them.
         found.append(-to << 6 | pattern)
-        return False
 
-    def _on_crawler(self, pattern: int, _from: int, to: int, _flags: int, hits: object) -> bool:
-        assert isinstance(hits, list)  # [the agent, then one entry a crawler pattern found]
-        lookahead = self.lookaheads.get(pattern)
-        if lookahead is None or lookahead.match(hits[0], to) is None:
-            hits.append(pattern)
-        return False
+
+def _on_crawler(pattern: int, _from: int, to: int, _flags: int, hits: Any) -> None:
+    # hits: [the agent, its lookaheads, then one entry a crawler pattern matched]
+    lookahead = hits[1].get(pattern)
+    if lookahead is None or lookahead.match(hits[0], to) is None:
+        hits.append(pattern)
 
 
 _LISTS = _Lists()
