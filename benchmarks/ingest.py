@@ -1,7 +1,7 @@
 """Ingest benchmark: acknowledged views per second, ranker against a naive ZINCRBY server.
 
     .venv/bin/python -m benchmarks.ingest [--runs 3] [--duration 10] [--senders 8] [--workers 1]
-        [--keyed] [--visitors N] [--windows none]
+        [--keyed] [--visitors N] [--windows none] [--user-agents distinct|repeated]
 
 ``--senders`` concurrent senders (asyncio tasks in one process, or spread over ``--procs``
 processes) POST pre-encoded batches of 500-1,000 Zipf-distributed views (exponent 1.1 over
@@ -12,7 +12,10 @@ each ``ts`` is at most a run old and never ahead. Runs alternate ``ranker serve`
 the two cores went: the server's process tree, the load generator, Redis (INFO; on a shared
 Redis that includes everyone else's commands). ``--windows SPEC`` also runs a second ranker with
 ``RANKER_WINDOWS=SPEC`` (``none``: the default profile only), in the same alternation, to price
-the named windows the first one keeps by default.
+the named windows the first one keeps by default. ``--user-agents distinct`` also sends the
+same views with a ``user_agent`` on each, every one different (in-app browsers' shapes, with
+their per-device, build and version parts, 130-270 characters: no verdict is ever cached), and
+``repeated`` with one of 2,000 such user agents, Zipf-drawn, as a day's traffic repeats them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import multiprocessing
+import random
 import re
 import subprocess
 import time
@@ -39,6 +44,80 @@ from benchmarks.report import Report, median, ratio
 
 MODULE = "benchmarks.ingest"
 HEADERS = {"Content-Type": "application/json"}
+
+
+def in_app_user_agent(rng: random.Random) -> str:
+    """A user agent of the shape in-app browsers send (KakaoTalk, NAVER, Facebook, Instagram,
+    Line, Whale, Samsung Internet), with random device, build and version parts."""
+    n = rng.randint
+    android = (
+        f"Mozilla/5.0 (Linux; Android {n(9, 15)}; SM-{rng.choice('SGAFN')}{n(100, 999)}"
+        f"{rng.choice(['N', 'B', 'U', 'F'])} Build/{rng.choice(['TP1A', 'UP1A', 'AP3A'])}."
+        f"{n(200000, 259999)}.{n(1, 99):03d}; wv) AppleWebKit/537.36 (KHTML, like Gecko) "
+        f"Version/4.0 Chrome/{n(110, 131)}.0.{n(5000, 6999)}.{n(10, 199)} Mobile Safari/537.36"
+    )
+    ios = (
+        f"Mozilla/5.0 (iPhone; CPU iPhone OS {n(15, 18)}_{n(0, 7)}_{n(0, 3)} like Mac OS X) "
+        f"AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/{n(15, 22)}{rng.choice('ABCDEFGH')}"
+        f"{n(100, 399)}"
+    )
+    shape = n(0, 7)
+    if shape == 0:
+        return f"{android};KAKAOTALK {n(10000000, 11099999)}"
+    if shape == 1:
+        return f"{ios} KAKAOTALK {n(10, 11)}.{n(0, 9)}.{n(0, 9)}"
+    if shape == 2:
+        return (
+            f"{android} NAVER(inapp; search; {n(1000, 2099)}; {n(11, 12)}.{n(0, 40)}.{n(0, 9)}; "
+            f"{rng.choice(['S24', 'S23', 'A54', 'Z Flip5'])})"
+        )
+    if shape == 3:
+        return (
+            f"{ios} [FBAN/FBIOS;FBAV/{n(400, 499)}.0.0.{n(10, 60)}.{n(10, 120)};FBBV/"
+            f"{n(500000000, 699999999)};FBDV/iPhone{n(12, 17)},{n(1, 8)};FBMD/iPhone;FBSN/iOS;"
+            f"FBSV/{n(15, 18)}.{n(0, 7)};FBSS/3;FBID/phone;FBLC/ko_KR;FBOP/5;FBRV/"
+            f"{n(500000000, 699999999)}]"
+        )
+    if shape == 4:
+        return (
+            f"{android} Instagram {n(300, 360)}.0.0.{n(10, 50)}.{n(10, 120)} Android "
+            f"({n(29, 35)}/{n(10, 15)}; {rng.choice([420, 450, 480, 560])}dpi; 1080x{n(2000, 2400)}"
+            f"; samsung; SM-S{n(900, 938)}N; {rng.choice(['dm3q', 'e3q', 'b0q'])}; qcom; ko_KR; "
+            f"{n(500000000, 699999999)})"
+        )
+    if shape == 5:
+        return f"{android} Line/{n(13, 14)}.{n(0, 20)}.{n(0, 9)}/IAB"
+    if shape == 6:
+        return android.replace(
+            "Version/4.0 ", f"Whale/{n(3, 4)}.{n(20, 29)}.{n(100, 399)}.{n(10, 30)} "
+        )
+    return android.replace("Version/4.0 ", f"SamsungBrowser/{n(20, 27)}.{n(0, 9)} ").replace(
+        "; wv)", ")"
+    )
+
+
+class WithUserAgents(Zipf):
+    """The same views as :class:`Zipf` draws, each with a ``user_agent``: a new one every event
+    (``repeated=0``), or one of ``repeated`` drawn Zipf-like."""
+
+    def __init__(self, seed: int, repeated: int = 0) -> None:
+        super().__init__(seed=seed)
+        # A generator of their own: the views drawn are the same as Zipf(seed)'s.
+        self.agent_rng = random.Random(seed + 1)
+        self.agents = [in_app_user_agent(self.agent_rng) for _ in range(repeated)]
+        self.agent_cum = list(
+            itertools.accumulate(1 / (rank + 1) ** 1.1 for rank in range(repeated))
+        )
+
+    def batch(self, size: int | None = None, metadata: bool = False) -> bytes:
+        events = orjson.loads(super().batch(size, metadata))
+        if self.agents:
+            agents = self.agent_rng.choices(self.agents, cum_weights=self.agent_cum, k=len(events))
+        else:
+            agents = [in_app_user_agent(self.agent_rng) for _ in events]
+        for event, agent in zip(events, agents, strict=True):
+            event["user_agent"] = agent
+        return orjson.dumps(events)
 
 
 @dataclass
@@ -207,6 +286,12 @@ def main() -> None:
         help="also ranker with a visitor_id on every event, drawn from this many readers",
     )
     parser.add_argument(
+        "--user-agents",
+        choices=["distinct", "repeated"],
+        help="also ranker with an in-app browser's user_agent on every event: a new one each "
+        "time (distinct) or one of 2,000 (repeated)",
+    )
+    parser.add_argument(
         "--windows",
         metavar="SPEC",
         help="also a ranker with RANKER_WINDOWS=SPEC (e.g. none), against the default windows",
@@ -221,11 +306,16 @@ def main() -> None:
         results["ranker keyed"] = []
     if args.visitors:
         results["ranker visitors"] = []
+    agents_name = f"ranker user agents {args.user_agents}"
+    if args.user_agents:
+        results[agents_name] = []
     windows_name = f"ranker RANKER_WINDOWS={args.windows}"
     if args.windows is not None:
         results[windows_name] = []
     zipf = Zipf(seed=1)
     readers = Zipf(seed=2, visitors=args.visitors)
+    # Seed 1, as zipf: the same views, so the user agents are all that differs.
+    agents = WithUserAgents(seed=1, repeated=2000 if args.user_agents == "repeated" else 0)
     windows_prefix = harness.unique_prefix("windows")
     with contextlib.ExitStack() as stack:
         for prefix in (ranker_prefix, naive_prefix, windows_prefix):
@@ -256,6 +346,8 @@ def main() -> None:
                 variants.append(("ranker keyed", ranker, zipf, True))
             if args.visitors:
                 variants.append(("ranker visitors", ranker, readers, False))
+            if args.user_agents:
+                variants.append((agents_name, ranker, agents, False))
             if other is not None:
                 variants.append((windows_name, other, zipf, False))
             for name, target, source, keyed in variants:
@@ -287,6 +379,9 @@ def main() -> None:
             f"ranker with a visitor_id on every event (from {args.visitors:,} readers; events/s "
             f"counts the repeats left out) / without: {ratio(v, r)}"
         )
+    if args.user_agents:
+        a = median(run.rate for run in results[agents_name])
+        report.add(f"ranker with user agents ({args.user_agents}) / without: {ratio(a, r)}")
     if args.windows is not None:
         w = median(run.rate for run in results[windows_name])
         report.add(

@@ -15,7 +15,17 @@ from .errors import (
     InvalidJson,
     UnsupportedMediaType,
 )
-from .events import ARTICLE_ID_RE, ARTICLE_ID_RULE, MAX_TITLE, MAX_URL, is_valid_url
+from .events import (
+    ARTICLE_ID_RE,
+    ARTICLE_ID_RULE,
+    MAX_TITLE,
+    MAX_URL,
+    TITLE_RULE,
+    URL_RULE,
+    is_valid_title,
+    is_valid_url,
+)
+from .scoring import MAX_FUTURE_S
 
 FIELDS = ("title", "url", "section", "published_at", "hidden")
 
@@ -27,15 +37,21 @@ def check_article_id(article_id: str) -> str:
 
 
 def parse_article_update(
-    body: bytes, content_type: str, charset: str | None, sections: Container[str]
+    body: bytes,
+    content_type: str,
+    charset: str | None,
+    sections: Container[str],
+    *,
+    now: float,
 ) -> dict[str, Any]:
-    """Validate a PUT body: the fields it names, each a value to set or null to clear."""
+    """Validate a PUT body: the fields it names, each a value to set or null to clear;
+    ``published_at`` may be at most MAX_FUTURE_S past ``now``."""
     document = parse_json_object(
         body, content_type, charset, FIELDS, what="article metadata", invalid=InvalidArticle
     )
     for name, value in document.items():
         if value is not None:
-            _check_field(name, value, sections)
+            _check_field(name, value, sections, now)
     return document
 
 
@@ -67,15 +83,15 @@ def parse_json_object(
     return document
 
 
-def _check_field(name: str, value: Any, sections: Container[str]) -> None:
+def _check_field(name: str, value: Any, sections: Container[str], now: float) -> None:
     if name == "title":
         if not isinstance(value, str) or not 0 < len(value) <= MAX_TITLE:
             raise InvalidArticle(f"title must be a string of 1-{MAX_TITLE} characters")
+        if not is_valid_title(value):
+            raise InvalidArticle(TITLE_RULE)
     elif name == "url":
         if not isinstance(value, str) or len(value) > MAX_URL or not is_valid_url(value):
-            raise InvalidArticle(
-                f"url must be at most {MAX_URL} characters starting with http://, https:// or /"
-            )
+            raise InvalidArticle(f"{URL_RULE}, at most {MAX_URL} characters")
     elif name == "section":
         if not isinstance(value, str) or value not in sections:
             raise InvalidArticle("section must be a configured section slug")
@@ -87,5 +103,12 @@ def _check_field(name: str, value: Any, sections: Container[str]) -> None:
             or value < 0
         ):
             raise InvalidArticle("published_at must be a non-negative number of epoch seconds")
+        # A date ahead of now would top every list's fill until then (for ever, in
+        # milliseconds), and show a story before it is out: it is set when it is published.
+        if value > now + MAX_FUTURE_S:
+            raise InvalidArticle(
+                f"published_at is more than {MAX_FUTURE_S:g} s past the server's clock: send "
+                "epoch seconds (not milliseconds), once the story is published"
+            )
     elif name == "hidden" and not isinstance(value, bool):
         raise InvalidArticle("hidden must be true or false")

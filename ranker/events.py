@@ -6,9 +6,11 @@ stable code, and the rest of the batch is counted.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
-from collections.abc import Container
+import time
+from collections.abc import Container, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +45,11 @@ REJECTION_CODES = (
 )
 """Every code an event may be rejected with: the label set of the rejected-events metric, whose
 series start at 0 (tests/test_metrics.py checks the list against this module's code)."""
+
+SLICE_S = 0.002
+"""Work parse_events_yielding does between two turns of the event loop: other requests wait
+at most about this long (and one event's work, at most a few hundred microseconds)."""
+_CLOCK_EVERY = 255  # the fast path reads the clock every 256 events, the slow one after each
 
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
@@ -102,18 +109,65 @@ def parse_events(
     sections: Container[str],
     max_events: int | None = None,
 ) -> ParsedEvents:
-    """Parse a request body into accepted views and per-event rejections.
+    """Parse a request body into accepted views and per-event rejections, in one go.
 
     Raises :class:`UnsupportedMediaType`, :class:`InvalidJson`, :class:`InvalidBody` or (past
     ``max_events``) :class:`TooManyEvents` when the body as a whole cannot be taken; then
     nothing of it may be applied.
     """
+    steps = _parsing(body, content_type, charset, now, sections, max_events, math.inf)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            parsed: ParsedEvents = done.value
+            return parsed
+
+
+async def parse_events_yielding(
+    body: bytes,
+    content_type: str,
+    charset: str | None,
+    *,
+    now: float,
+    sections: Container[str],
+    max_events: int | None = None,
+    slice_s: float = SLICE_S,
+) -> ParsedEvents:
+    """:func:`parse_events`, letting the event loop run other requests every ``slice_s`` of
+    work: a 1 MiB body of distinct, long user agents or of bad NDJSON lines takes tens of
+    milliseconds, which no other request should wait for."""
+    steps = _parsing(body, content_type, charset, now, sections, max_events, slice_s)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            parsed: ParsedEvents = done.value
+            return parsed
+        await asyncio.sleep(0)
+
+
+def _parsing(
+    body: bytes,
+    content_type: str,
+    charset: str | None,
+    now: float,
+    sections: Container[str],
+    max_events: int | None,
+    slice_s: float,
+) -> Generator[None, None, ParsedEvents]:
+    """The parse, as steps of about ``slice_s`` of work each (one, with math.inf)."""
     if charset is not None and charset.lower() not in ("utf-8", "utf8"):
         raise UnsupportedMediaType(f"charset {charset!r} is not supported; send UTF-8")
+    slice_end = time.perf_counter() + slice_s
     if content_type in JSON_TYPES:
         items = _json_items(body)
     elif content_type in NDJSON_TYPES:
-        items = _ndjson_items(body)
+        items = []
+        for _ in _ndjson_items(body, items, max_events):
+            if time.perf_counter() > slice_end:
+                yield
+                slice_end = time.perf_counter() + slice_s
     else:
         raise UnsupportedMediaType(
             f"Content-Type {content_type!r} is not supported; "
@@ -129,6 +183,9 @@ def parse_events(
     accept, metadata = parsed.views.append, parsed.metadata
     known_ids = _KNOWN_ARTICLE_IDS
     for index, item in enumerate(items):
+        if not index & _CLOCK_EVERY and time.perf_counter() > slice_end:
+            yield
+            slice_end = time.perf_counter() + slice_s
         # The fast path: the shape analytics sends all day (article_id, section, and ts and
         # weight absent or floats in range; an article id seen before) is accepted inline. It
         # accepts a subset of what _validate does, with the same result (a test holds them
@@ -159,8 +216,8 @@ def parse_events(
                 accept((article_id, section, ts, weight))
                 continue
         try:
-            if isinstance(item, _Rejected):
-                raise item
+            if type(item) is _BadLine:
+                raise _Rejected("invalid_json", item.message)
             accept(_validate(item, now, max_ts, sections, metadata))
             # A valid event, so a dict with a valid visitor_id if any; never the fast path's.
             visitor_id = item.get("visitor_id")
@@ -170,6 +227,9 @@ def parse_events(
             parsed.rejected.append(Rejection(index, exc.code, exc.message))
         except _Excluded as exc:
             parsed.excluded.append(Exclusion(index, exc.reason))
+        if time.perf_counter() > slice_end:
+            yield
+            slice_end = time.perf_counter() + slice_s
     return parsed
 
 
@@ -196,18 +256,59 @@ def _json_items(body: bytes) -> list[Any]:
     raise InvalidBody("body must be an event object or an array of event objects")
 
 
-def _ndjson_items(body: bytes) -> list[Any]:
-    items: list[Any] = []
-    # Split on LF alone: JSON strings may hold U+2028 and friends raw, which splitlines() breaks
-    # on. Lines are parsed as bytes, so one damaged line (bad UTF-8 included) costs only itself.
-    for line in body.split(b"\n"):
-        if not line.strip():
+def _ndjson_items(body: bytes, items: list[Any], max_events: int | None) -> Iterator[None]:
+    """Parse the non-blank lines into ``items``, a line that is no JSON as a :class:`_BadLine`;
+    yields every few hundred lines, so the caller can let other work run. Raises
+    :class:`TooManyEvents` at the first line past ``max_events``, whatever follows it."""
+    # finditer finds the non-blank lines in C, however many blank ones there are; split on LF
+    # alone: JSON strings may hold U+2028 and friends raw, which splitlines() breaks on. Lines
+    # are parsed as bytes, so one damaged line (bad UTF-8 included) costs only itself.
+    append, loads, bad_lines = items.append, orjson.loads, 0
+    for number, line in enumerate(_NON_BLANK_LINE.finditer(body), start=1):
+        if max_events is not None and number > max_events:
+            raise TooManyEvents(
+                f"a batch may hold at most {max_events} events; this one has more. "
+                "Send it in smaller batches"
+            )
+        if not number & 255:
+            yield
+        if bad_lines >= MAX_DETAILED_BAD_LINES and line.group(1) not in _JSON_STARTS:
+            append(_BAD_LINE)  # no JSON value starts so: no need to ask the parser
             continue
         try:
-            items.append(orjson.loads(line))
+            append(loads(line.group()))
         except orjson.JSONDecodeError as exc:
-            items.append(_Rejected("invalid_json", f"line is not valid JSON: {exc}"))
-    return items
+            bad_lines += 1
+            # The parser's words for the first few; the same short message for the rest, so
+            # a body of bad lines costs no more than one of events.
+            if bad_lines <= MAX_DETAILED_BAD_LINES:
+                append(_BadLine(f"line is not valid JSON: {exc}"))
+            else:
+                append(_BAD_LINE)
+
+
+_NON_BLANK_LINE = re.compile(rb"(?m)^[^\S\n]*+(\S)[^\n]*")
+"""A line with something besides ASCII whitespace (what bytes.strip() removes), its first such
+byte as group 1. The leading whitespace is taken possessively: a blank line fails at its end,
+never backtracks."""
+_JSON_STARTS = frozenset(bytes([byte]) for byte in b'{["-0123456789tfn')
+"""The bytes a JSON value can start with (RFC 8259)."""
+
+MAX_DETAILED_BAD_LINES = 100
+"""NDJSON lines that are no JSON whose rejection quotes the parser's error; later ones say only
+that the line is not valid JSON."""
+
+
+class _BadLine:
+    """An NDJSON line that is no JSON, in place of its event: rejected ``invalid_json``."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+_BAD_LINE = _BadLine("line is not valid JSON")
 
 
 _KNOWN_ARTICLE_IDS: set[str] = set()
@@ -303,9 +404,11 @@ def _validate(
     title = url = None
     if "title" in event or "url" in event:
         title = _optional_text(event, "title", MAX_TITLE)
+        if title is not None and _TITLE_FORBIDDEN.search(title) is not None:
+            raise _Rejected("invalid_title", TITLE_RULE)
         url = _optional_text(event, "url", MAX_URL)
         if url is not None and not is_valid_url(url):
-            raise _Rejected("invalid_url", "url must start with http://, https:// or /")
+            raise _Rejected("invalid_url", URL_RULE)
     user_agent = event.get("user_agent")
     if user_agent is not None:
         # Inline, not _optional_text: sent with every event by some trackers. Checked last: a
@@ -324,12 +427,45 @@ def _validate(
 
 
 def is_valid_url(url: str) -> bool:
-    """An absolute http(s) URL or a site-relative path, with no whitespace, control characters
-    or backslashes."""
+    """An absolute http(s) URL or a site-relative path, with no whitespace, control or format
+    characters (U+200B, bidi controls, ...) or backslashes, and an ASCII host (an
+    internationalised one in its xn-- form, as browsers give it). A path may hold other
+    characters; a browser sends them percent-encoded."""
     # A browser reads "\" as "/" in an http(s) URL, so "/\evil.example" is "//evil.example": a
-    # link off the site. No URL needs a raw backslash (it is sent as %5C).
+    # link off the site. No URL needs a raw backslash (it is sent as %5C). A host is mapped
+    # (IDNA) before use: "evil.example\uff0fx" becomes "evil.example/x", another site.
     if not url.startswith(("http://", "https://", "/")) or url.startswith("//"):
         return False
-    return not any(
-        ch.isspace() or ch == "\\" or ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in url
-    )
+    if _URL_FORBIDDEN.search(url) is not None:
+        return False
+    if url.isascii() or url.startswith("/"):
+        return True
+    authority = _AUTHORITY.match(url, url.index("//") + 2)
+    return authority is not None and authority.group().isascii()
+
+
+URL_RULE = (
+    "url must start with http://, https:// or /, with an ASCII host and no whitespace, control "
+    "or format characters or backslashes"
+)
+
+
+def is_valid_title(title: str) -> bool:
+    """No control characters (NUL, ESC, newlines, C1) and no bidi embeddings, overrides or
+    isolates, which could make a headline read as something else where it is shown."""
+    return _TITLE_FORBIDDEN.search(title) is None
+
+
+TITLE_RULE = (
+    "title must hold no control characters and no bidi embedding, override or isolate "
+    "(U+202A-U+202E, U+2066-U+2069)"
+)
+_TITLE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_FORMAT_CHARACTERS = (  # Unicode's Cf (14.0); tests/test_articles.py checks it covers this Python's
+    r"\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
+    r"\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    r"\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    r"\U000e0020-\U000e007f"
+)
+_URL_FORBIDDEN = re.compile(r"[\s\\\x00-\x1f\x7f-\x9f" + _FORMAT_CHARACTERS + "]")
+_AUTHORITY = re.compile("[^/?#]*")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ _NOT_REJECTED = "-"
 _FIRST_MARK = 0x41  # "A": a rejection code's mark is a letter from here on, never a digit
 _RUN_RE = re.compile(r"(\D)(\d*)", re.ASCII)
 
-Reparse = Callable[[float], Sequence[Rejection]]
+Reparse = Callable[[float], Awaitable[Sequence[Rejection]]]
 """The request's body parsed again as it was at a time (epoch seconds): its rejections."""
 
 
@@ -99,7 +99,7 @@ def kept_answer(answer: dict[str, Any], parsed_at: float) -> str:
     return orjson.dumps(kept).decode()
 
 
-def replayed_answer(kept: str, reparse: Reparse) -> bytes:
+async def replayed_answer(kept: str, reparse: Reparse) -> bytes:
     """The first answer, byte for byte, from what :func:`kept_answer` kept of it.
 
     Its rejections' messages come from ``reparse``, called only when there were rejections,
@@ -120,7 +120,8 @@ def replayed_answer(kept: str, reparse: Reparse) -> bytes:
                 expected.extend((index + n, code) for n in range(count))
             index += count
         try:
-            found = {r.index: (r.code, r.message) for r in reparse(float(record["parsed_at"]))}
+            rejected = await reparse(float(record["parsed_at"]))
+            found = {r.index: (r.code, r.message) for r in rejected}
         except RankerError:
             found = {}  # the body as a whole is refused now: each code stands for its message
         rejections = answer["rejected"]

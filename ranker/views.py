@@ -27,7 +27,7 @@ from .errors import (
     RankerError,
     StoreUnavailable,
 )
-from .events import ParsedEvents, Rejection, parse_events
+from .events import ParsedEvents, Rejection, parse_events_yielding
 from .idempotency import (
     HEADER,
     REPLAYED_HEADER,
@@ -73,9 +73,9 @@ async def post_events(request: web.Request) -> web.Response:
                 writer=client if tokens_configured else "",
             )
 
-            def reparse(parsed_at: float) -> list[Rejection]:
+            async def reparse(parsed_at: float) -> list[Rejection]:
                 # A retry's body is the first's, taken then: its size is not checked again.
-                again = parse_events(
+                again = await parse_events_yielding(
                     body, request.content_type, None, now=parsed_at, sections=settings.section_set
                 )
                 admission.charge(client, _events(again), time.monotonic())
@@ -85,11 +85,11 @@ async def post_events(request: web.Request) -> web.Response:
                 claimed, record = await _first_answer(app[STORE], key.token)
                 key.check(claimed)
                 if record is not None:
-                    first_answer = replayed_answer(record, reparse)
+                    first_answer = await replayed_answer(record, reparse)
                     metrics.batches_replayed.labels(found="answer").inc()
                     return _events_response(first_answer, replayed=True)
             parsed_at = app[CLOCK]()
-            parsed = parse_events(
+            parsed = await parse_events_yielding(
                 body,
                 request.content_type,
                 request.charset,
@@ -128,7 +128,7 @@ async def post_events(request: web.Request) -> web.Response:
                 except (RedisConnectionError, RedisTimeoutError):
                     record = None  # the views are applied: this request's own answer is true
                 if record is not None:
-                    return _events_response(replayed_answer(record, reparse), replayed=True)
+                    return _events_response(await replayed_answer(record, reparse), replayed=True)
     except RankerError as exc:
         metrics.batches_rejected.labels(reason=exc.code).inc()
         raise
@@ -213,7 +213,9 @@ async def _read_article_update(request: web.Request, settings: Settings) -> dict
     budget = app[ADMISSION].writes
     with budget.hold(client, declared_size(request), "nothing was changed") as hold:
         body = await read_body(request, settings.max_body_bytes, hold)
-        return parse_article_update(body, request.content_type, request.charset, settings.sections)
+        return parse_article_update(
+            body, request.content_type, request.charset, settings.sections, now=app[CLOCK]()
+        )
 
 
 async def healthz(request: web.Request) -> web.Response:

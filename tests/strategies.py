@@ -65,14 +65,18 @@ def is_utf8(charset: str | None) -> bool:
 
 
 def is_site_url(url: str) -> bool:
-    """The README's url rule, read as a browser reads a link: http(s) anywhere, or a path that
-    stays on the site; no whitespace, control characters or backslashes."""
+    """The README's url rule, read as a browser reads a link: http(s) anywhere with an ASCII
+    host, or a path that stays on the site; no whitespace, control or format characters or
+    backslashes."""
     if not 0 < len(url) <= MAX_URL:
         return False
-    if any(ch.isspace() or unicodedata.category(ch) == "Cc" or ch == "\\" for ch in url):
+    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf") or ch == "\\" for ch in url):
         return False
     if url.startswith(("http://", "https://")):
-        return True
+        host = url.split("//", 1)[1]
+        for end in "/?#":
+            host = host.split(end, 1)[0]
+        return host.isascii()
     # WHATWG URL parsing reads "\" as "/" in http(s) URLs: "/\host" is "//host", another site.
     return url.startswith("/") and not url.replace("\\", "/").startswith("//")
 
@@ -91,9 +95,10 @@ _PATH_CHARS = string.ascii_letters + string.digits + "-._~%?#=&+!$'()*,;:@" + KO
 site_urls = st.one_of(
     st.sampled_from(["/", "/" + "u" * (MAX_URL - 1)]),
     st.builds(
-        lambda scheme, rest: scheme + rest,
+        lambda scheme, host, rest: scheme + host + rest,
         st.sampled_from(["http://", "https://"]),
-        st.text(_PATH_CHARS + "/", max_size=60),
+        st.text(_PATH_CHARS.replace(KOREAN[:20], ""), max_size=20),
+        st.text(_PATH_CHARS + "/", max_size=60).map(lambda rest: "/" + rest if rest else ""),
     ),
     st.builds(
         lambda first, rest: "/" + first + rest,
@@ -110,9 +115,22 @@ any_urls = (
     )
     | texts
 )
-titles = st.text(st.characters(codec="utf-8"), min_size=1, max_size=MAX_TITLE) | st.text(
-    KOREAN, min_size=1, max_size=MAX_TITLE
-)
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def is_title(value: str) -> bool:
+    """The README's title rule: 1-500 characters, no control character (Cc) and no bidi
+    embedding, override or isolate."""
+    return 0 < len(value) <= MAX_TITLE and not any(
+        unicodedata.category(ch) == "Cc" or ch in BIDI_CONTROLS for ch in value
+    )
+
+
+titles = st.text(
+    st.characters(codec="utf-8", exclude_categories=["Cc"], exclude_characters=BIDI_CONTROLS),
+    min_size=1,
+    max_size=MAX_TITLE,
+) | st.text(KOREAN, min_size=1, max_size=MAX_TITLE)
 
 
 # An event the README says is accepted, with any of its optional fields, and others.
@@ -160,6 +178,10 @@ BAD_FIELDS: dict[str, list[tuple[st.SearchStrategy[Any], str]]] = {
         (non_null(str), "invalid_title"),
         (
             st.just("") | st.text("가a", min_size=MAX_TITLE + 1, max_size=MAX_TITLE + 9),
+            "invalid_title",
+        ),
+        (
+            texts.filter(lambda value: 0 < len(value) <= MAX_TITLE and not is_title(value)),
             "invalid_title",
         ),
     ],

@@ -12,6 +12,7 @@ import asyncio
 import gc
 import math
 import string
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -29,8 +30,9 @@ from ranker.articles import FIELDS, check_article_id, parse_article_update
 from ranker.config import Settings
 from ranker.embedded import free_port
 from ranker.errors import InvalidArticle, InvalidArticleId, InvalidJson, UnsupportedMediaType
-from ranker.events import MAX_TITLE, parse_events
+from ranker.events import MAX_TITLE, is_valid_url, parse_events
 from ranker.responses import STALE_HEADER
+from ranker.scoring import MAX_FUTURE_S
 from ranker.state import METRICS, REDIS, STORE
 from ranker.store_base import PoolExhausted, WaitingPool
 from tests.conftest import AiohttpClient, Client
@@ -41,6 +43,7 @@ from tests.strategies import (
     any_urls,
     is_article_id,
     is_site_url,
+    is_title,
     is_utf8,
     json_values,
     near_json_bytes,
@@ -60,9 +63,13 @@ def event_accepted(**fields: Any) -> bool:
     return bool(parsed.views)
 
 
+def parse_update(body: bytes, content_type: str, charset: str | None) -> dict[str, Any]:
+    return parse_article_update(body, content_type, charset, SECTIONS, now=NOW)
+
+
 def update_accepted(document: dict[str, Any]) -> bool:
     try:
-        parse_article_update(orjson.dumps(document), JSON, None, SECTIONS)
+        parse_update(orjson.dumps(document), JSON, None)
     except InvalidArticle:
         return False
     return True
@@ -99,13 +106,18 @@ def test_a_url_is_accepted_exactly_when_it_stays_on_the_site(url: str) -> None:
     assert event_accepted(url=url) == is_site_url(url)
 
 
-@given(title=titles | texts | st.text("가", min_size=MAX_TITLE - 2, max_size=MAX_TITLE + 2))
+@given(
+    title=titles
+    | texts
+    | st.text("가", min_size=MAX_TITLE - 2, max_size=MAX_TITLE + 2)
+    | st.text("a\x00\x1b\n\t\x85\u202e\u2066\u200e\u200d가", min_size=1, max_size=8)
+)
 def test_a_title_is_accepted_whole_or_not_at_all(title: str) -> None:
-    valid = 0 < len(title) <= MAX_TITLE
+    valid = is_title(title)
     assert update_accepted({"title": title}) == valid
     assert event_accepted(title=title) == valid
     if valid:
-        update = parse_article_update(orjson.dumps({"title": title}), JSON, "utf-8", SECTIONS)
+        update = parse_update(orjson.dumps({"title": title}), JSON, "utf-8")
         assert update == {"title": title}
 
 
@@ -114,14 +126,14 @@ def valid_field(name: str, value: Any) -> bool:
     if value is None:
         return True
     if name == "title":
-        return isinstance(value, str) and 0 < len(value) <= MAX_TITLE
+        return isinstance(value, str) and is_title(value)
     if name == "url":
         return isinstance(value, str) and is_site_url(value)
     if name == "section":
         return value in SECTIONS if isinstance(value, str) else False
     if name == "published_at":
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        return number and math.isfinite(value) and value >= 0
+        return number and math.isfinite(value) and 0 <= value <= NOW + MAX_FUTURE_S
     return isinstance(value, bool)  # hidden
 
 
@@ -150,7 +162,7 @@ def test_an_update_is_accepted_exactly_when_every_field_is(
     if valid:
         # orjson reads ints past 2**63 as floats: compare with what went over the wire.
         expected = orjson.loads(orjson.dumps(document))
-        assert parse_article_update(orjson.dumps(document), JSON, None, SECTIONS) == expected
+        assert parse_update(orjson.dumps(document), JSON, None) == expected
 
 
 @given(
@@ -162,7 +174,7 @@ def test_any_update_body_is_parsed_or_refused_with_a_domain_error(
     body: bytes, content_type: str, charset: str | None
 ) -> None:
     try:
-        update = parse_article_update(body, content_type, charset, SECTIONS)
+        update = parse_update(body, content_type, charset)
     except UnsupportedMediaType:
         assert content_type != JSON or not is_utf8(charset)
     except (InvalidJson, InvalidArticle):
@@ -179,6 +191,87 @@ def test_a_dot_segment_is_not_an_article_id(article_id: str) -> None:
     with pytest.raises(InvalidArticleId):
         check_article_id(article_id)
     assert check_article_id("..." + article_id) == "..." + article_id
+
+
+@pytest.mark.parametrize(
+    "published_at",
+    [
+        pytest.param(NOW * 1000, id="milliseconds"),
+        pytest.param(32_503_680_000, id="year-3000"),
+        pytest.param(NOW + MAX_FUTURE_S + 1, id="just-past-the-allowance"),
+    ],
+)
+def test_a_publication_date_ahead_of_the_clock_is_refused(published_at: float) -> None:
+    # Such a date would top every list's fill until then: for ever, in milliseconds.
+    with pytest.raises(InvalidArticle, match="published_at is more than 300 s"):
+        parse_update(orjson.dumps({"published_at": published_at}), JSON, None)
+
+
+@pytest.mark.parametrize("published_at", [0, NOW - 86_400, NOW, NOW + MAX_FUTURE_S])
+def test_a_publication_date_up_to_the_allowance_is_taken(published_at: float) -> None:
+    update = parse_update(orjson.dumps({"published_at": published_at}), JSON, None)
+    assert update == {"published_at": published_at}
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        pytest.param("a\x00b", id="nul"),
+        pytest.param("\x1b[31mred", id="esc"),
+        pytest.param("a\u202egnp.exe", id="right-to-left-override"),
+        pytest.param("a\u2066b\u2069", id="isolate"),
+        pytest.param("two\nlines", id="newline"),
+        pytest.param("a\x85b", id="c1-next-line"),
+    ],
+)
+def test_a_title_with_a_control_or_bidi_override_is_refused_by_put_and_events(title: str) -> None:
+    with pytest.raises(InvalidArticle, match="bidi"):
+        parse_update(orjson.dumps({"title": title}), JSON, None)
+    assert not event_accepted(title=title)
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["북한, 동해상으로 탄도미사일 발사", "شكرا \u200f", "family \U0001f468\u200d\U0001f469"],
+)
+def test_titles_in_any_script_with_marks_and_joiners_are_taken(title: str) -> None:
+    assert update_accepted({"title": title})
+    assert event_accepted(title=title)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("https://news.example/a\u200bb", id="zero-width-space"),
+        pytest.param("https://evil.example\uff0fnews.example/a", id="fullwidth-solidus-in-host"),
+        pytest.param("https://\ud55c\uad6d.example/a", id="non-ascii-host"),
+        pytest.param("/a\u202eb", id="bidi-override"),
+        pytest.param("/a\ufeffb", id="byte-order-mark"),
+    ],
+)
+def test_a_url_with_a_format_character_or_a_non_ascii_host_is_refused(url: str) -> None:
+    assert not update_accepted({"url": url})
+    assert not event_accepted(url=url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://news.example/\uae30\uc0ac/1?q=\ud55c",
+        "https://xn--3e0b707e.example/a",
+        "/\uae30\uc0ac/1",
+        "https://news.example/a\uff0fb",
+    ],
+)
+def test_a_url_with_an_ascii_host_may_have_other_characters_in_its_path(url: str) -> None:
+    assert update_accepted({"url": url})
+    assert event_accepted(url=url)
+
+
+def test_the_format_characters_refused_in_urls_cover_every_one_this_python_knows() -> None:
+    every = (chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    format_characters = [c for c in every if unicodedata.category(c) == "Cf"]
+    assert all(not is_valid_url(f"/a{c}") for c in format_characters)
 
 
 # --- Reads of an article through the app: their cost, and a flood of them -----------------------

@@ -6,6 +6,7 @@ Only behaviour is checked here, never a performance number: those depend on the 
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,9 +16,10 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from benchmarks import bare, harness, naive
-from benchmarks.ingest import parse_redis_benchmark
+from benchmarks import bare, harness, hostile, naive
+from benchmarks.ingest import WithUserAgents, in_app_user_agent, parse_redis_benchmark
 from benchmarks.report import Report, percentile
+from ranker.bots import bot_reason
 from ranker.config import DEFAULT_SECTIONS
 from tests.conftest import AiohttpClient
 
@@ -154,3 +156,43 @@ def test_servers_are_stopped_with_their_workers(tmp_path: Path) -> None:
         group = server.process.pid
     with pytest.raises(ProcessLookupError):
         os.killpg(group, 0)
+
+
+def test_in_app_user_agents_are_distinct_realistic_and_no_bots() -> None:
+    rng = random.Random(5)
+    agents = [in_app_user_agent(rng) for _ in range(500)]
+    assert len(set(agents)) == len(agents)
+    assert all(120 <= len(agent) <= 300 for agent in agents)
+    assert all(agent.startswith("Mozilla/5.0 (") for agent in agents)
+    assert all(bot_reason(agent) is None for agent in agents)
+    for app in ("KAKAOTALK", "NAVER(inapp", "FBAN/FBIOS", "Instagram", "Line/", "Whale/"):
+        assert any(app in agent for agent in agents), app
+
+
+@pytest.mark.parametrize(("repeated", "distinct"), [(0, True), (50, False)])
+def test_user_agent_batches_are_the_same_views_with_a_user_agent_each(
+    repeated: int, distinct: bool
+) -> None:
+    plain = [orjson.loads(body) for body in harness.Zipf(seed=4).pool(3)]
+    with_agents = [orjson.loads(body) for body in WithUserAgents(seed=4, repeated=repeated).pool(3)]
+    for batch, agents_batch in zip(plain, with_agents, strict=True):
+        assert [(e["article_id"], e["section"]) for e in batch] == [
+            (e["article_id"], e["section"]) for e in agents_batch
+        ]
+    agents = [event["user_agent"] for batch in with_agents for event in batch]
+    assert (len(set(agents)) == len(agents)) is distinct
+    if not distinct:
+        assert len(set(agents)) <= repeated
+
+
+def test_hostile_batches_fit_the_default_body_limit_and_hold_what_they_say() -> None:
+    rng = random.Random(6)
+    for name, make in hostile.BATCHES.items():
+        body, content_type = make(rng)
+        assert len(body) <= 1024 * 1024, name
+        if content_type == "application/json":
+            events = orjson.loads(body)
+            agents = [event["user_agent"] for event in events]
+            assert len(set(agents)) == len(agents) > 900, name
+        else:
+            assert body.count(b"\n") > 500_000

@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
-import pytest
+import random
+import re
+import string
+from collections import Counter
+from pathlib import Path
 
-from ranker.bots import CRAWLER, HEADLESS_BROWSER, bot_reason
+import pytest
+from crawlerdetect import CrawlerDetect
+from crawlerdetect import crawlerdetect as crawlerdetect_module
+from crawlerdetect.providers.crawlers import data as CRAWLER_PATTERNS
+from crawlerdetect.providers.exclusions import data as EXCLUSION_PATTERNS
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ranker.bots import (
+    _ASCII_FOLDS,
+    _HEADLESS_RE,
+    _LISTS,
+    CRAWLER,
+    HEADLESS_BROWSER,
+    _matchable,
+    bot_reason,
+)
+from ranker.events import MAX_USER_AGENT
 
 # Real user agents of the browsers most readers use, desktop and mobile, in-app included.
 BROWSERS = {
@@ -69,3 +90,159 @@ def test_a_user_agent_seen_before_is_answered_from_the_cache() -> None:
     hits = bot_reason.cache_info().hits
     assert bot_reason(user_agent) == CRAWLER
     assert bot_reason.cache_info().hits == hits + 1
+
+
+# --- The same verdicts as crawlerdetect, in time linear in the user agent ---------------------
+
+DATA = Path(__file__).parent / "data" / "user_agents"
+REFERENCE = CrawlerDetect()
+
+
+def reference_reason(user_agent: str) -> str | None:
+    """What bot_reason answered when it ran Python's regular expressions: the headless marks,
+    then crawlerdetect 0.4.2's own check."""
+    if _HEADLESS_RE.search(user_agent):
+        return HEADLESS_BROWSER
+    return CRAWLER if REFERENCE.is_crawler(user_agent) else None
+
+
+def user_agents(name: str) -> list[str]:
+    """The lines of a file of tests/data/user_agents, "#" lines left out."""
+    text = (DATA / name).read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        # A selection of the first lines of the upstream fixtures: the Python port's
+        # (moskrc/crawlerdetect, tests/fixtures/user_agent/crawlers.txt, 6b20562) and
+        # CrawlerDetect's (JayBizzle/Crawler-Detect, tests/devices.txt, 06cd937).
+        "crawlerdetect-crawlers.txt",
+        "crawler-detect-devices.txt",
+        # Real browsers, in-app browsers (KakaoTalk, NAVER, Facebook, Instagram, Line, WeChat,
+        # Samsung Internet, Whale, ...), crawlers and tools, and the lists' own edge cases.
+        "real-world.txt",
+    ],
+)
+def test_every_verdict_on_the_fixtures_and_the_corpus_is_crawlerdetects(name: str) -> None:
+    agents = user_agents(name)
+    assert len(agents) > 50
+    differ = [ua for ua in agents if bot_reason(ua) != reference_reason(ua)]
+    assert differ == []
+
+
+def test_the_corpus_of_real_user_agents_tells_people_from_bots() -> None:
+    text = (DATA / "real-world.txt").read_text(encoding="utf-8")
+    group, verdicts = "", Counter[tuple[str, str | None]]()
+    for line in text.splitlines():
+        if line.startswith("# "):
+            group = line.split(":")[0][2:]
+        elif line and not line.startswith("#"):
+            verdicts[group, bot_reason(line)] += 1
+    assert verdicts["people", None] >= 30
+    assert verdicts["people", CRAWLER] == verdicts["people", HEADLESS_BROWSER] == 0
+    assert verdicts["bots", None] == 0
+
+
+def test_the_user_agent_as_crawlerdetect_searches_it_is_its_own() -> None:
+    """Where Hyperscan found exclusions and Python's match took them, the rest is exactly what
+    Python's substitution leaves."""
+    exclusions = re.compile(f"({'|'.join(EXCLUSION_PATTERNS)})", re.IGNORECASE)
+    for ua in user_agents("real-world.txt") + user_agents("crawler-detect-devices.txt"):
+        assert _LISTS.agent(ua) == _matchable(exclusions.sub("", ua)), ua
+
+
+def test_the_only_non_ascii_characters_ignorecase_takes_for_ascii_letters_are_the_four() -> None:
+    every = "".join(chr(c) for c in range(0x80, 0x110000) if not 0xD800 <= c <= 0xDFFF)
+    folded = re.findall("[a-z]", every, re.IGNORECASE)
+    assert {ord(c) for c in folded} == set(_ASCII_FOLDS)
+    for code_point, letter in _ASCII_FOLDS.items():
+        assert re.fullmatch(letter, chr(code_point), re.IGNORECASE)
+    # And \d is str.isdecimal, which _Classes asks.
+    assert re.findall(r"\d", every) == [c for c in every if c.isdecimal()]
+
+
+# Pieces that make the lists' matches, their near misses and their junctions: where an
+# exclusion is taken out, what is left on either side meets.
+TRICKY = [
+    "bo", "t", "b0t", "Yandex", "Search", "SEARCH", "\u017fearch", "Safari", "Safari/",
+    "/537.36", "Mozilla/5.0", "like ", "Gecko", "Gecko/2010", "KHTML,", " Chrome/", "Cubot",
+    "; M bot", "Opera Mini/12.34.5/6.", "Opera", "CPU iPhone OS 17_1 like Mac OS X",
+    "Mac OS X 10_15", "Android 14", "x86_64", "x86_", "Build", "rv:1.9", ".NET CLR 2.0",
+    "DebugBear", "\n", " ", "\t", "\u00a0", "\u0130", "\u0131", "\u212a", "\u0663",
+    "\uff13", "\U0001d7d8", "\u00e9", "\u0080", "\x00", "Googlebot", "crawl", "spider",
+    "Headless", "\u017felenium", "curl/", "^", "$", "Amazon Simple Notification Service Agent",
+    "super/12/Android/3", '"Yandex"', "YandexModule2", "[ ]",
+]  # fmt: skip
+_CRAWLER_SAMPLE = [p for p in CRAWLER_PATTERNS if "(?" not in p][::29]
+
+
+@st.composite
+def mixed_user_agents(draw: st.DrawFn) -> str:
+    parts = draw(
+        st.lists(
+            st.one_of(
+                st.sampled_from(TRICKY),
+                st.sampled_from(EXCLUSION_PATTERNS).flatmap(
+                    lambda p: st.from_regex(re.compile(p, re.IGNORECASE), fullmatch=True)
+                ),
+                st.sampled_from(_CRAWLER_SAMPLE).flatmap(
+                    lambda p: st.from_regex(re.compile(p, re.IGNORECASE), fullmatch=True)
+                ),
+                st.text(max_size=12),
+                st.text(alphabet=string.ascii_letters + string.digits + " ./;()_-", max_size=12),
+            ),
+            max_size=12,
+        )
+    )
+    return "".join(parts)[:MAX_USER_AGENT]
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(user_agent=mixed_user_agents())
+def test_generated_user_agents_get_crawlerdetects_verdict(user_agent: str) -> None:
+    assert _LISTS.reason(user_agent) == reference_reason(user_agent)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    user_agent=st.text(
+        alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=300
+    )
+)
+def test_any_text_gets_crawlerdetects_verdict(user_agent: str) -> None:
+    assert _LISTS.reason(user_agent) == reference_reason(user_agent)
+
+
+def test_a_hostile_user_agent_is_matched_as_python_would_without_its_cost() -> None:
+    # The shapes that cost Python's engine most (a fifth of a second for the random letters):
+    # verdicts only here; tests/test_events.py counts the work, benchmarks time it.
+    rng = random.Random(12)
+    hostile = [
+        "".join(rng.choices(string.ascii_letters, k=MAX_USER_AGENT)),
+        "".join(rng.choices("a0_-", k=MAX_USER_AGENT)),
+        "Mozilla/5.0 " * 85,
+        "".join(
+            rng.choices("\uac00\ub098\ub2e4\u03b1\u03b2\u0663\u0130\u017f\u212a ", k=MAX_USER_AGENT)
+        ),
+    ]
+    for ua in hostile:
+        assert _LISTS.reason(ua) == reference_reason(ua)
+
+
+def test_no_user_agent_is_searched_by_pythons_backtracking_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """crawlerdetect's own check (one Python regular expression of 1,462 alternatives, after a
+    substitution of 52) is what took milliseconds per user agent: it is never run."""
+
+    def refused() -> re.Pattern[str]:
+        raise AssertionError("crawlerdetect's Python expression was used")
+
+    monkeypatch.setattr(crawlerdetect_module, "get_compiled_crawler_regex", refused)
+    monkeypatch.setattr(crawlerdetect_module, "get_compiled_exclusions_regex", refused)
+    rng = random.Random(7)
+    for ua in user_agents("real-world.txt"):
+        unseen = f"{ua} {rng.random()}"  # never in any verdict cache
+        assert bot_reason(unseen) in (None, CRAWLER, HEADLESS_BROWSER)

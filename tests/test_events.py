@@ -9,8 +9,15 @@ import orjson
 import pytest
 
 from ranker.bots import CRAWLER, HEADLESS_BROWSER
-from ranker.errors import InvalidBody, InvalidJson, RankerError, UnsupportedMediaType
+from ranker.errors import (
+    InvalidBody,
+    InvalidJson,
+    RankerError,
+    TooManyEvents,
+    UnsupportedMediaType,
+)
 from ranker.events import (
+    MAX_DETAILED_BAD_LINES,
     Exclusion,
     ParsedEvents,
     View,
@@ -112,6 +119,12 @@ REJECTED = [
     pytest.param(event(title=5), "invalid_title", id="title-number"),
     pytest.param(event(title=""), "invalid_title", id="title-empty"),
     pytest.param(event(title="t" * 501), "invalid_title", id="title-501-chars"),
+    pytest.param(event(title="a\x00b"), "invalid_title", id="title-nul"),
+    pytest.param(event(title="\x1b[31mred"), "invalid_title", id="title-esc"),
+    pytest.param(event(title="a\u202egnp.exe"), "invalid_title", id="title-bidi-override"),
+    pytest.param(event(title="a\u2067b"), "invalid_title", id="title-bidi-isolate"),
+    pytest.param(event(url="/a\u200bb"), "invalid_url", id="url-zero-width-space"),
+    pytest.param(event(url="https://e.example\uff0fx/a"), "invalid_url", id="url-fullwidth-host"),
     pytest.param(event(url=7), "invalid_url", id="url-number"),
     pytest.param(event(url=""), "invalid_url", id="url-empty"),
     pytest.param(event(url="ftp://example.com/a"), "invalid_url", id="url-ftp"),
@@ -249,7 +262,7 @@ def test_ndjson_bad_line_is_rejected_alone_at_its_index(bad_line: bytes, code: s
 
 @pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"], ids=["u2028", "u2029", "nel"])
 def test_ndjson_splits_only_on_newlines(separator: str) -> None:
-    line = orjson.dumps(event(title=f"first{separator}second"))
+    line = orjson.dumps(event(visitor_id=f"first{separator}second"))
     assert separator.encode("utf-8") in line  # orjson leaves it raw, as JSON allows
     parsed = parse(line + b"\n" + orjson.dumps(event(article_id="b")), NDJSON)
     assert [v[0] for v in parsed.views] == ["a1", "b"]
@@ -421,3 +434,54 @@ def test_the_views_that_carry_a_visitor_id_are_listed_with_it() -> None:
     parsed = parse(body)
     assert [view[0] for view in parsed.views] == ["anonymous", "a1", "null-visitor", "b2"]
     assert parsed.visitors == [(1, "v-1"), (3, "v-1")]
+
+
+def test_an_ndjson_body_over_the_limit_is_refused_at_the_first_line_past_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 1 MiB of bad lines: 524,288 of them. Parsing them all took the worker 2.5 s before the
+    # count was checked; now no line past the limit is even parsed.
+    parsed_lines = 0
+    loads = orjson.loads
+
+    def counting_loads(line: bytes) -> Any:
+        nonlocal parsed_lines
+        parsed_lines += 1
+        return loads(line)
+
+    monkeypatch.setattr(orjson, "loads", counting_loads)
+    with pytest.raises(TooManyEvents):
+        parse_events(b"x\n" * 524_288, NDJSON, None, now=NOW, sections=SECTIONS, max_events=1000)
+    assert parsed_lines <= 1000  # 524,288 before; now the first hundred only
+
+
+def test_an_ndjson_body_of_blank_lines_is_no_event() -> None:
+    assert parse(b" \r\n\t\n" * 100_000 + b"\n" * 100_000, NDJSON) == ParsedEvents()
+
+
+def test_every_bad_ndjson_line_is_reported_and_only_the_first_hundred_quote_the_parser() -> None:
+    parsed = parse(b"x\n" * 300 + b'{"article_id":"a","section":"national"}\n', NDJSON)
+    assert [r.index for r in parsed.rejected] == list(range(300))
+    assert {r.code for r in parsed.rejected} == {"invalid_json"}
+    detailed = [r.message for r in parsed.rejected[:MAX_DETAILED_BAD_LINES]]
+    assert all(m.startswith("line is not valid JSON: ") for m in detailed)
+    rest = {r.message for r in parsed.rejected[MAX_DETAILED_BAD_LINES:]}
+    assert rest == {"line is not valid JSON"}
+    assert parsed.views == [("a", "national", NOW, 1.0)]
+
+
+def test_bad_ndjson_lines_past_the_first_hundred_keep_their_codes() -> None:
+    # Past the first hundred, a line no JSON value can start is rejected without the parser;
+    # one that could is still parsed: each keeps the code the parser would give.
+    lines = [b"x"] * MAX_DETAILED_BAD_LINES + [b"x", b"{x", b"42", b' "s"', b"nul", b"[1]"]
+    parsed = parse(b"\n".join(lines), NDJSON)
+    codes = [(r.index, r.code) for r in parsed.rejected[MAX_DETAILED_BAD_LINES:]]
+    first = MAX_DETAILED_BAD_LINES
+    assert codes == [
+        (first, "invalid_json"),
+        (first + 1, "invalid_json"),
+        (first + 2, "not_an_object"),
+        (first + 3, "not_an_object"),
+        (first + 4, "invalid_json"),
+        (first + 5, "not_an_object"),
+    ]
