@@ -174,9 +174,10 @@ async def test_an_editorial_change_is_logged_as_fields_a_log_store_can_filter(
 ) -> None:
     until = client.app[CLOCK]() + 3600
     body = {"until": until, "editor": "kim", "reason": "legal hold"}
+    # One can hide and pin only what ranker knows.
+    events = [{"article_id": f"story-{n}", "section": "sports"} for n in (1, 2)]
+    assert (await client.post("/v1/events", json=events)).status == 200
     assert (await client.put("/v1/editorial/hides/story-1", json=body)).status == 200
-    event = {"article_id": "story-2", "section": "sports"}  # one can pin what ranker knows
-    assert (await client.post("/v1/events", json=[event])).status == 200
     pin = {"article_id": "story-2", "editor": "kim"}
     assert (await client.put("/v1/editorial/pins/sports/2", json=pin)).status == 200
     hide, pinned = [line for line in json_lines() if line["logger"] == "ranker.editorial"]
