@@ -15,9 +15,9 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .config import Settings
-from .errors import Overloaded, RateLimited
-from .metrics import Metrics
+from ranker.config import Settings
+from ranker.errors import Overloaded, RateLimited
+from ranker.metrics import Metrics
 
 MAX_TRACKED_CLIENTS = 10_000
 """Clients whose rate is tracked at once; past it the least recently seen is forgotten (it

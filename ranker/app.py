@@ -3,33 +3,40 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
-from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .admission import Admission
-from .bots import REASONS as BOT_REASONS
-from .cache import RankingCache
-from .config import Settings
-from .dedup import DUPLICATE_READER
-from .events import REJECTION_CODES
-from .ingest import Ingestor
-from .metrics import REDIS_BACKGROUND_OPERATIONS, Metrics
-from .routes import ROUTES, add_routes
-from .state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, REDIS, SETTINGS, STORE
-from .store import RankingStore
-from .store_base import WaitingPool, article_connections, refuses_writes
-from .worker_metrics import keep_writing_snapshots
+from ranker.admission import Admission
+from ranker.bots import REASONS as BOT_REASONS
+from ranker.cache import RankingCache
+from ranker.config import Settings
+from ranker.dedup import DUPLICATE_READER
+from ranker.events import REJECTION_CODES
+from ranker.ingest import Ingestor
+from ranker.metrics import REDIS_BACKGROUND_OPERATIONS, Metrics
+from ranker.routes import ROUTES, add_routes
+from ranker.state import (
+    ADMISSION,
+    CACHE,
+    CLOCK,
+    INGESTOR,
+    METRICS,
+    METRICS_DIR,
+    REDIS,
+    SETTINGS,
+    STORE,
+)
+from ranker.store import RankingStore
+from ranker.store.base import article_connections, open_client
+from ranker.store.watch import keep_watching_redis
+from ranker.worker_metrics import keep_writing_snapshots
 
 log = logging.getLogger(__name__)
 
@@ -71,34 +78,18 @@ def create_app(
     return app
 
 
-def _client(settings: Settings, max_connections: int, retry: Retry) -> Redis:
-    assert settings.redis_url is not None  # checked in create_app
-    pool = WaitingPool.from_url(
-        settings.redis_url,
-        # Past the cap a request waits for a connection (up to the timeout) instead of failing;
-        # after it, it fails with PoolExhausted, which is no sign of a Redis outage.
-        max_connections=max_connections,
-        timeout=settings.redis_timeout_s,
-        decode_responses=True,
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-        retry=retry,
-    )
-    return Redis.from_pool(pool)
-
-
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     # Reads and metadata writes are idempotent: retry once on a broken connection, which is how
     # a pooled connection that Redis closed (restart, idle timeout) first shows itself.
     read_retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-    client = _client(settings, settings.redis_max_connections, read_retry)
+    client = open_client(settings, settings.redis_max_connections, read_retry)
     # Article reads are open to anyone, for any id: a pool of their own, so a flood of them
     # cannot take the connections list refreshes, ingest and editors need.
-    article_client = _client(settings, article_connections(settings), read_retry)
+    article_client = open_client(settings, article_connections(settings), read_retry)
     # Flushes have a connection of their own, so no burst of reads can hold up ingest, and are
     # never retried: a retried increment script could count a flush twice (see RankingStore).
-    flush_client = _client(settings, 1, Retry(NoBackoff(), 0))
+    flush_client = open_client(settings, 1, Retry(NoBackoff(), 0))
     app[REDIS] = client
     app[STORE] = RankingStore(
         client,
@@ -136,100 +127,9 @@ async def _metrics_snapshot_ctx(app: web.Application) -> AsyncIterator[None]:
     await stop_task(writer)
 
 
-REDIS_CHECK_INTERVAL_S = 5.0
-"""How often Redis is PINGed while it answers, so ``ranker_redis_up`` is current when no
-traffic touches it."""
-
-WRITE_RECHECK_S = 1.0
-"""How often the write check runs while Redis refuses writes: ranker takes writes again within
-about a second of Redis doing so."""
-
-RECONNECT_BACKOFF_S = (0.05, 0.1, 0.2, 0.5)
-"""Waits between checks while Redis is down, the last repeated: ranker is ready again within
-about half a second of Redis answering, at two checks a second for a long outage."""
-
-
-async def _watch_redis(store: RankingStore, metrics: Metrics) -> None:
-    version_known = False
-    failures = 0
-    while True:
-        # Cleared first: a command failing while this check runs wakes the next one at once.
-        store.went_down.clear()
-        # The store's timing keeps ranker_redis_up current; an outage is the alert's to report.
-        error: RedisError | None = None
-        try:
-            await store.ping()
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            metrics.redis_errors.labels(operation="ping").inc()
-            error = exc
-        else:
-            if not version_known:
-                await _check_server(store, metrics)
-                version_known = True
-            await _check_writes(store, metrics)
-        if store.available:
-            if failures:
-                log.info("Redis answers again")
-            failures = 0
-            # While Redis refuses writes, sooner: its return is what writers wait for.
-            interval = REDIS_CHECK_INTERVAL_S if store.writable else WRITE_RECHECK_S
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await store.went_down.wait()
-        else:
-            if not failures:
-                # What is wrong, once: a wrong RANKER_REDIS_URL shows here.
-                log.warning("Redis is unavailable; checking until it answers: %s", error)
-            await asyncio.sleep(RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)])
-            failures += 1
-
-
-async def _check_writes(store: RankingStore, metrics: Metrics) -> None:
-    """Whether Redis takes writes, so ``ranker_redis_writable`` is current without traffic:
-    under OOM or on a read-only replica, PING still answers."""
-    try:
-        await store.check_writes()
-    except (RedisConnectionError, RedisTimeoutError):
-        metrics.redis_errors.labels(operation="write_check").inc()  # the next PING sees to it
-    except ResponseError as exc:
-        metrics.redis_errors.labels(operation="write_check").inc()
-        if not refuses_writes(exc):  # e.g. an ACL that forbids the key: say so, go on
-            log.warning("the Redis write check failed: %s", exc)
-
-
-async def _check_server(store: RankingStore, metrics: Metrics) -> None:
-    """Once Redis first answers: its version for ``ranker_build_info``, and a warning if it may
-    evict keys (eviction can drop what makes retries count once, or the counts themselves)."""
-    try:
-        metrics.set_build_info(await store.server_version())
-        policy = await store.eviction_policy()
-    except RedisError as exc:  # e.g. INFO refused by an ACL: the version stays unknown
-        log.warning("cannot read the Redis server's version and eviction policy: %s", exc)
-        return
-    if policy != "noeviction":
-        log.warning(
-            "Redis evicts keys under memory pressure (maxmemory-policy %s): it may drop the "
-            "keys that make a retried batch count once, or counts themselves. Set "
-            "maxmemory-policy noeviction",
-            policy,
-        )
-
-
-async def _keep_watching_redis(store: RankingStore, metrics: Metrics) -> None:
-    # Whatever goes wrong, the watcher must not end: ranker_redis_up would freeze.
-    while True:
-        try:
-            await _watch_redis(store, metrics)
-        except RedisError as exc:
-            log.warning("Redis check failed: %s", exc)
-        except Exception:
-            log.exception("Redis check failed")
-        await asyncio.sleep(REDIS_CHECK_INTERVAL_S)
-
-
 async def _redis_watch_ctx(app: web.Application) -> AsyncIterator[None]:
     watcher = asyncio.create_task(
-        _keep_watching_redis(app[STORE], app[METRICS]), name="ranker-redis"
+        keep_watching_redis(app[STORE], app[METRICS]), name="ranker-redis"
     )
     yield
     await stop_task(watcher)

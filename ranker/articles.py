@@ -8,14 +8,14 @@ from typing import Any
 
 import orjson
 
-from .errors import (
+from ranker.errors import (
     BadRequest,
     InvalidArticle,
     InvalidArticleId,
     InvalidJson,
     UnsupportedMediaType,
 )
-from .events import (
+from ranker.events import (
     ARTICLE_ID_RE,
     ARTICLE_ID_RULE,
     MAX_TITLE,
@@ -25,7 +25,7 @@ from .events import (
     is_valid_title,
     is_valid_url,
 )
-from .scoring import MAX_FUTURE_S
+from ranker.scoring import MAX_FUTURE_S
 
 FIELDS = ("title", "url", "section", "published_at", "hidden")
 

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .config import ANY_ORIGIN, Settings
-from .errors import Forbidden, Unauthorized
+from ranker.config import ANY_ORIGIN, Settings
+from ranker.errors import Forbidden, Unauthorized
 
 # Headers a proxy adds to say whom it passes a request on for: the standard ones, and those
 # nginx (`proxy_set_header X-Real-IP`), CDNs (Akamai, Cloudflare, Fastly) and load balancers are

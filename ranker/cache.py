@@ -30,14 +30,14 @@ from typing import NamedTuple
 
 from redis.exceptions import RedisError, ResponseError
 
-from .config import DEFAULT_WINDOW, Settings
-from .errors import StoreUnavailable
-from .metrics import Metrics
-from .movement import movement_period, previous_ranks, record_ttl_s
-from .responses import STALE_HEADER, CachedList, assemble, render_head, render_items
-from .scoring import Clock
-from .store import Ranking, RankingStore
-from .store_lists import Metadata
+from ranker.config import DEFAULT_WINDOW, Settings
+from ranker.errors import StoreUnavailable
+from ranker.metrics import Metrics
+from ranker.movement import movement_period, previous_ranks, record_ttl_s
+from ranker.responses import STALE_HEADER, CachedList, assemble, render_head, render_items
+from ranker.scoring import Clock
+from ranker.store import Ranking, RankingStore
+from ranker.store.lists import Metadata
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Final
 
 from redis.exceptions import RedisError
 
-from .errors import StoreUnavailable
-from .events import View
-from .store import RankingStore
+from ranker.errors import StoreUnavailable
+from ranker.events import View
+from ranker.store import RankingStore
 
 DUPLICATE_READER: Final = "duplicate_reader"
 """The reason, in the answer's ``excluded`` and the excluded-events metric, a visitor's repeat

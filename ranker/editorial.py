@@ -15,11 +15,11 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from .admission import MAX_EDITORIAL_BODY_BYTES
-from .articles import check_article_id, parse_json_object
-from .auth import ACTOR
-from .cache import MAX_LIMIT
-from .errors import (
+from ranker.admission import MAX_EDITORIAL_BODY_BYTES
+from ranker.articles import check_article_id, parse_json_object
+from ranker.auth import ACTOR
+from ranker.cache import MAX_LIMIT
+from ranker.errors import (
     ArticleNotFound,
     EditorRequired,
     InvalidEditorialChange,
@@ -27,10 +27,10 @@ from .errors import (
     PinNotFound,
     UnknownSection,
 )
-from .preconditions import declared_size, read_body, require_redis
-from .responses import json_response
-from .state import ADMISSION, CACHE, CLOCK, METRICS, SETTINGS, STORE
-from .store_editorial import FOREVER, Change, Pin
+from ranker.preconditions import declared_size, read_body, require_redis
+from ranker.responses import json_response
+from ranker.state import ADMISSION, CACHE, CLOCK, METRICS, SETTINGS, STORE
+from ranker.store.editorial import FOREVER, Change, Pin
 
 log = logging.getLogger(__name__)
 

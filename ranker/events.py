@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from .bots import bot_reason
-from .errors import InvalidBody, InvalidJson, TooManyEvents, UnsupportedMediaType
-from .scoring import MAX_FUTURE_S
+from ranker.bots import bot_reason
+from ranker.errors import InvalidBody, InvalidJson, TooManyEvents, UnsupportedMediaType
+from ranker.scoring import MAX_FUTURE_S
 
 # Not "." or "..": clients resolve those path segments away, so /v1/articles/{id} could never
 # reach an article by either name (to read it, retitle it or hide it).

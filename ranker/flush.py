@@ -10,8 +10,8 @@ from math import exp2
 from operator import itemgetter
 from typing import Any
 
-from .config import SITE_WIDE, Settings
-from .events import View
+from ranker.config import SITE_WIDE, Settings
+from ranker.events import View
 
 Increments = Mapping[str, Mapping[str, float]]
 """ranking -> article id -> sum of weight * 2**((ts - reference_ts) / half_life)."""

@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
-from .errors import IdempotencyKeyReused, InvalidIdempotencyKey, RankerError
-from .events import Rejection
+from ranker.errors import IdempotencyKeyReused, InvalidIdempotencyKey, RankerError
+from ranker.events import Rejection
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

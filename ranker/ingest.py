@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterable
 
 from redis.exceptions import RedisError
 
-from .config import Settings
-from .errors import FlushFailed, Overloaded, StoreUnavailable
-from .events import View, merge_metadata
-from .flush import FlushPlan, plan_flush
-from .idempotency import IdempotencyKey, key_reused
-from .metrics import Metrics
-from .scoring import Clock
-from .store import FlushNotSent, RankingStore
+from ranker.config import Settings
+from ranker.errors import FlushFailed, Overloaded, StoreUnavailable
+from ranker.events import View, merge_metadata
+from ranker.flush import FlushPlan, plan_flush
+from ranker.idempotency import IdempotencyKey, key_reused
+from ranker.metrics import Metrics
+from ranker.scoring import Clock
+from ranker.store import FlushNotSent, RankingStore
 
 log = logging.getLogger(__name__)
 

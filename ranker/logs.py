@@ -20,8 +20,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .config import Settings
-from .state import REQUEST_ID
+from ranker.config import Settings
+from ranker.state import REQUEST_ID
 
 CURRENT_REQUEST: ContextVar[web.BaseRequest | None] = ContextVar("ranker_request", default=None)
 """The request the running task serves; set by the route wrapper."""

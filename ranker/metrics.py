@@ -12,7 +12,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFam
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _untyped_float_to_go_string
 
-from . import __version__
+from ranker import __version__
 
 # How prometheus-client spells a bucket bound in an `le` label (it ships no annotation).
 float_to_go_string = cast(Callable[[float], str], _untyped_float_to_go_string)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 
-from .admission import BodyHold
-from .errors import BadRequest, PayloadTooLarge, StoreUnavailable, UnsupportedMediaType
-from .state import STORE
+from ranker.admission import BodyHold
+from ranker.errors import BadRequest, PayloadTooLarge, StoreUnavailable, UnsupportedMediaType
+from ranker.state import STORE
 
 CONTENT_ENCODINGS = ("gzip", "deflate", "identity")
 """The ``Content-Encoding`` a body may be sent in; aiohttp unpacks gzip and deflate as they

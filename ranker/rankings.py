@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .cache import DEFAULT_LIMIT, MAX_LIMIT
-from .config import DEFAULT_WINDOW, Settings
-from .errors import InvalidLimit, UnknownSection, UnknownWindow
-from .responses import STALE_HEADER, CachedList, etag_matches
-from .state import CACHE, SETTINGS
+from ranker.cache import DEFAULT_LIMIT, MAX_LIMIT
+from ranker.config import DEFAULT_WINDOW, Settings
+from ranker.errors import InvalidLimit, UnknownSection, UnknownWindow
+from ranker.responses import STALE_HEADER, CachedList, etag_matches
+from ranker.state import CACHE, SETTINGS
 
 
 def cached_ranking(request: web.Request) -> web.Response | None:

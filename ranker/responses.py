@@ -11,8 +11,8 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .movement import moved
-from .store_lists import RankedItem
+from ranker.movement import moved
+from ranker.store.lists import RankedItem
 
 
 def json_response(

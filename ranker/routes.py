@@ -25,14 +25,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import editorial, rankings, views
-from .auth import Access, CorsPolicy, EditorGuard, WriteGuard
-from .errors import NotFound, Overloaded, RankerError, RedisRefusesWrites, RequestTimeout
-from .logs import CURRENT_REQUEST, REQUEST_ID_HEADER, request_id
-from .metrics import RequestLatency
-from .responses import error_response
-from .state import METRICS, SETTINGS
-from .store_base import PoolExhausted, refuses_writes
+from ranker import editorial, rankings, views
+from ranker.auth import Access, CorsPolicy, EditorGuard, WriteGuard
+from ranker.errors import NotFound, Overloaded, RankerError, RedisRefusesWrites, RequestTimeout
+from ranker.logs import CURRENT_REQUEST, REQUEST_ID_HEADER, request_id
+from ranker.metrics import RequestLatency
+from ranker.responses import error_response
+from ranker.state import METRICS, SETTINGS
+from ranker.store.base import PoolExhausted, refuses_writes
 
 log = logging.getLogger(__name__)
 

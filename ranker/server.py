@@ -28,8 +28,8 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 
-from .config import Settings
-from .responses import error_response
+from ranker.config import Settings
+from ranker.responses import error_response
 
 log = logging.getLogger(__name__)
 

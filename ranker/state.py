@@ -8,12 +8,12 @@ from pathlib import Path
 from aiohttp import web
 from redis.asyncio import Redis
 
-from .admission import Admission
-from .cache import RankingCache
-from .config import Settings
-from .ingest import Ingestor
-from .metrics import Metrics
-from .store import RankingStore
+from ranker.admission import Admission
+from ranker.cache import RankingCache
+from ranker.config import Settings
+from ranker.ingest import Ingestor
+from ranker.metrics import Metrics
+from ranker.store import RankingStore
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)

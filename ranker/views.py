@@ -16,29 +16,29 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .articles import check_article_id, parse_article_update
-from .auth import client_identity
-from .config import Settings
-from .dedup import DUPLICATE_READER, batch_token, count_once
-from .editorial import cms_editor, cms_hide
-from .errors import (
+from ranker.articles import check_article_id, parse_article_update
+from ranker.auth import client_identity
+from ranker.config import Settings
+from ranker.dedup import DUPLICATE_READER, batch_token, count_once
+from ranker.editorial import cms_editor, cms_hide
+from ranker.errors import (
     ArticleNotFound,
     NotReady,
     RankerError,
     StoreUnavailable,
 )
-from .events import ParsedEvents, Rejection, parse_events_yielding
-from .idempotency import (
+from ranker.events import ParsedEvents, Rejection, parse_events_yielding
+from ranker.idempotency import (
     HEADER,
     REPLAYED_HEADER,
     idempotency_key,
     replayed_answer,
 )
-from .preconditions import check_declared_length, declared_size, read_body, require_redis
-from .responses import json_response
-from .state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, SETTINGS, STORE
-from .store import Article, RankingStore
-from .worker_metrics import merged_exposition
+from ranker.preconditions import check_declared_length, declared_size, read_body, require_redis
+from ranker.responses import json_response
+from ranker.state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, SETTINGS, STORE
+from ranker.store import Article, RankingStore
+from ranker.worker_metrics import merged_exposition
 
 log = logging.getLogger(__name__)
 

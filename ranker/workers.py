@@ -25,11 +25,11 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 
-from . import server as http_server
-from .app import create_app
-from .config import Settings
-from .embedded import die_with_parent
-from .logs import access_log_options, configure_logging
+from ranker import server as http_server
+from ranker.app import create_app
+from ranker.config import Settings
+from ranker.embedded import die_with_parent
+from ranker.logs import access_log_options, configure_logging
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from redis.asyncio import Redis
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis
-from ranker.keys import Keys
 from ranker.state import CACHE
+from ranker.store.keys import Keys
 
 Client = TestClient[web.Request, web.Application]
 

@@ -12,13 +12,13 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ranker import store as store_module
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis, free_port
 from ranker.flush import FlushPlan
 from ranker.responses import STALE_HEADER
 from ranker.state import METRICS, REDIS, SETTINGS, STORE
+from ranker.store import writes as writes_module
 from tests.conftest import AiohttpClient, Client, FakeClock
 
 
@@ -103,7 +103,7 @@ async def test_pooled_connections_recover_after_redis_restarts(
     assert await post() == 200
     first.stop()
     # As if Redis took longer than that to come back: the next flush checks its connection.
-    monkeypatch.setattr(store_module, "FLUSH_IDLE_CHECK_S", 0.0)
+    monkeypatch.setattr(writes_module, "FLUSH_IDLE_CHECK_S", 0.0)
     with EmbeddedRedis(tmp_path / "b", persist=False, port=port):
         # Every pooled connection was closed by the old server; none may cost a request.
         assert await burst() == {200}

@@ -34,7 +34,7 @@ from ranker.events import MAX_TITLE, is_valid_url, parse_events
 from ranker.responses import STALE_HEADER
 from ranker.scoring import MAX_FUTURE_S
 from ranker.state import METRICS, REDIS, STORE
-from ranker.store_base import PoolExhausted, WaitingPool
+from ranker.store.base import PoolExhausted, WaitingPool
 from tests.conftest import AiohttpClient, Client
 from tests.strategies import (
     ID_CHARS,

@@ -28,7 +28,7 @@ from ranker.embedded import EmbeddedRedis
 from ranker.responses import STALE_HEADER, etag_matches
 from ranker.state import CACHE, METRICS, SETTINGS, STORE
 from ranker.store import Ranking
-from ranker.store_lists import Metadata
+from ranker.store.lists import Metadata
 from tests.conftest import AiohttpClient, Client, FakeClock
 
 Reads = dict[str, int]

@@ -22,14 +22,14 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 
-from ranker import app as app_module
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis, free_port
-from ranker.keys import Keys
 from ranker.responses import STALE_HEADER
 from ranker.state import METRICS, STORE
-from ranker.store_base import refuses_writes
+from ranker.store import watch as watch_module
+from ranker.store.base import refuses_writes
+from ranker.store.keys import Keys
 from tests.conftest import AiohttpClient, Client, FakeClock
 from tests.proxy import ReplyLosingProxy
 
@@ -472,7 +472,7 @@ async def test_a_read_only_replica_is_found_refusing_writes_without_any_traffic(
     redis_client: Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(app_module, "REDIS_CHECK_INTERVAL_S", 0.1)
+    monkeypatch.setattr(watch_module, "REDIS_CHECK_INTERVAL_S", 0.1)
     client = await aiohttp_client(create_app(fault_settings(private_redis), clock=FakeClock()))
 
     async def written() -> bool:

@@ -21,10 +21,10 @@ from ranker.errors import IdempotencyKeyReused, Overloaded
 from ranker.events import View
 from ranker.idempotency import IdempotencyKey
 from ranker.ingest import MAX_FLUSH_VIEWS, Ingestor
-from ranker.keys import Keys
 from ranker.metrics import Metrics
 from ranker.state import INGESTOR, METRICS, STORE
 from ranker.store import RankingStore
+from ranker.store.keys import Keys
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.oracle import Oracle, assert_list_matches
 from tests.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS

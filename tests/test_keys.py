@@ -14,7 +14,7 @@ from ranker.articles import check_article_id
 from ranker.config import DEFAULT_SECTIONS, KEY_PREFIX_RE, SITE_WIDE, SLUG_RE
 from ranker.dedup import SHARDS
 from ranker.errors import InvalidArticleId
-from ranker.keys import Keys
+from ranker.store.keys import Keys
 from tests.strategies import ID_CHARS, texts
 
 prefixes = st.from_regex(KEY_PREFIX_RE, fullmatch=True)

@@ -16,9 +16,9 @@ from ranker import cache as cache_module
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis
-from ranker.keys import Keys
 from ranker.movement import moved, movement_period, previous_ranks, record_ttl_s
 from ranker.state import METRICS, STORE
+from ranker.store.keys import Keys
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 
 HOUR = 3600.0

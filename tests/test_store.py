@@ -14,7 +14,7 @@ from ranker.flush import FlushPlan, KeyedBatch
 from ranker.idempotency import FINGERPRINT_LENGTH
 from ranker.scoring import HALF_LIFE_SETTLE_S
 from ranker.store import RankedItem, Ranking, RankingStore
-from ranker.store_editorial import FOREVER, Change
+from ranker.store.editorial import FOREVER, Change
 
 T0 = 1_800_000_000.0
 

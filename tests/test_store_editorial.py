@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from ranker.config import Settings
 from ranker.flush import FlushPlan
 from ranker.store import RankingStore
-from ranker.store_editorial import FOREVER, Change, Pin
+from ranker.store.editorial import FOREVER, Change, Pin
 
 T0 = 1_800_000_000.0
 

@@ -19,8 +19,8 @@ from ranker.app import create_app
 from ranker.cache import DEFAULT_LIMIT, MAX_LIMIT
 from ranker.config import Settings
 from ranker.errors import InvalidLimit
-from ranker.keys import Keys
 from ranker.rankings import _parse_limit
+from ranker.store.keys import Keys
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS
 

@@ -3,10 +3,8 @@ Redis answers, the Lua scripts (registered once, here) and the :func:`observed` 
 times each operation and keeps that availability current.
 
 Only the store modules issue commands to the service's Redis (``embedded`` just checks that a
-server it started answers): this one, ``store_lists`` (the list reads),
-``store_articles`` (article metadata), ``store_editorial`` (hides, pins and their audit log)
-and ``store`` (the writes, and :class:`RankingStore`, which
-joins them)."""
+server it started answers): the modules of this package, joined in
+:class:`~ranker.store.RankingStore`."""
 
 from __future__ import annotations
 
@@ -22,13 +20,14 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .config import Settings
-from .keys import Keys
-from .metrics import Metrics
+from ranker.config import Settings
+from ranker.metrics import Metrics
+from ranker.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ def article_connections(settings: Settings) -> int:
 
 
 def _lua(name: str) -> str:
-    return files("ranker").joinpath("lua", name).read_text(encoding="utf-8")
+    return files("ranker.store").joinpath("lua", name).read_text(encoding="utf-8")
 
 
 _INCREMENT = _lua("increment.lua")
@@ -95,6 +94,23 @@ _SEEN = _lua("seen.lua")
 _PIN = _lua("pin.lua")
 _KEEP = _lua("keep.lua")
 _METADATA = _lua("metadata.lua")
+
+
+def open_client(settings: Settings, max_connections: int, retry: Retry) -> Redis:
+    """A client with a pool of its own, of at most ``max_connections`` connections."""
+    assert settings.redis_url is not None  # checked in create_app
+    pool = WaitingPool.from_url(
+        settings.redis_url,
+        # Past the cap a request waits for a connection (up to the timeout) instead of failing;
+        # after it, it fails with PoolExhausted, which is no sign of a Redis outage.
+        max_connections=max_connections,
+        timeout=settings.redis_timeout_s,
+        decode_responses=True,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        retry=retry,
+    )
+    return Redis.from_pool(pool)
 
 
 class StoreBase:

@@ -1,9 +1,5 @@
-"""Redis access: :class:`RankingStore`, joined from the store modules, which alone issue Redis
-commands: ``store_base`` (the clients, the scripts, registered once there, and the timing and
-availability every operation shares), ``store_lists`` (the list reads), ``store_articles`` (article
-metadata) and this one (the writes: flushes, dedup marks, kept answers; and the server checks).
-
-The names the other modules use are all importable from here."""
+"""The store's writes: flushes, dedup marks, kept answers; and the checks of the server itself
+(PING, whether it takes writes, its version and eviction policy)."""
 
 from __future__ import annotations
 
@@ -18,22 +14,12 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .flush import FlushPlan, ranking_call
-from .idempotency import FINGERPRINT_LENGTH
-from .scoring import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES
-from .store_articles import Article, ArticleMetadata
-from .store_base import observed
-from .store_editorial import EditorialStore
-from .store_lists import ListReads, RankedItem, Ranking
+from ranker.flush import FlushPlan, ranking_call
+from ranker.idempotency import FINGERPRINT_LENGTH
+from ranker.scoring import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES
+from ranker.store.base import StoreBase, observed
 
-__all__ = [
-    "FLUSH_IDLE_CHECK_S",
-    "Article",
-    "FlushNotSent",
-    "RankedItem",
-    "Ranking",
-    "RankingStore",
-]
+__all__ = ["FLUSH_IDLE_CHECK_S", "FlushNotSent", "Writes"]
 
 FLUSH_IDLE_CHECK_S = 1.0
 """A flush after this long without a successful one first checks its connection."""
@@ -43,8 +29,8 @@ class FlushNotSent(RedisConnectionError):
     """Redis could not be reached before a flush was sent: nothing of it was applied."""
 
 
-class RankingStore(ListReads, ArticleMetadata, EditorialStore):
-    """Decaying rankings, article metadata and editorial controls in Redis."""
+class Writes(StoreBase):
+    """What the store writes, and its checks of the server."""
 
     @observed("ping")
     async def ping(self) -> None:

@@ -13,10 +13,10 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 from redis.typing import EncodableT, FieldT
 
-from .config import SITE_WIDE
-from .scoring import decayed
-from .store_base import PoolExhausted, StoreBase, observed
-from .store_editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
+from ranker.config import SITE_WIDE
+from ranker.scoring import decayed
+from ranker.store.base import PoolExhausted, StoreBase, observed
+from ranker.store.editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +57,9 @@ class ArticleMetadata(StoreBase):
 
         Reads of one article that come while another waits to be sent share that one: each
         came before it was sent, so it sees every write made before any of them came. At most
-        :func:`~ranker.store_base.article_connections` reads run at once, on connections of
+        :func:`~ranker.store.base.article_connections` reads run at once, on connections of
         their own; one that finds no room within ``redis_timeout_s`` raises
-        :class:`~ranker.store_base.PoolExhausted`."""
+        :class:`~ranker.store.base.PoolExhausted`."""
         read = self._unsent_article_reads.get(article_id)
         if read is None:
             read = asyncio.ensure_future(self._read_article(article_id))
@@ -152,7 +152,7 @@ class ArticleMetadata(StoreBase):
     @observed("article_put")
     async def put_article(self, article_id: str, changes: Mapping[str, Any]) -> None:
         """Set the given metadata fields (not ``hidden``: see
-        :class:`~ranker.store_editorial.EditorialStore`); a field given as None is cleared. An
+        :class:`~ranker.store.editorial.EditorialStore`); a field given as None is cleared. An
         article with a ``published_at`` is kept in the site-wide fill index, and in its
         section's when it has a ``section`` too (moved when either changes, removed when either
         is cleared)."""

@@ -8,10 +8,10 @@ from typing import NamedTuple
 
 import orjson
 
-from .config import SITE_WIDE
-from .scoring import decayed
-from .store_base import StoreBase, observed
-from .store_editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
+from ranker.config import SITE_WIDE
+from ranker.scoring import decayed
+from ranker.store.base import StoreBase, observed
+from ranker.store.editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
 
 
 class RankedItem(NamedTuple):

@@ -18,8 +18,8 @@ import orjson
 from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
-from .config import SITE_WIDE
-from .store_base import StoreBase, observed
+from ranker.config import SITE_WIDE
+from ranker.store.base import StoreBase, observed
 
 FOREVER = math.inf
 """The ``until`` of a hide or pin that lasts until it is removed."""
