@@ -29,7 +29,8 @@ from ranker.config import Settings
 from ranker.metrics import Metrics
 from ranker.store.keys import Keys
 
-log = logging.getLogger(__name__)
+# The name its log lines have always carried (the module was ranker/store_base.py).
+log = logging.getLogger("ranker.store_base")
 
 # redis-py has no class of its own for MISCONF; a pipeline's error quotes the reply after
 # "... caused error: (".
