@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from ranker.decay import MAX_FUTURE_S
 from ranker.errors import (
     BadRequest,
     InvalidArticle,
@@ -15,7 +16,7 @@ from ranker.errors import (
     InvalidJson,
     UnsupportedMediaType,
 )
-from ranker.events import (
+from ranker.validation import (
     ARTICLE_ID_RE,
     ARTICLE_ID_RULE,
     MAX_TITLE,
@@ -25,7 +26,6 @@ from ranker.events import (
     is_valid_title,
     is_valid_url,
 )
-from ranker.scoring import MAX_FUTURE_S
 
 FIELDS = ("title", "url", "section", "published_at", "hidden")
 

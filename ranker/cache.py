@@ -31,11 +31,11 @@ from typing import NamedTuple
 from redis.exceptions import RedisError, ResponseError
 
 from ranker.config import DEFAULT_WINDOW, Settings
+from ranker.decay import Clock
 from ranker.errors import StoreUnavailable
 from ranker.metrics import Metrics
 from ranker.movement import movement_period, previous_ranks, record_ttl_s
 from ranker.responses import STALE_HEADER, CachedList, assemble, render_head, render_items
-from ranker.scoring import Clock
 from ranker.store import Ranking, RankingStore
 from ranker.store.lists import Metadata
 

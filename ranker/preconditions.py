@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 
-from ranker.admission import BodyHold
 from ranker.errors import BadRequest, PayloadTooLarge, StoreUnavailable, UnsupportedMediaType
+from ranker.ingest.admission import BodyHold
 from ranker.state import STORE
 
 CONTENT_ENCODINGS = ("gzip", "deflate", "identity")

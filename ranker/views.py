@@ -19,7 +19,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ranker.articles import check_article_id, parse_article_update
 from ranker.auth import client_identity
 from ranker.config import Settings
-from ranker.dedup import DUPLICATE_READER, batch_token, count_once
 from ranker.editorial import cms_editor, cms_hide
 from ranker.errors import (
     ArticleNotFound,
@@ -27,13 +26,14 @@ from ranker.errors import (
     RankerError,
     StoreUnavailable,
 )
-from ranker.events import ParsedEvents, Rejection, parse_events_yielding
-from ranker.idempotency import (
+from ranker.ingest.dedup import DUPLICATE_READER, batch_token, count_once
+from ranker.ingest.idempotency import (
     HEADER,
     REPLAYED_HEADER,
     idempotency_key,
     replayed_answer,
 )
+from ranker.ingest.parse import ParsedEvents, Rejection, parse_events_yielding
 from ranker.preconditions import check_declared_length, declared_size, read_body, require_redis
 from ranker.responses import json_response
 from ranker.state import ADMISSION, CACHE, CLOCK, INGESTOR, METRICS, METRICS_DIR, SETTINGS, STORE

@@ -16,15 +16,15 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from ranker.admission import (
+from ranker.app import create_app
+from ranker.config import Settings
+from ranker.errors import Overloaded, RateLimited
+from ranker.ingest.admission import (
     MAX_EDITORIAL_BODY_BYTES,
     MAX_TRACKED_CLIENTS,
     Admission,
     BodyBudget,
 )
-from ranker.app import create_app
-from ranker.config import Settings
-from ranker.errors import Overloaded, RateLimited
 from ranker.metrics import Metrics
 from ranker.state import ADMISSION, STORE
 from tests.conftest import AiohttpClient, Client, FakeClock

@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis, free_port
-from ranker.flush import FlushPlan
+from ranker.ingest.plan import FlushPlan
 from ranker.responses import STALE_HEADER
 from ranker.state import METRICS, REDIS, SETTINGS, STORE
 from ranker.store import writes as writes_module

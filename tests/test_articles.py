@@ -28,13 +28,14 @@ from yarl import URL
 from ranker.app import create_app
 from ranker.articles import FIELDS, check_article_id, parse_article_update
 from ranker.config import Settings
+from ranker.decay import MAX_FUTURE_S
 from ranker.embedded import free_port
 from ranker.errors import InvalidArticle, InvalidArticleId, InvalidJson, UnsupportedMediaType
-from ranker.events import MAX_TITLE, is_valid_url, parse_events
+from ranker.ingest.parse import parse_events
 from ranker.responses import STALE_HEADER
-from ranker.scoring import MAX_FUTURE_S
 from ranker.state import METRICS, REDIS, STORE
 from ranker.store.base import PoolExhausted, WaitingPool
+from ranker.validation import MAX_TITLE, is_valid_url
 from tests.conftest import AiohttpClient, Client
 from tests.strategies import (
     ID_CHARS,

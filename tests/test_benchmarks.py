@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 from benchmarks import bare, harness, hostile, naive
 from benchmarks.ingest import WithUserAgents, in_app_user_agent, parse_redis_benchmark
 from benchmarks.report import Report, percentile
-from ranker.bots import bot_reason
 from ranker.config import DEFAULT_SECTIONS
+from ranker.ingest.bots import bot_reason
 from tests.conftest import AiohttpClient
 
 WRK_OUTPUT = """\

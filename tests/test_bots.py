@@ -16,7 +16,7 @@ from crawlerdetect.providers.exclusions import data as EXCLUSION_PATTERNS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ranker.bots import (
+from ranker.ingest.bots import (
     _ASCII_FOLDS,
     _HEADLESS_RE,
     _LISTS,
@@ -25,7 +25,7 @@ from ranker.bots import (
     _matchable,
     bot_reason,
 )
-from ranker.events import MAX_USER_AGENT
+from ranker.ingest.parse import MAX_USER_AGENT
 
 # Real user agents of the browsers most readers use, desktop and mobile, in-app included.
 BROWSERS = {

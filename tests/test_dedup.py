@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.dedup import DUPLICATE_READER, SHARDS, count_once, mark
-from ranker.idempotency import HEADER, REPLAYED_HEADER, idempotency_key
+from ranker.ingest.dedup import DUPLICATE_READER, SHARDS, count_once, mark
+from ranker.ingest.idempotency import HEADER, REPLAYED_HEADER, idempotency_key
 from ranker.state import METRICS, STORE
 from tests.conftest import AiohttpClient, Client, FakeClock
 

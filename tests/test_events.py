@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from ranker.bots import CRAWLER, HEADLESS_BROWSER
+from ranker.decay import MAX_FUTURE_S
 from ranker.errors import (
     InvalidBody,
     InvalidJson,
@@ -16,7 +16,8 @@ from ranker.errors import (
     TooManyEvents,
     UnsupportedMediaType,
 )
-from ranker.events import (
+from ranker.ingest.bots import CRAWLER, HEADLESS_BROWSER
+from ranker.ingest.parse import (
     MAX_DETAILED_BAD_LINES,
     Exclusion,
     ParsedEvents,
@@ -26,7 +27,6 @@ from ranker.events import (
     _validate,
     parse_events,
 )
-from ranker.scoring import MAX_FUTURE_S
 from tests.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS
 
 NOW = 1_800_000_000.0

@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 import pytest
 
-from ranker import events as events_module
-from ranker.bots import bot_reason
-from ranker.events import parse_events, parse_events_yielding
+from ranker.ingest import parse as events_module
+from ranker.ingest.bots import bot_reason
+from ranker.ingest.parse import parse_events, parse_events_yielding
 from tests.conftest import Client
 
 NOW = 1_800_000_000.0

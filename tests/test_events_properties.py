@@ -16,17 +16,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ranker import events
-from ranker.bots import REASONS, bot_reason
 from ranker.errors import InvalidBody, InvalidJson, UnsupportedMediaType
-from ranker.events import (
-    JSON_TYPES,
-    MAX_TITLE,
-    MAX_WEIGHT,
-    NDJSON_TYPES,
-    ParsedEvents,
-    parse_events,
-)
+from ranker.ingest import parse as events
+from ranker.ingest.bots import REASONS, bot_reason
+from ranker.ingest.parse import JSON_TYPES, MAX_WEIGHT, NDJSON_TYPES, ParsedEvents, parse_events
+from ranker.validation import MAX_TITLE
 from tests.strategies import (
     MAX_TS,
     NOW,

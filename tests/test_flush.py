@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ranker.config import Settings
-from ranker.flush import FlushPlan, KeyedBatch, plan_flush, ranking_call, script_call
+from ranker.ingest.plan import FlushPlan, KeyedBatch, plan_flush, ranking_call, script_call
 
 
 def test_plan_flush_coalesces_views_into_one_amount_per_ranking_and_article() -> None:

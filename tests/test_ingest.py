@@ -18,9 +18,9 @@ from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import free_port
 from ranker.errors import IdempotencyKeyReused, Overloaded
-from ranker.events import View
-from ranker.idempotency import IdempotencyKey
-from ranker.ingest import MAX_FLUSH_VIEWS, Ingestor
+from ranker.ingest.flusher import MAX_FLUSH_VIEWS, Ingestor
+from ranker.ingest.idempotency import IdempotencyKey
+from ranker.ingest.parse import View
 from ranker.metrics import Metrics
 from ranker.state import INGESTOR, METRICS, STORE
 from ranker.store import RankingStore

@@ -12,8 +12,8 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from ranker.articles import check_article_id
 from ranker.config import DEFAULT_SECTIONS, KEY_PREFIX_RE, SITE_WIDE, SLUG_RE
-from ranker.dedup import SHARDS
 from ranker.errors import InvalidArticleId
+from ranker.ingest.dedup import SHARDS
 from ranker.store.keys import Keys
 from tests.strategies import ID_CHARS, texts
 

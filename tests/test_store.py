@@ -10,9 +10,9 @@ import pytest
 from redis.asyncio import Redis
 
 from ranker.config import Settings
-from ranker.flush import FlushPlan, KeyedBatch
-from ranker.idempotency import FINGERPRINT_LENGTH
-from ranker.scoring import HALF_LIFE_SETTLE_S
+from ranker.decay import HALF_LIFE_SETTLE_S
+from ranker.ingest.idempotency import FINGERPRINT_LENGTH
+from ranker.ingest.plan import FlushPlan, KeyedBatch
 from ranker.store import RankedItem, Ranking, RankingStore
 from ranker.store.editorial import FOREVER, Change
 

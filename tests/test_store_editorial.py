@@ -8,7 +8,7 @@ import orjson
 from redis.asyncio import Redis
 
 from ranker.config import Settings
-from ranker.flush import FlushPlan
+from ranker.ingest.plan import FlushPlan
 from ranker.store import RankingStore
 from ranker.store.editorial import FOREVER, Change, Pin
 

@@ -14,7 +14,7 @@ from redis.exceptions import NoScriptError
 from redis.typing import EncodableT, FieldT
 
 from ranker.config import SITE_WIDE
-from ranker.scoring import decayed
+from ranker.decay import decayed
 from ranker.store.base import PoolExhausted, StoreBase, observed
 from ranker.store.editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
 

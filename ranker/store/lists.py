@@ -9,7 +9,7 @@ from typing import NamedTuple
 import orjson
 
 from ranker.config import SITE_WIDE
-from ranker.scoring import decayed
+from ranker.decay import decayed
 from ranker.store.base import StoreBase, observed
 from ranker.store.editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
 

@@ -14,9 +14,9 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ranker.flush import FlushPlan, ranking_call
-from ranker.idempotency import FINGERPRINT_LENGTH
-from ranker.scoring import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES
+from ranker.decay import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES
+from ranker.ingest.idempotency import FINGERPRINT_LENGTH
+from ranker.ingest.plan import FlushPlan, ranking_call
 from ranker.store.base import StoreBase, observed
 
 __all__ = ["FLUSH_IDLE_CHECK_S", "FlushNotSent", "Writes"]

@@ -16,15 +16,16 @@ from collections.abc import Callable, Iterable
 from redis.exceptions import RedisError
 
 from ranker.config import Settings
+from ranker.decay import Clock
 from ranker.errors import FlushFailed, Overloaded, StoreUnavailable
-from ranker.events import View, merge_metadata
-from ranker.flush import FlushPlan, plan_flush
-from ranker.idempotency import IdempotencyKey, key_reused
+from ranker.ingest.idempotency import IdempotencyKey, key_reused
+from ranker.ingest.parse import View, merge_metadata
+from ranker.ingest.plan import FlushPlan, plan_flush
 from ranker.metrics import Metrics
-from ranker.scoring import Clock
 from ranker.store import FlushNotSent, RankingStore
 
-log = logging.getLogger(__name__)
+# The name its log lines have always carried (the module was ranker/ingest.py).
+log = logging.getLogger("ranker.ingest")
 
 MAX_FLUSH_VIEWS = 25_000
 """Views per flush at most (whole requests are never split): keeps each script call short, so

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from ranker.errors import IdempotencyKeyReused, InvalidIdempotencyKey, RankerError
-from ranker.events import Rejection
+from ranker.ingest.parse import Rejection
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

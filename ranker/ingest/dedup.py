@@ -16,7 +16,7 @@ from typing import Final
 from redis.exceptions import RedisError
 
 from ranker.errors import StoreUnavailable
-from ranker.events import View
+from ranker.ingest.parse import View
 from ranker.store import RankingStore
 
 DUPLICATE_READER: Final = "duplicate_reader"
