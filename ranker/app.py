@@ -13,13 +13,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ranker.cache import RankingCache
 from ranker.config import Settings
 from ranker.ingest.admission import Admission
 from ranker.ingest.bots import REASONS as BOT_REASONS
 from ranker.ingest.dedup import DUPLICATE_READER
 from ranker.ingest.flusher import Ingestor
 from ranker.ingest.parse import REJECTION_CODES
+from ranker.lists.cache import RankingCache
 from ranker.metrics import REDIS_BACKGROUND_OPERATIONS, Metrics
 from ranker.routes import ROUTES, add_routes
 from ranker.state import (

@@ -17,7 +17,6 @@ from redis.exceptions import RedisError
 
 from ranker.articles import check_article_id, parse_json_object
 from ranker.auth import ACTOR
-from ranker.cache import MAX_LIMIT
 from ranker.errors import (
     ArticleNotFound,
     EditorRequired,
@@ -27,6 +26,7 @@ from ranker.errors import (
     UnknownSection,
 )
 from ranker.ingest.admission import MAX_EDITORIAL_BODY_BYTES
+from ranker.lists.cache import MAX_LIMIT
 from ranker.preconditions import declared_size, read_body, require_redis
 from ranker.responses import json_response
 from ranker.state import ADMISSION, CACHE, CLOCK, METRICS, SETTINGS, STORE

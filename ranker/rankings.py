@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ranker.cache import DEFAULT_LIMIT, MAX_LIMIT
 from ranker.config import DEFAULT_WINDOW, Settings
 from ranker.errors import InvalidLimit, UnknownSection, UnknownWindow
-from ranker.responses import STALE_HEADER, CachedList, etag_matches
+from ranker.lists.cache import DEFAULT_LIMIT, MAX_LIMIT
+from ranker.lists.render import STALE_HEADER, CachedList
+from ranker.responses import etag_matches
 from ranker.state import CACHE, SETTINGS
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from aiohttp import web
 from redis.asyncio import Redis
 
-from ranker.cache import RankingCache
 from ranker.config import Settings
 from ranker.ingest.admission import Admission
 from ranker.ingest.flusher import Ingestor
+from ranker.lists.cache import RankingCache
 from ranker.metrics import Metrics
 from ranker.store import RankingStore
 

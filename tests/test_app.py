@@ -16,7 +16,7 @@ from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis, free_port
 from ranker.ingest.plan import FlushPlan
-from ranker.responses import STALE_HEADER
+from ranker.lists.render import STALE_HEADER
 from ranker.state import METRICS, REDIS, SETTINGS, STORE
 from ranker.store import writes as writes_module
 from tests.conftest import AiohttpClient, Client, FakeClock

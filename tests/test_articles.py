@@ -32,7 +32,7 @@ from ranker.decay import MAX_FUTURE_S
 from ranker.embedded import free_port
 from ranker.errors import InvalidArticle, InvalidArticleId, InvalidJson, UnsupportedMediaType
 from ranker.ingest.parse import parse_events
-from ranker.responses import STALE_HEADER
+from ranker.lists.render import STALE_HEADER
 from ranker.state import METRICS, REDIS, STORE
 from ranker.store.base import PoolExhausted, WaitingPool
 from ranker.validation import MAX_TITLE, is_valid_url

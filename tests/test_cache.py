@@ -21,11 +21,13 @@ from multidict import CIMultiDictProxy
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ranker import cache as cache_module
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis
-from ranker.responses import STALE_HEADER, etag_matches
+from ranker.lists import cache as cache_module
+from ranker.lists import kept as kept_module
+from ranker.lists.render import STALE_HEADER
+from ranker.responses import etag_matches
 from ranker.state import CACHE, METRICS, SETTINGS, STORE
 from ranker.store import Ranking
 from ranker.store.lists import Metadata
@@ -597,8 +599,8 @@ async def test_every_limit_asked_costs_no_more_to_keep_and_refresh_than_the_deep
     assert cache.stats().items_rendered - rendered == len(lists) * cache_module.MAX_LIMIT
     assert kept.lists == len(lists)
     # ...and answers cut from them kept within a bound, in number and bytes.
-    assert kept.answers <= cache_module.ANSWERS_KEPT
-    assert kept.answer_bytes <= cache_module.ANSWER_BYTES_KEPT
+    assert kept.answers <= kept_module.ANSWERS_KEPT
+    assert kept.answer_bytes <= kept_module.ANSWER_BYTES_KEPT
     assert kept.item_bytes < 400 * len(lists) * cache_module.MAX_LIMIT
     # What a refresh leaves held is little more than those items' bytes (their ids, each
     # list's head): not buffers a serializer wrote them in.

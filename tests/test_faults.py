@@ -25,7 +25,7 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis, free_port
-from ranker.responses import STALE_HEADER
+from ranker.lists.render import STALE_HEADER
 from ranker.state import METRICS, STORE
 from ranker.store import watch as watch_module
 from ranker.store.base import refuses_writes

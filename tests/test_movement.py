@@ -12,11 +12,11 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
-from ranker import cache as cache_module
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.embedded import EmbeddedRedis
-from ranker.movement import moved, movement_period, previous_ranks, record_ttl_s
+from ranker.lists import movement as movement_module
+from ranker.lists.movement import moved, movement_period, previous_ranks, record_ttl_s
 from ranker.state import METRICS, STORE
 from ranker.store.keys import Keys
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
@@ -184,7 +184,7 @@ async def test_a_list_is_served_when_redis_refuses_to_record_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Every refresh tries the record again.
-    monkeypatch.setattr(cache_module, "RECORD_RETRY_S", 0.0, raising=False)
+    monkeypatch.setattr(movement_module, "RECORD_RETRY_S", 0.0, raising=False)
     # A server of the test's own, made to refuse writes as a full one does under noeviction.
     with EmbeddedRedis(tmp_path / "redis", persist=False) as server:
         settings = make_settings(redis_url=server.url, refresh_interval_s=3600)

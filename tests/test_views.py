@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from ranker.app import create_app
-from ranker.cache import DEFAULT_LIMIT, MAX_LIMIT
 from ranker.config import Settings
 from ranker.errors import InvalidLimit
+from ranker.lists.cache import DEFAULT_LIMIT, MAX_LIMIT
 from ranker.rankings import _parse_limit
 from ranker.store.keys import Keys
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed

@@ -15,7 +15,7 @@ from ranker.config import Settings
 from ranker.decay import HALF_LIFE_SETTLE_S
 from ranker.ingest.idempotency import HEADER, REPLAYED_HEADER, idempotency_key
 from ranker.ingest.plan import KeyedBatch, plan_flush
-from ranker.movement import movement_period
+from ranker.lists.movement import movement_period
 from ranker.state import CACHE, METRICS, STORE
 from ranker.store import RankingStore
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed

@@ -21,25 +21,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import NamedTuple
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
-from ranker.config import DEFAULT_WINDOW, Settings
+from ranker.config import Settings
 from ranker.decay import Clock
 from ranker.errors import StoreUnavailable
+from ranker.lists.kept import CacheStats, KeptAnswers, ListState
+from ranker.lists.movement import MovementRecorder, movement_period
+from ranker.lists.render import STALE_HEADER, CachedList, Snapshot, render_snapshot
 from ranker.metrics import Metrics
-from ranker.movement import movement_period, previous_ranks, record_ttl_s
-from ranker.responses import STALE_HEADER, CachedList, assemble, render_head, render_items
 from ranker.store import Ranking, RankingStore
 from ranker.store.lists import Metadata
 
-log = logging.getLogger(__name__)
+# The name its log lines have always carried (the module was ranker/cache.py).
+log = logging.getLogger("ranker.cache")
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
@@ -52,104 +50,8 @@ EARLY_REFRESH_GAP_S = 0.1
 """After a local write, a ranking is refreshed this long after its last refresh at the
 earliest, instead of waiting for the next tick: at most ten extra reads a second."""
 
-ANSWERS_KEPT = 256
-"""Finished answers (one per ranking, window and limit) kept ready, the most recently asked:
-beyond, an answer is cut again from its list when asked for."""
-
-ANSWER_BYTES_KEPT = 16 * 1024 * 1024
-"""The most bytes those answers may hold in all (a list of 100 items at the largest titles
-and URLs is about 1 MB)."""
-
 REFRESH_READS_AT_ONCE = 4
 """Lists a refresh tick reads at a time."""
-
-RECORD_RETRY_S = 10.0
-"""After Redis refused to record a list for rank movement, the record is tried again no
-sooner than this."""
-
-
-class _Snapshot(NamedTuple):
-    """A list as last read: every limit up to ``depth`` is cut from it."""
-
-    generated_at: float
-    depth: int
-    head: bytes
-    items: list[bytes]  # each item's JSON, best first; fewer than depth when the list is short
-    ids: frozenset[str]  # the articles those items are
-
-
-class _Answer:
-    """One (ranking, window, limit) answer. ``current`` was cut from the snapshot of
-    ``version``; ``aliases`` are the request keys it is looked up by."""
-
-    __slots__ = ("aliases", "current", "key", "limit", "state", "version")
-
-    def __init__(self, state: _RankingState, limit: int, aliases: tuple[str, ...]) -> None:
-        self.state = state
-        self.limit = limit
-        self.key = (state.name, state.window, limit)
-        self.aliases = aliases
-        self.current: CachedList | None = None
-        self.version = -1
-
-
-class _RankingState:
-    __slots__ = (
-        "answers",
-        "asked",
-        "dirty",
-        "fetch",
-        "movement_period",
-        "name",
-        "previous_ranks",
-        "record_retry",
-        "refreshed_at",
-        "snapshot",
-        "stale",
-        "version",
-        "window",
-        "window_label",
-    )
-
-    def __init__(self, name: str, window: str | None) -> None:
-        self.name = name
-        self.window = window  # None: the default profile
-        self.window_label = DEFAULT_WINDOW if window is None else window
-        # Limit -> None when asked for since the last tick, else the tick that found it unasked.
-        self.asked: dict[int, float | None] = {}
-        self.answers: dict[int, _Answer] = {}  # those of the cache's answers that are this list's
-        self.snapshot: _Snapshot | None = None
-        self.version = 0  # counts successful reads: an answer of an older one is cut again
-        self.fetch: asyncio.Task[None] | None = None
-        self.refreshed_at = -math.inf  # time.monotonic() of the last successful read
-        self.dirty = False
-        self.stale = False  # the last refresh failed: answers are marked so
-        # The movement interval this process has recorded the list of, and the ranks of the
-        # list recorded for the one before (ranker/movement.py).
-        self.movement_period: int | None = None
-        self.previous_ranks: dict[str, int] = {}
-        # (interval, time.monotonic()): Redis refused this interval's record; not before then.
-        self.record_retry: tuple[int, float] | None = None
-
-
-@dataclass(frozen=True)
-class CacheStats:
-    """What the cache holds now, and the work it has done since it started."""
-
-    lists: int
-    """(ranking, window) lists kept, each refreshed once a tick."""
-    items: int
-    """Rendered items held in those lists' snapshots."""
-    item_bytes: int
-    """Bytes of those items' JSON."""
-    answers: int
-    """Finished answers kept ready."""
-    answer_bytes: int
-    """Bytes of those answers' bodies."""
-    items_rendered: int
-    """Items serialized, in all: at most one per item of each list read."""
-    answers_built: int
-    """Answers cut from a snapshot (joined and hashed), in all."""
 
 
 class RankingCache:
@@ -164,16 +66,10 @@ class RankingCache:
         self._clock = clock
         self._interval = settings.refresh_interval_s
         # (ranking, window) -> its list; window None: the default profile
-        self._rankings: dict[tuple[str, str | None], _RankingState] = {}
-        # Every kept answer, least recently asked first.
-        self._answers: OrderedDict[tuple[str, str | None, int], _Answer] = OrderedDict()
-        self._answer_bytes = 0
-        # Request key (the raw request target, in its common spellings) -> answer: a poll is
-        # one dict lookup, with no parsing.
-        self._by_alias: dict[str, _Answer] = {}
+        self._rankings: dict[tuple[str, str | None], ListState] = {}
+        self._answers = KeptAnswers(settings)
         self._items_rendered = 0
-        self._answers_built = 0
-        self._record_warned: int | None = None  # the movement interval last warned of
+        self._recorder = MovementRecorder(store, settings, metrics)
         self._tick_metadata: Metadata = {}  # article metadata read by this refresh tick
         self._wakeup = asyncio.Event()
         self._failing = False
@@ -182,15 +78,11 @@ class RankingCache:
 
     def lookup(self, alias: str) -> CachedList | None:
         """The answer kept under a request key given to :meth:`get`, if any."""
-        answer = self._by_alias.get(alias)
+        answer = self._answers.find(alias)
         if answer is None:
             return None
-        state = answer.state
-        state.asked[answer.limit] = None
-        self._answers.move_to_end(answer.key)
-        if answer.version != state.version:
-            return self._cut(answer)
-        return answer.current
+        answer.state.asked[answer.limit] = None
+        return self._answers.current(answer)
 
     async def get(
         self,
@@ -208,7 +100,7 @@ class RankingCache:
         """
         state = self._rankings.get((section, window))
         if state is None:
-            state = self._rankings[(section, window)] = _RankingState(section, window)
+            state = self._rankings[(section, window)] = ListState(section, window)
         state.asked[limit] = None
         while state.snapshot is None or state.snapshot.depth < limit:
             if not self._store.available:
@@ -217,17 +109,7 @@ class RankingCache:
             await self._read(state)
             # Asked for still, however long that read took: the next read goes as deep.
             state.asked[limit] = None
-        answer = state.answers.get(limit)
-        if answer is None:
-            answer = state.answers[limit] = _Answer(state, limit, tuple(aliases))
-            self._answers[answer.key] = answer
-            for alias in answer.aliases:
-                self._by_alias[alias] = answer
-        else:
-            self._answers.move_to_end(answer.key)
-        if answer.version != state.version or answer.current is None:
-            return self._cut(answer)
-        return answer.current
+        return self._answers.current(self._answers.add(state, limit, tuple(aliases)))
 
     def active(self) -> dict[str, list[int]]:
         """The lists being kept, as ranking (``<ranking>?window=<window>`` for a window's)
@@ -245,9 +127,9 @@ class RankingCache:
             items=sum(len(snapshot.items) for snapshot in snapshots),
             item_bytes=sum(len(item) for snapshot in snapshots for item in snapshot.items),
             answers=len(self._answers),
-            answer_bytes=self._answer_bytes,
+            answer_bytes=self._answers.bytes,
             items_rendered=self._items_rendered,
-            answers_built=self._answers_built,
+            answers_built=self._answers.built,
         )
 
     def mark_written(self, rankings: Iterable[str]) -> None:
@@ -317,23 +199,23 @@ class RankingCache:
                 due = [s for s in self._rankings.values() if s.dirty]
             await self._refresh_all(due)
 
-    async def _refresh_all(self, states: list[_RankingState]) -> None:
+    async def _refresh_all(self, states: list[ListState]) -> None:
         # A few lists at a time: each read's replies are taken in one go, so many at once
         # would hold up the requests that arrive meanwhile (and take a Redis connection each).
         running = asyncio.Semaphore(REFRESH_READS_AT_ONCE)
         # An article listed in several lists is read once for all (see refresh for writes).
         self._tick_metadata = {}
 
-        async def read(state: _RankingState) -> None:
+        async def read(state: ListState) -> None:
             async with running:
                 await self._read(state, self._tick_metadata)
 
         # One window after the other, so that a ranking's other windows find what its first
         # one read (lists of one window share less: sections split the articles).
-        windows: dict[str | None, list[_RankingState]] = {}
+        windows: dict[str | None, list[ListState]] = {}
         for state in states:
             windows.setdefault(state.window, []).append(state)
-        order: list[_RankingState] = []
+        order: list[ListState] = []
         results: list[BaseException | None] = []
         for window_states in windows.values():
             order += window_states
@@ -357,7 +239,7 @@ class RankingCache:
             log.info("refreshing rankings works again")
         self._failing = bool(failures)
 
-    async def _read(self, state: _RankingState, metadata: Metadata | None = None) -> None:
+    async def _read(self, state: ListState, metadata: Metadata | None = None) -> None:
         """Read a list, sharing a read that is already running when it covers the need;
         article metadata found in ``metadata`` is not read again."""
         while True:
@@ -373,7 +255,7 @@ class RankingCache:
             if snapshot is not None and snapshot.depth >= _depth(state) and not state.dirty:
                 return
 
-    async def _fetch(self, state: _RankingState, metadata: Metadata | None) -> None:
+    async def _fetch(self, state: ListState, metadata: Metadata | None) -> None:
         generated_at = self._clock()
         interval_s = self._settings.movement_interval_s
         period = movement_period(generated_at, interval_s)
@@ -390,7 +272,7 @@ class RankingCache:
         try:
             ranking = await self._store.top(state.name, depth, generated_at, state.window, metadata)
             if recording:
-                await self._record(state, period, ranking)
+                await self._recorder.record(state, period, ranking)
         except BaseException:
             # The next tick retries; a write made meanwhile must not turn a Redis outage into
             # a loop of early refreshes.
@@ -408,84 +290,23 @@ class RankingCache:
             ranking.members
         )
 
-    async def _record(self, state: _RankingState, period: int, ranking: Ranking) -> None:
-        """Record the list this interval begins with, and learn the ranks of the interval
-        before's. Best effort: when Redis refuses the write (out of memory under
-        ``noeviction``, a read-only replica), the list is compared with the record there is,
-        and served all the same."""
-        ids = [item.article_id for item in ranking.items]
-        ttl_s = record_ttl_s(self._settings.movement_interval_s)
-        try:
-            record = await self._store.movement_record(state.name, period, ids, ttl_s, state.window)
-        except ResponseError as exc:
-            self._metrics.redis_errors.labels(operation="movement").inc()
-            if self._record_warned != period:
-                self._record_warned = period
-                log.warning(
-                    "Redis refused to record the %s list (window %s) for rank movement; lists"
-                    " are served, compared with the record there is (further failures in this"
-                    " interval are only counted, as operation=movement): %s",
-                    state.name,
-                    state.window_label,
-                    exc,
-                )
-            state.record_retry = (period, time.monotonic() + RECORD_RETRY_S)
-            record = await self._store.movement_record(
-                state.name, period, None, ttl_s, state.window
-            )
-        else:
-            state.movement_period = period
-            state.record_retry = None
-        state.previous_ranks = previous_ranks(record)
-
     def _render(
-        self, state: _RankingState, generated_at: float, ranking: Ranking, depth: int
-    ) -> _Snapshot:
-        """A list's answers' parts, once a read: each item rendered once for all of them."""
-        items = render_items(ranking.items[:depth], state.previous_ranks)
-        self._items_rendered += len(items)
+        self, state: ListState, generated_at: float, ranking: Ranking, depth: int
+    ) -> Snapshot:
         # What the scores actually decay by: the configured value can be newer than the
         # stored one for up to a settle period after a change.
         half_life = ranking.half_life_s or self._settings.half_life_for(state.name, state.window)
-        head = render_head(state.name, state.window_label, generated_at, half_life)
-        ids = frozenset(item.article_id for item in ranking.items[:depth])
-        return _Snapshot(generated_at, depth, head, items, ids)
-
-    def _cut(self, answer: _Answer) -> CachedList:
-        """Cut an answer from its list's snapshot, keep it, and drop the least recently asked
-        answers past the bounds."""
-        state = answer.state
-        snapshot = state.snapshot
-        # Answers are kept for limits asked only, and every read covers those.
-        assert snapshot is not None
-        assert snapshot.depth >= answer.limit
-        current = assemble(
-            snapshot.head, snapshot.items[: answer.limit], self._settings.cache_control
+        snapshot = render_snapshot(
+            ranking,
+            depth,
+            state.previous_ranks,
+            state.name,
+            state.window_label,
+            generated_at,
+            half_life,
         )
-        if state.stale:
-            current = current.as_stale(self._settings.stale_if_error_s)
-        if answer.current is not None:
-            self._answer_bytes -= len(answer.current.body)
-        self._answer_bytes += len(current.body)
-        answer.current = current
-        answer.version = state.version
-        self._answers_built += 1
-        answers = self._answers
-        while len(answers) > 1 and (
-            len(answers) > ANSWERS_KEPT or self._answer_bytes > ANSWER_BYTES_KEPT
-        ):
-            # The one just cut is the most recent: it stays.
-            _, oldest = answers.popitem(last=False)
-            self._forget(oldest)
-        return current
-
-    def _forget(self, answer: _Answer) -> None:
-        """Drop an answer already taken out of the kept ones."""
-        del answer.state.answers[answer.limit]
-        for alias in answer.aliases:
-            self._by_alias.pop(alias, None)
-        if answer.current is not None:
-            self._answer_bytes -= len(answer.current.body)
+        self._items_rendered += len(snapshot.items)
+        return snapshot
 
     def mark_all_stale(self) -> None:
         """Redis was found unreachable: mark every list stale now, not only once its own next
@@ -493,7 +314,7 @@ class RankingCache:
         for state in self._rankings.values():
             self._mark_stale(state)
 
-    def _mark_stale(self, state: _RankingState) -> None:
+    def _mark_stale(self, state: ListState) -> None:
         state.stale = True
         stale_if_error_s = self._settings.stale_if_error_s
         for answer in state.answers.values():
@@ -511,8 +332,7 @@ class RankingCache:
                     del asked[limit]
                     answer = state.answers.get(limit)
                     if answer is not None:
-                        del self._answers[answer.key]
-                        self._forget(answer)
+                        self._answers.drop(answer)
             if not asked and state.fetch is None:
                 del self._rankings[key]
                 # Absent when the ranking was never read successfully.
@@ -529,11 +349,11 @@ class RankingCache:
         }
 
 
-def _depth(state: _RankingState) -> int:
+def _depth(state: ListState) -> int:
     return max(state.asked, default=1)
 
 
-def _may_list(state: _RankingState, article_id: str) -> bool:
+def _may_list(state: ListState, article_id: str) -> bool:
     """Whether a list lists an article, or may once the read running now (which can predate a
     change to it) is done."""
     return state.snapshot is None or state.fetch is not None or article_id in state.snapshot.ids
