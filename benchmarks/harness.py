@@ -28,7 +28,7 @@ import orjson
 import redis
 
 from ranker.config import DEFAULT_SECTIONS
-from ranker.embedded import free_port
+from ranker.runtime.embedded import free_port
 
 RANKER = str(Path(sys.executable).with_name("ranker"))
 DEFAULT_REDIS_URL = os.environ.get("RANKER_REDIS_URL", "redis://127.0.0.1:6379/0")

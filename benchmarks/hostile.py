@@ -35,7 +35,7 @@ from benchmarks import harness
 from benchmarks.harness import Server, log
 from benchmarks.ingest import in_app_user_agent
 from benchmarks.report import Report, median
-from ranker.embedded import free_port
+from ranker.runtime.embedded import free_port
 
 MODULE = "benchmarks.hostile"
 PROBE_INTERVAL_S = 0.01

@@ -13,16 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ranker.config import Settings
-from ranker.ingest.admission import Admission
-from ranker.ingest.bots import REASONS as BOT_REASONS
-from ranker.ingest.dedup import DUPLICATE_READER
-from ranker.ingest.flusher import Ingestor
-from ranker.ingest.parse import REJECTION_CODES
-from ranker.lists.cache import RankingCache
-from ranker.metrics import REDIS_BACKGROUND_OPERATIONS, Metrics
-from ranker.routes import ROUTES, add_routes
-from ranker.state import (
+from ranker.api.appkeys import (
     ADMISSION,
     CACHE,
     CLOCK,
@@ -33,10 +24,19 @@ from ranker.state import (
     SETTINGS,
     STORE,
 )
+from ranker.api.routes import ROUTES, add_routes
+from ranker.config import Settings
+from ranker.ingest.admission import Admission
+from ranker.ingest.bots import REASONS as BOT_REASONS
+from ranker.ingest.dedup import DUPLICATE_READER
+from ranker.ingest.flusher import Ingestor
+from ranker.ingest.parse import REJECTION_CODES
+from ranker.lists.cache import RankingCache
+from ranker.metrics import REDIS_BACKGROUND_OPERATIONS, Metrics
+from ranker.runtime.worker_metrics import keep_writing_snapshots
 from ranker.store import RankingStore
 from ranker.store.base import article_connections, open_client
 from ranker.store.watch import keep_watching_redis
-from ranker.worker_metrics import keep_writing_snapshots
 
 log = logging.getLogger(__name__)
 

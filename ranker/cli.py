@@ -15,12 +15,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ranker import __version__
-from ranker import server as http_server
 from ranker.app import create_app
 from ranker.config import ConfigError, Settings
-from ranker.embedded import EmbeddedRedis, EmbeddedServerError
 from ranker.logs import access_log_options, configure_logging
-from ranker.workers import PortInUse, check_port_is_free, serve_workers
+from ranker.runtime import server as http_server
+from ranker.runtime.embedded import EmbeddedRedis, EmbeddedServerError
+from ranker.runtime.workers import PortInUse, check_port_is_free, serve_workers
 
 log = logging.getLogger("ranker")
 

@@ -21,11 +21,12 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ranker.config import Settings
-from ranker.state import REQUEST_ID
 
 CURRENT_REQUEST: ContextVar[web.BaseRequest | None] = ContextVar("ranker_request", default=None)
 """The request the running task serves; set by the route wrapper."""
 
+REQUEST_ID = web.RequestKey("request_id", str)
+"""Per request: its id, once something needed it (see logs.request_id)."""
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 

@@ -19,10 +19,10 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
 
+from ranker.api.appkeys import CACHE
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.embedded import EmbeddedRedis
-from ranker.state import CACHE
+from ranker.runtime.embedded import EmbeddedRedis
 from ranker.store.keys import Keys
 
 Client = TestClient[web.Request, web.Application]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from ranker.embedded import free_port
+from ranker.runtime.embedded import free_port
 
 
 class ReplyLosingProxy:

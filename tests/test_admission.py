@@ -16,6 +16,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from ranker.api.appkeys import ADMISSION, STORE
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.errors import Overloaded, RateLimited
@@ -26,7 +27,6 @@ from ranker.ingest.admission import (
     BodyBudget,
 )
 from ranker.metrics import Metrics
-from ranker.state import ADMISSION, STORE
 from tests.conftest import AiohttpClient, Client, FakeClock
 
 BUDGET = 4096

@@ -12,12 +12,12 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from ranker.api.appkeys import METRICS, REDIS, SETTINGS, STORE
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.embedded import EmbeddedRedis, free_port
 from ranker.ingest.plan import FlushPlan
 from ranker.lists.render import STALE_HEADER
-from ranker.state import METRICS, REDIS, SETTINGS, STORE
+from ranker.runtime.embedded import EmbeddedRedis, free_port
 from ranker.store import writes as writes_module
 from tests.conftest import AiohttpClient, Client, FakeClock
 

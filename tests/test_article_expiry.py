@@ -8,9 +8,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from ranker.api.appkeys import STORE
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.state import STORE
 from tests.conftest import AiohttpClient, Client, FakeClock
 
 TTL = Settings().event_metadata_ttl_s

@@ -25,15 +25,16 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from yarl import URL
 
+from ranker.api.appkeys import METRICS, REDIS, STORE
+from ranker.api.articles import FIELDS, parse_article_update
+from ranker.api.preconditions import check_article_id
 from ranker.app import create_app
-from ranker.articles import FIELDS, check_article_id, parse_article_update
 from ranker.config import Settings
 from ranker.decay import MAX_FUTURE_S
-from ranker.embedded import free_port
 from ranker.errors import InvalidArticle, InvalidArticleId, InvalidJson, UnsupportedMediaType
 from ranker.ingest.parse import parse_events
 from ranker.lists.render import STALE_HEADER
-from ranker.state import METRICS, REDIS, STORE
+from ranker.runtime.embedded import free_port
 from ranker.store.base import PoolExhausted, WaitingPool
 from ranker.validation import MAX_TITLE, is_valid_url
 from tests.conftest import AiohttpClient, Client

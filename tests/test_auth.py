@@ -14,11 +14,11 @@ import pytest
 from aiohttp.test_utils import TestServer, make_mocked_request
 from redis.asyncio import Redis
 
+from ranker.api.auth import Access, WriteGuard, client_identity, is_loopback
+from ranker.api.routes import ROUTES
 from ranker.app import create_app
-from ranker.auth import Access, WriteGuard, client_identity, is_loopback
 from ranker.config import Settings
 from ranker.errors import Forbidden
-from ranker.routes import ROUTES
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.test_cli import serving
 from tests.test_views import assert_error, get_ranking, redis_keys

@@ -21,14 +21,14 @@ from multidict import CIMultiDictProxy
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from ranker.api.appkeys import CACHE, METRICS, SETTINGS, STORE
+from ranker.api.responses import etag_matches
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.embedded import EmbeddedRedis
 from ranker.lists import cache as cache_module
 from ranker.lists import kept as kept_module
 from ranker.lists.render import STALE_HEADER
-from ranker.responses import etag_matches
-from ranker.state import CACHE, METRICS, SETTINGS, STORE
+from ranker.runtime.embedded import EmbeddedRedis
 from ranker.store import Ranking
 from ranker.store.lists import Metadata
 from tests.conftest import AiohttpClient, Client, FakeClock

@@ -19,7 +19,7 @@ import orjson
 import pytest
 import redis
 
-from ranker.embedded import EmbeddedRedis, free_port
+from ranker.runtime.embedded import EmbeddedRedis, free_port
 
 RANKER = str(Path(sys.executable).with_name("ranker"))
 

@@ -10,11 +10,11 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from ranker.api.appkeys import METRICS, STORE
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.ingest.dedup import DUPLICATE_READER, SHARDS, count_once, mark
 from ranker.ingest.idempotency import HEADER, REPLAYED_HEADER, idempotency_key
-from ranker.state import METRICS, STORE
 from tests.conftest import AiohttpClient, Client, FakeClock
 
 WINDOW = 600

@@ -26,7 +26,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout
 
 from ranker.app import create_app
 from ranker.config import ConfigError, Settings
-from ranker.embedded import free_port
+from ranker.runtime.embedded import free_port
 from tests.conftest import Client
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,9 +16,9 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from ranker.api.appkeys import STORE
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.state import STORE
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.test_cli import serving
 from tests.test_views import assert_error, redis_keys

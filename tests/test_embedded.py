@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from ranker.embedded import DataDirInUse, EmbeddedRedis, EmbeddedServerError, find_server_binary
+from ranker.runtime.embedded import (
+    DataDirInUse,
+    EmbeddedRedis,
+    EmbeddedServerError,
+    find_server_binary,
+)
 
 
 def test_data_survives_a_restart_with_append_only_persistence(tmp_data_dir: Path) -> None:

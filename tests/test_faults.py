@@ -22,11 +22,11 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 
+from ranker.api.appkeys import METRICS, STORE
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.embedded import EmbeddedRedis, free_port
 from ranker.lists.render import STALE_HEADER
-from ranker.state import METRICS, STORE
+from ranker.runtime.embedded import EmbeddedRedis, free_port
 from ranker.store import watch as watch_module
 from ranker.store.base import refuses_writes
 from ranker.store.keys import Keys

@@ -11,11 +11,11 @@ import pytest
 from multidict import CIMultiDictProxy
 from redis.asyncio import Redis
 
+from ranker.api.appkeys import METRICS, STORE
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.ingest.idempotency import HEADER, REPLAYED_HEADER, idempotency_key
 from ranker.ingest.plan import FlushPlan, KeyedBatch
-from ranker.state import METRICS, STORE
 from tests.conftest import AiohttpClient, Client, FakeClock
 from tests.test_bots import CRAWLERS
 

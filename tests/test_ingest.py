@@ -14,15 +14,15 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
+from ranker.api.appkeys import INGESTOR, METRICS, STORE
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.embedded import free_port
 from ranker.errors import IdempotencyKeyReused, Overloaded
 from ranker.ingest.flusher import MAX_FLUSH_VIEWS, Ingestor
 from ranker.ingest.idempotency import IdempotencyKey
 from ranker.ingest.parse import View
 from ranker.metrics import Metrics
-from ranker.state import INGESTOR, METRICS, STORE
+from ranker.runtime.embedded import free_port
 from ranker.store import RankingStore
 from ranker.store.keys import Keys
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed

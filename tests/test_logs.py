@@ -21,9 +21,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from ranker.embedded import free_port
+from ranker.api.appkeys import CLOCK, STORE
 from ranker.logs import REQUEST_ID_HEADER, JsonFormatter, request_id
-from ranker.state import CLOCK, STORE
+from ranker.runtime.embedded import free_port
 from tests.conftest import Client
 from tests.test_cli import RANKER, clean_env, serving
 from tests.test_workers import listening_pids, wait_until

@@ -11,12 +11,12 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from ranker.api.appkeys import METRICS
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.ingest import parse as events
 from ranker.ingest.parse import REJECTION_CODES
 from ranker.metrics import LATENCY_BUCKETS, Metrics, RequestLatency
-from ranker.state import METRICS
 
 LABELS = [
     ("/v1/rankings/{section}", "GET", 200),

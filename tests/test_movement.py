@@ -12,12 +12,12 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
+from ranker.api.appkeys import METRICS, STORE
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.embedded import EmbeddedRedis
 from ranker.lists import movement as movement_module
 from ranker.lists.movement import moved, movement_period, previous_ranks, record_ttl_s
-from ranker.state import METRICS, STORE
+from ranker.runtime.embedded import EmbeddedRedis
 from ranker.store.keys import Keys
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 

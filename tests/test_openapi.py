@@ -16,7 +16,7 @@ import schemathesis
 from redis.asyncio import Redis
 
 from ranker import __version__
-from ranker.routes import ROUTES
+from ranker.api.routes import ROUTES
 from tests.conftest import Client
 from tests.test_cli import serving
 
@@ -36,7 +36,7 @@ MAX_EXAMPLES = 25
 
 
 def document() -> dict[str, Any]:
-    spec: dict[str, Any] = orjson.loads(files("ranker").joinpath("openapi.json").read_bytes())
+    spec: dict[str, Any] = orjson.loads(files("ranker.api").joinpath("openapi.json").read_bytes())
     return spec
 
 
@@ -87,7 +87,7 @@ async def test_the_document_is_served_as_shipped(client: Client) -> None:
     resp = await client.get("/openapi.json")
     assert resp.status == 200
     assert resp.content_type == "application/json"
-    assert await resp.read() == files("ranker").joinpath("openapi.json").read_bytes()
+    assert await resp.read() == files("ranker.api").joinpath("openapi.json").read_bytes()
 
 
 TOKEN = "schemathesis-token-0123456789"

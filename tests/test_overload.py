@@ -21,7 +21,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from ranker.embedded import free_port
+from ranker.runtime.embedded import free_port
 from tests.test_cli import RANKER, clean_env
 
 EVENTS_PER_BATCH = 4000

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ranker.routes import ROUTES
+from ranker.api.routes import ROUTES
 from tests.test_cli import serving
 
 README = Path(__file__).resolve().parent.parent / "README.md"

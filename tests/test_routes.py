@@ -10,11 +10,11 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
+from ranker.api.appkeys import ADMISSION, METRICS
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.embedded import free_port
-from ranker.server import start
-from ranker.state import ADMISSION, METRICS
+from ranker.runtime.embedded import free_port
+from ranker.runtime.server import start
 from tests.conftest import Client, FakeClock
 
 

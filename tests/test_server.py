@@ -16,8 +16,14 @@ from redis.asyncio import Redis
 
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.embedded import free_port
-from ranker.server import RESERVED_FILES, Server, connection_cap, raise_open_files_limit, start
+from ranker.runtime.embedded import free_port
+from ranker.runtime.server import (
+    RESERVED_FILES,
+    Server,
+    connection_cap,
+    raise_open_files_limit,
+    start,
+)
 from tests.conftest import FakeClock
 
 GIVE_UP_S = 30.0

@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from ranker.api.rankings import _parse_limit
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.errors import InvalidLimit
 from ranker.lists.cache import DEFAULT_LIMIT, MAX_LIMIT
-from ranker.rankings import _parse_limit
 from ranker.store.keys import Keys
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS

@@ -10,13 +10,13 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from ranker.api.appkeys import CACHE, METRICS, STORE
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.decay import HALF_LIFE_SETTLE_S
 from ranker.ingest.idempotency import HEADER, REPLAYED_HEADER, idempotency_key
 from ranker.ingest.plan import KeyedBatch, plan_flush
 from ranker.lists.movement import movement_period
-from ranker.state import CACHE, METRICS, STORE
 from ranker.store import RankingStore
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.oracle import Oracle, assert_list_matches

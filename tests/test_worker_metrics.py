@@ -11,11 +11,11 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
-from ranker import worker_metrics
+from ranker.api.appkeys import METRICS
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.state import METRICS
-from ranker.worker_metrics import merged_exposition, snapshot
+from ranker.runtime import worker_metrics
+from ranker.runtime.worker_metrics import merged_exposition, snapshot
 from tests.conftest import AiohttpClient
 
 

@@ -17,8 +17,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from ranker.embedded import free_port
-from ranker.workers import MAX_START_FAILURES
+from ranker.runtime.embedded import free_port
+from ranker.runtime.workers import MAX_START_FAILURES
 from tests.test_cli import RANKER, clean_env, http_json
 
 

@@ -25,5 +25,3 @@ CACHE = web.AppKey("cache", RankingCache)
 ADMISSION = web.AppKey("admission", Admission)
 METRICS_DIR = web.AppKey("metrics_dir", Path)
 """Set only for one of several workers: where they share their metrics."""
-REQUEST_ID = web.RequestKey("request_id", str)
-"""Per request: its id, once something needed it (see logs.request_id)."""

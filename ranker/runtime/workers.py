@@ -25,13 +25,14 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 
-from ranker import server as http_server
 from ranker.app import create_app
 from ranker.config import Settings
-from ranker.embedded import die_with_parent
 from ranker.logs import access_log_options, configure_logging
+from ranker.runtime import server as http_server
+from ranker.runtime.embedded import die_with_parent
 
-log = logging.getLogger(__name__)
+# The name its log lines have always carried (the module was ranker/workers.py).
+log = logging.getLogger("ranker.workers")
 
 STOP_TIMEOUT_S = 60.0
 """How long a worker may take to stop (finish requests, flush) before it is killed."""

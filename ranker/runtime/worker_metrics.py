@@ -33,7 +33,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-log = logging.getLogger(__name__)
+# The name its log lines have always carried (the module was ranker/worker_metrics.py).
+log = logging.getLogger("ranker.worker_metrics")
 
 SNAPSHOT_INTERVAL_S = 1.0
 GAUGE_STALE_AFTER_S = 5.0

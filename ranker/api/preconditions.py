@@ -3,11 +3,23 @@ body is within its limit and its budget, read only once it is."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
 from aiohttp import hdrs, web
 
-from ranker.errors import BadRequest, PayloadTooLarge, StoreUnavailable, UnsupportedMediaType
+from ranker.api.appkeys import STORE
+from ranker.errors import (
+    BadRequest,
+    InvalidArticleId,
+    InvalidJson,
+    PayloadTooLarge,
+    StoreUnavailable,
+    UnsupportedMediaType,
+)
 from ranker.ingest.admission import BodyHold
-from ranker.state import STORE
+from ranker.validation import ARTICLE_ID_RE, ARTICLE_ID_RULE
 
 CONTENT_ENCODINGS = ("gzip", "deflate", "identity")
 """The ``Content-Encoding`` a body may be sent in; aiohttp unpacks gzip and deflate as they
@@ -66,3 +78,38 @@ async def read_body(request: web.Request, max_bytes: int, hold: BodyHold) -> byt
             "the body could not be read: its chunked framing or its Content-Encoding is broken"
         ) from None
     return bytes(body)
+
+
+def check_article_id(article_id: str) -> str:
+    """The article id of a path, if it keeps to the rule (else 400 ``invalid_article_id``)."""
+    if not ARTICLE_ID_RE.fullmatch(article_id):
+        raise InvalidArticleId(f"article id must be {ARTICLE_ID_RULE}")
+    return article_id
+
+
+def parse_json_object(
+    body: bytes,
+    content_type: str,
+    charset: str | None,
+    allowed: Sequence[str],
+    *,
+    what: str,
+    invalid: type[BadRequest],
+) -> dict[str, Any]:
+    """A body that must be a JSON object in UTF-8 with none but the ``allowed`` fields; what
+    is wrong with it raised as ``invalid`` (or as a media type or JSON error), naming ``what``
+    the body is."""
+    if content_type != "application/json" or (
+        charset is not None and charset.lower() not in ("utf-8", "utf8")
+    ):
+        raise UnsupportedMediaType(f"send {what} as application/json in UTF-8")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJson(f"body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise invalid("body must be a JSON object")
+    unknown = sorted(set(document) - set(allowed))
+    if unknown:
+        raise invalid(f"unknown fields {unknown}; allowed: {', '.join(allowed)}")
+    return document

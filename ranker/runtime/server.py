@@ -28,10 +28,11 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 
+from ranker.api.responses import error_response
 from ranker.config import Settings
-from ranker.responses import error_response
 
-log = logging.getLogger(__name__)
+# The name its log lines have always carried (the module was ranker/server.py).
+log = logging.getLogger("ranker.server")
 
 KEEPALIVE_TIMEOUT_S = 75.0
 """How long a connection may sit idle between requests (aiohttp's ``run_app`` default)."""

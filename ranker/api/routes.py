@@ -25,16 +25,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ranker import editorial, rankings, views
-from ranker.auth import Access, CorsPolicy, EditorGuard, WriteGuard
+from ranker.api import articles, editorial, events, ops, rankings
+from ranker.api.appkeys import METRICS, SETTINGS
+from ranker.api.auth import Access, EditorGuard, WriteGuard
+from ranker.api.cors import CorsPolicy
+from ranker.api.responses import error_response
 from ranker.errors import NotFound, Overloaded, RankerError, RedisRefusesWrites, RequestTimeout
 from ranker.logs import CURRENT_REQUEST, REQUEST_ID_HEADER, request_id
 from ranker.metrics import RequestLatency
-from ranker.responses import error_response
-from ranker.state import METRICS, SETTINGS
 from ranker.store.base import PoolExhausted, refuses_writes
 
-log = logging.getLogger(__name__)
+# The name its log lines have always carried (the module was ranker/routes.py).
+log = logging.getLogger("ranker.routes")
 
 UNMATCHED = "unmatched"
 """The route label of requests for paths the service does not have."""
@@ -69,20 +71,20 @@ class Route(NamedTuple):
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("POST", EVENTS_ROUTE, Access.WRITE, views.post_events),
+    Route("POST", EVENTS_ROUTE, Access.WRITE, events.post_events),
     Route("GET", RANKING_ROUTE, Access.READ, rankings.get_ranking, rankings.cached_ranking),
-    Route("GET", "/v1/articles/{article_id}", Access.READ, views.get_article),
-    Route("PUT", "/v1/articles/{article_id}", Access.WRITE_OR_EDIT, views.put_article),
+    Route("GET", "/v1/articles/{article_id}", Access.READ, articles.get_article),
+    Route("PUT", "/v1/articles/{article_id}", Access.WRITE_OR_EDIT, articles.put_article),
     Route("GET", "/v1/editorial", Access.EDIT, editorial.get_editorial),
     Route("GET", "/v1/editorial/audit", Access.EDIT, editorial.get_audit),
     Route("PUT", "/v1/editorial/hides/{article_id}", Access.EDIT, editorial.put_hide),
     Route("DELETE", "/v1/editorial/hides/{article_id}", Access.EDIT, editorial.delete_hide),
     Route("PUT", "/v1/editorial/pins/{section}/{slot}", Access.EDIT, editorial.put_pin),
     Route("DELETE", "/v1/editorial/pins/{section}/{slot}", Access.EDIT, editorial.delete_pin),
-    Route("GET", "/healthz", Access.OPS, views.healthz),
-    Route("GET", "/readyz", Access.OPS, views.readyz),
-    Route("GET", "/metrics", Access.OPS, views.metrics),
-    Route("GET", "/openapi.json", Access.READ, views.openapi),
+    Route("GET", "/healthz", Access.OPS, ops.healthz),
+    Route("GET", "/readyz", Access.OPS, ops.readyz),
+    Route("GET", "/metrics", Access.OPS, ops.metrics),
+    Route("GET", "/openapi.json", Access.READ, ops.openapi),
 )
 
 

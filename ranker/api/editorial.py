@@ -15,8 +15,16 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from ranker.articles import check_article_id, parse_json_object
-from ranker.auth import ACTOR
+from ranker.api.appkeys import ADMISSION, CACHE, CLOCK, METRICS, SETTINGS, STORE
+from ranker.api.auth import ACTOR
+from ranker.api.preconditions import (
+    check_article_id,
+    declared_size,
+    parse_json_object,
+    read_body,
+    require_redis,
+)
+from ranker.api.responses import json_response
 from ranker.errors import (
     ArticleNotFound,
     EditorRequired,
@@ -27,12 +35,10 @@ from ranker.errors import (
 )
 from ranker.ingest.admission import MAX_EDITORIAL_BODY_BYTES
 from ranker.lists.cache import MAX_LIMIT
-from ranker.preconditions import declared_size, read_body, require_redis
-from ranker.responses import json_response
-from ranker.state import ADMISSION, CACHE, CLOCK, METRICS, SETTINGS, STORE
 from ranker.store.editorial import FOREVER, Change, Pin
 
-log = logging.getLogger(__name__)
+# The name its log lines have always carried (the module was ranker/editorial.py).
+log = logging.getLogger("ranker.editorial")
 
 MAX_EDITOR = 100
 MAX_REASON = 500
