@@ -11,17 +11,6 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from ranker.api.appkeys import ADMISSION, CACHE, CLOCK, SETTINGS, STORE
-from ranker.api.auth import client_identity
-from ranker.api.editorial import cms_editor, cms_hide
-from ranker.api.preconditions import (
-    check_article_id,
-    declared_size,
-    parse_json_object,
-    read_body,
-    require_redis,
-)
-from ranker.api.responses import json_response
 from ranker.config import Settings
 from ranker.decay import MAX_FUTURE_S
 from ranker.errors import (
@@ -37,6 +26,18 @@ from ranker.validation import (
     is_valid_title,
     is_valid_url,
 )
+
+from .appkeys import ADMISSION, CACHE, CLOCK, SETTINGS, STORE
+from .auth import client_identity
+from .editorial import cms_editor, cms_hide
+from .preconditions import (
+    check_article_id,
+    declared_size,
+    parse_json_object,
+    read_body,
+    require_redis,
+)
+from .responses import json_response
 
 # The name its log lines have always carried (the handlers were in ranker/views.py).
 log = logging.getLogger("ranker.views")

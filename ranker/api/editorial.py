@@ -15,16 +15,6 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from ranker.api.appkeys import ADMISSION, CACHE, CLOCK, METRICS, SETTINGS, STORE
-from ranker.api.auth import ACTOR
-from ranker.api.preconditions import (
-    check_article_id,
-    declared_size,
-    parse_json_object,
-    read_body,
-    require_redis,
-)
-from ranker.api.responses import json_response
 from ranker.errors import (
     ArticleNotFound,
     EditorRequired,
@@ -36,6 +26,17 @@ from ranker.errors import (
 from ranker.ingest.admission import MAX_EDITORIAL_BODY_BYTES
 from ranker.lists.cache import MAX_LIMIT
 from ranker.store.editorial import FOREVER, Change, Pin
+
+from .appkeys import ADMISSION, CACHE, CLOCK, METRICS, SETTINGS, STORE
+from .auth import ACTOR
+from .preconditions import (
+    check_article_id,
+    declared_size,
+    parse_json_object,
+    read_body,
+    require_redis,
+)
+from .responses import json_response
 
 # The name its log lines have always carried (the module was ranker/editorial.py).
 log = logging.getLogger("ranker.editorial")

@@ -12,14 +12,6 @@ from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ranker.api.appkeys import ADMISSION, CLOCK, INGESTOR, METRICS, SETTINGS, STORE
-from ranker.api.auth import client_identity
-from ranker.api.preconditions import (
-    check_declared_length,
-    declared_size,
-    read_body,
-    require_redis,
-)
 from ranker.errors import (
     RankerError,
     StoreUnavailable,
@@ -33,6 +25,15 @@ from ranker.ingest.idempotency import (
 )
 from ranker.ingest.parse import ParsedEvents, Rejection, parse_events_yielding
 from ranker.store import RankingStore
+
+from .appkeys import ADMISSION, CLOCK, INGESTOR, METRICS, SETTINGS, STORE
+from .auth import client_identity
+from .preconditions import (
+    check_declared_length,
+    declared_size,
+    read_body,
+    require_redis,
+)
 
 
 async def post_events(request: web.Request) -> web.Response:

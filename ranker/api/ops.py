@@ -8,10 +8,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from ranker.api.appkeys import METRICS, METRICS_DIR, STORE
-from ranker.api.responses import json_response
 from ranker.errors import NotReady
 from ranker.runtime.worker_metrics import merged_exposition
+
+from .appkeys import METRICS, METRICS_DIR, STORE
+from .responses import json_response
 
 OPENAPI_DOCUMENT = files("ranker.api").joinpath("openapi.json").read_bytes()
 """The OpenAPI description of the API, shipped in the package and served as it is."""

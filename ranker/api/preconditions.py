@@ -9,7 +9,6 @@ from typing import Any
 import orjson
 from aiohttp import hdrs, web
 
-from ranker.api.appkeys import STORE
 from ranker.errors import (
     BadRequest,
     InvalidArticleId,
@@ -20,6 +19,8 @@ from ranker.errors import (
 )
 from ranker.ingest.admission import BodyHold
 from ranker.validation import ARTICLE_ID_RE, ARTICLE_ID_RULE
+
+from .appkeys import STORE
 
 CONTENT_ENCODINGS = ("gzip", "deflate", "identity")
 """The ``Content-Encoding`` a body may be sent in; aiohttp unpacks gzip and deflate as they

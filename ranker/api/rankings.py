@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ranker.api.appkeys import CACHE, SETTINGS
-from ranker.api.responses import etag_matches
 from ranker.config import DEFAULT_WINDOW, Settings
 from ranker.errors import InvalidLimit, UnknownSection, UnknownWindow
 from ranker.lists.cache import DEFAULT_LIMIT, MAX_LIMIT
 from ranker.lists.render import STALE_HEADER, CachedList
+
+from .appkeys import CACHE, SETTINGS
+from .responses import etag_matches
 
 
 def cached_ranking(request: web.Request) -> web.Response | None:

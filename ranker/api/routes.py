@@ -26,14 +26,15 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ranker.api import articles, editorial, events, ops, rankings
-from ranker.api.appkeys import METRICS, SETTINGS
-from ranker.api.auth import Access, EditorGuard, WriteGuard
-from ranker.api.cors import CorsPolicy
-from ranker.api.responses import error_response
 from ranker.errors import NotFound, Overloaded, RankerError, RedisRefusesWrites, RequestTimeout
 from ranker.logs import CURRENT_REQUEST, REQUEST_ID_HEADER, request_id
 from ranker.metrics import RequestLatency
 from ranker.store.base import PoolExhausted, refuses_writes
+
+from .appkeys import METRICS, SETTINGS
+from .auth import Access, EditorGuard, WriteGuard
+from .cors import CorsPolicy
+from .responses import error_response
 
 # The name its log lines have always carried (the module was ranker/routes.py).
 log = logging.getLogger("ranker.routes")

@@ -16,8 +16,9 @@ from typing import Final
 from redis.exceptions import RedisError
 
 from ranker.errors import StoreUnavailable
-from ranker.ingest.parse import View
 from ranker.store import RankingStore
+
+from .parse import View
 
 DUPLICATE_READER: Final = "duplicate_reader"
 """The reason, in the answer's ``excluded`` and the excluded-events metric, a visitor's repeat

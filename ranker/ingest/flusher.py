@@ -18,11 +18,12 @@ from redis.exceptions import RedisError
 from ranker.config import Settings
 from ranker.decay import Clock
 from ranker.errors import FlushFailed, Overloaded, StoreUnavailable
-from ranker.ingest.idempotency import IdempotencyKey, key_reused
-from ranker.ingest.parse import View, merge_metadata
-from ranker.ingest.plan import FlushPlan, plan_flush
 from ranker.metrics import Metrics
 from ranker.store import FlushNotSent, RankingStore
+
+from .idempotency import IdempotencyKey, key_reused
+from .parse import View, merge_metadata
+from .plan import FlushPlan, plan_flush
 
 # The name its log lines have always carried (the module was ranker/ingest.py).
 log = logging.getLogger("ranker.ingest")

@@ -22,7 +22,8 @@ from typing import Any
 import orjson
 
 from ranker.errors import IdempotencyKeyReused, InvalidIdempotencyKey, RankerError
-from ranker.ingest.parse import Rejection
+
+from .parse import Rejection
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -18,7 +18,6 @@ import orjson
 
 from ranker.decay import MAX_FUTURE_S
 from ranker.errors import InvalidBody, InvalidJson, TooManyEvents, UnsupportedMediaType
-from ranker.ingest.bots import bot_reason
 from ranker.validation import (
     ARTICLE_ID_RE,
     ARTICLE_ID_RULE,
@@ -29,6 +28,8 @@ from ranker.validation import (
     URL_RULE,
     is_valid_url,
 )
+
+from .bots import bot_reason
 
 MAX_WEIGHT = 1000.0
 MAX_VISITOR_ID = 128

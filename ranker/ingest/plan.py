@@ -11,7 +11,8 @@ from operator import itemgetter
 from typing import Any
 
 from ranker.config import SITE_WIDE, Settings
-from ranker.ingest.parse import View
+
+from .parse import View
 
 Increments = Mapping[str, Mapping[str, float]]
 """ranking -> article id -> sum of weight * 2**((ts - reference_ts) / half_life)."""

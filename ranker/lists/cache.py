@@ -29,12 +29,13 @@ from redis.exceptions import RedisError
 from ranker.config import Settings
 from ranker.decay import Clock
 from ranker.errors import StoreUnavailable
-from ranker.lists.kept import CacheStats, KeptAnswers, ListState
-from ranker.lists.movement import MovementRecorder, movement_period
-from ranker.lists.render import STALE_HEADER, CachedList, Snapshot, render_snapshot
 from ranker.metrics import Metrics
 from ranker.store import Ranking, RankingStore
 from ranker.store.lists import Metadata
+
+from .kept import CacheStats, KeptAnswers, ListState
+from .movement import MovementRecorder, movement_period
+from .render import STALE_HEADER, CachedList, Snapshot, render_snapshot
 
 # The name its log lines have always carried (the module was ranker/cache.py).
 log = logging.getLogger("ranker.cache")

@@ -9,7 +9,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from ranker.config import DEFAULT_WINDOW, Settings
-from ranker.lists.render import CachedList, Snapshot, assemble
+
+from .render import CachedList, Snapshot, assemble
 
 __all__ = ["ANSWERS_KEPT", "ANSWER_BYTES_KEPT", "Answer", "CacheStats", "KeptAnswers", "ListState"]
 

@@ -11,8 +11,9 @@ from typing import NamedTuple
 import orjson
 from multidict import CIMultiDict
 
-from ranker.lists.movement import moved
 from ranker.store.lists import RankedItem, Ranking
+
+from .movement import moved
 
 STALE_HEADER = "X-Ranker-Stale"
 """Set (to ``true``) on a list served from memory because Redis could not be read."""

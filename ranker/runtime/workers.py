@@ -28,8 +28,9 @@ from types import FrameType
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.logs import access_log_options, configure_logging
-from ranker.runtime import server as http_server
-from ranker.runtime.embedded import die_with_parent
+
+from . import server as http_server
+from .embedded import die_with_parent
 
 # The name its log lines have always carried (the module was ranker/workers.py).
 log = logging.getLogger("ranker.workers")

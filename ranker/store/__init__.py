@@ -14,10 +14,10 @@ The names the other packages use are importable from here."""
 
 from __future__ import annotations
 
-from ranker.store.articles import Article, ArticleMetadata
-from ranker.store.editorial import EditorialStore
-from ranker.store.lists import ListReads, RankedItem, Ranking
-from ranker.store.writes import FLUSH_IDLE_CHECK_S, FlushNotSent, Writes
+from .articles import Article, ArticleMetadata
+from .editorial import EditorialStore
+from .lists import ListReads, RankedItem, Ranking
+from .writes import FLUSH_IDLE_CHECK_S, FlushNotSent, Writes
 
 __all__ = [
     "FLUSH_IDLE_CHECK_S",

@@ -15,8 +15,9 @@ from redis.typing import EncodableT, FieldT
 
 from ranker.config import SITE_WIDE
 from ranker.decay import decayed
-from ranker.store.base import PoolExhausted, StoreBase, observed
-from ranker.store.editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
+
+from .base import PoolExhausted, StoreBase, observed
+from .editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ranker.config import Settings
 from ranker.metrics import Metrics
-from ranker.store.keys import Keys
+
+from .keys import Keys
 
 # The name its log lines have always carried (the module was ranker/store_base.py).
 log = logging.getLogger("ranker.store_base")

@@ -19,7 +19,8 @@ from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from ranker.config import SITE_WIDE
-from ranker.store.base import StoreBase, observed
+
+from .base import StoreBase, observed
 
 FOREVER = math.inf
 """The ``until`` of a hide or pin that lasts until it is removed."""

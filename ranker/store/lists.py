@@ -10,8 +10,9 @@ import orjson
 
 from ranker.config import SITE_WIDE
 from ranker.decay import decayed
-from ranker.store.base import StoreBase, observed
-from ranker.store.editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
+
+from .base import StoreBase, observed
+from .editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
 
 
 class RankedItem(NamedTuple):

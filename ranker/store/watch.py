@@ -12,8 +12,9 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ranker.metrics import Metrics
-from ranker.store import RankingStore
-from ranker.store.base import refuses_writes
+
+from . import RankingStore
+from .base import refuses_writes
 
 __all__ = ["REDIS_CHECK_INTERVAL_S", "keep_watching_redis"]
 

@@ -17,7 +17,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ranker.decay import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES
 from ranker.ingest.idempotency import FINGERPRINT_LENGTH
 from ranker.ingest.plan import FlushPlan, ranking_call
-from ranker.store.base import StoreBase, observed
+
+from .base import StoreBase, observed
 
 __all__ = ["FLUSH_IDLE_CHECK_S", "FlushNotSent", "Writes"]
 
