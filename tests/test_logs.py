@@ -25,8 +25,8 @@ from ranker.api.appkeys import CLOCK, STORE
 from ranker.logs import REQUEST_ID_HEADER, JsonFormatter, request_id
 from ranker.runtime.embedded import free_port
 from tests.conftest import Client
+from tests.runtime.test_workers import listening_pids, wait_until
 from tests.test_cli import RANKER, clean_env, serving
-from tests.test_workers import listening_pids, wait_until
 
 EDITORIAL_FIELDS = ("action", "actor", "editor", "article_id", "ranking", "slot", "until", "reason")
 

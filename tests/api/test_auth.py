@@ -20,8 +20,8 @@ from ranker.app import create_app
 from ranker.config import Settings
 from ranker.errors import Forbidden
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
+from tests.support.http import assert_error, get_ranking, redis_keys
 from tests.test_cli import serving
-from tests.test_views import assert_error, get_ranking, redis_keys
 
 TOKEN = "test-write-token-0123456789abcdef"
 OTHER_TOKEN = "rotated-write-token-9876543210zyx"

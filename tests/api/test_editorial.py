@@ -20,8 +20,8 @@ from ranker.api.appkeys import STORE
 from ranker.app import create_app
 from ranker.config import Settings
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
+from tests.support.http import assert_error, redis_keys
 from tests.test_cli import serving
-from tests.test_views import assert_error, redis_keys
 
 EDITOR_TOKEN = "editor-token-kim-0123456789abcdef"
 WRITE_TOKEN = "test-write-token-0123456789abcdef"

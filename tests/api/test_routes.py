@@ -16,6 +16,7 @@ from ranker.config import Settings
 from ranker.runtime.embedded import free_port
 from ranker.runtime.server import start
 from tests.conftest import Client, FakeClock
+from tests.support.http import assert_error
 
 
 class Served:
@@ -93,3 +94,23 @@ async def test_a_client_that_disconnects_mid_upload_is_a_499_logged_at_info(
     assert metric_samples(served.app, "499") == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("client closed the connection" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        pytest.param("GET", "/nope", 404, "not_found", id="unknown-route"),
+        pytest.param("GET", "/v1/rankings", 404, "not_found", id="rankings-no-section"),
+        pytest.param("GET", "/v1/events", 405, "method_not_allowed", id="get-events"),
+        pytest.param("DELETE", "/v1/articles/a-1", 405, "method_not_allowed", id="delete-article"),
+        pytest.param("POST", "/v1/rankings/all", 405, "method_not_allowed", id="post-ranking"),
+    ],
+)
+async def test_routing_errors_are_json(
+    client: Client, method: str, path: str, status: int, code: str
+) -> None:
+    resp = await client.request(method, path)
+    await assert_error(resp, status, code)
+    if status == 405:
+        assert resp.headers["Allow"]
+        assert method not in resp.headers["Allow"].split(", ")

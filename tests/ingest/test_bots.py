@@ -94,7 +94,7 @@ def test_a_user_agent_seen_before_is_answered_from_the_cache() -> None:
 
 # --- The same verdicts as crawlerdetect, in time linear in the user agent ---------------------
 
-DATA = Path(__file__).parent / "data" / "user_agents"
+DATA = Path(__file__).parent.parent / "data" / "user_agents"
 REFERENCE = CrawlerDetect()
 
 
@@ -217,7 +217,7 @@ def test_any_text_gets_crawlerdetects_verdict(user_agent: str) -> None:
 
 def test_a_hostile_user_agent_is_matched_as_python_would_without_its_cost() -> None:
     # The shapes that cost Python's engine most (a fifth of a second for the random letters):
-    # verdicts only here; tests/test_events.py counts the work, benchmarks time it.
+    # verdicts only here; tests/ingest/test_parse.py counts the work, benchmarks time it.
     rng = random.Random(12)
     hostile = [
         "".join(rng.choices(string.ascii_letters, k=MAX_USER_AGENT)),

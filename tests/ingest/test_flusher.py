@@ -26,8 +26,8 @@ from ranker.runtime.embedded import free_port
 from ranker.store import RankingStore
 from ranker.store.keys import Keys
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
-from tests.oracle import Oracle, assert_list_matches
-from tests.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS
+from tests.ingest.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS
+from tests.support.oracle import Oracle, assert_list_matches
 
 SECTIONS = ("national", "business", "sports", "entertainment", "world")
 DAY = 86_400.0

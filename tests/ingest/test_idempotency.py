@@ -17,7 +17,7 @@ from ranker.config import Settings
 from ranker.ingest.idempotency import HEADER, REPLAYED_HEADER, idempotency_key
 from ranker.ingest.plan import FlushPlan, KeyedBatch
 from tests.conftest import AiohttpClient, Client, FakeClock
-from tests.test_bots import CRAWLERS
+from tests.ingest.test_bots import CRAWLERS
 
 JSON = "application/json"
 

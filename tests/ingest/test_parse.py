@@ -27,7 +27,7 @@ from ranker.ingest.parse import (
     _validate,
     parse_events,
 )
-from tests.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS
+from tests.ingest.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS
 
 NOW = 1_800_000_000.0
 SECTIONS = frozenset({"national", "sports"})

@@ -1,6 +1,6 @@
 """Properties of ``ranker.events.parse_events`` over generated input (hypothesis).
 
-tests/test_events.py holds the worked examples; these hold for every body, content type and
+tests/ingest/test_parse.py holds the worked examples; these hold for every body, content type and
 charset hypothesis can think of: only the three body errors escape, every accepted view is sound,
 accepted, rejected and excluded (bots') events partition the batch, JSON and NDJSON agree, and
 the fast path agrees with the full validation.
@@ -21,7 +21,8 @@ from ranker.ingest import parse as events
 from ranker.ingest.bots import REASONS, bot_reason
 from ranker.ingest.parse import JSON_TYPES, MAX_WEIGHT, NDJSON_TYPES, ParsedEvents, parse_events
 from ranker.validation import MAX_TITLE
-from tests.strategies import (
+from tests.ingest.test_parse import reference_parse
+from tests.support.strategies import (
     MAX_TS,
     NOW,
     SECTIONS,
@@ -34,7 +35,6 @@ from tests.strategies import (
     titles,
     valid_events,
 )
-from tests.test_events import reference_parse
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"

@@ -19,8 +19,8 @@ from ranker.ingest.plan import KeyedBatch, plan_flush
 from ranker.lists.movement import movement_period
 from ranker.store import RankingStore
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
-from tests.oracle import Oracle, assert_list_matches
-from tests.test_ingest import SECTIONS, batches, make_events, post
+from tests.ingest.test_flusher import SECTIONS, batches, make_events, post
+from tests.support.oracle import Oracle, assert_list_matches
 
 HOUR = 3600.0
 PROFILES = (None, "trending", "popular")

@@ -15,7 +15,7 @@ from ranker.config import DEFAULT_SECTIONS, KEY_PREFIX_RE, SITE_WIDE, SLUG_RE
 from ranker.errors import InvalidArticleId
 from ranker.ingest.dedup import SHARDS
 from ranker.store.keys import Keys
-from tests.strategies import ID_CHARS, texts
+from tests.support.strategies import ID_CHARS, texts
 
 prefixes = st.from_regex(KEY_PREFIX_RE, fullmatch=True)
 

@@ -1,4 +1,4 @@
-"""Schemathesis hooks for the run in tests/test_openapi.py (``st run`` loads them through
+"""Schemathesis hooks for the run in tests/system/test_openapi.py (``st run`` loads them through
 SCHEMATHESIS_HOOKS): schemathesis has no serializer for NDJSON bodies of its own."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from ranker.decay import MAX_FUTURE_S
 from ranker.ingest.parse import MAX_USER_AGENT, MAX_VISITOR_ID, MAX_WEIGHT
 from ranker.validation import MAX_TITLE, MAX_URL
-from tests.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS
+from tests.ingest.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS
 
 NOW = 1_800_000_000.0
 MAX_TS = NOW + MAX_FUTURE_S

@@ -29,7 +29,7 @@ from ranker.config import ConfigError, Settings
 from ranker.runtime.embedded import free_port
 from tests.conftest import Client
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "ranker.json"

@@ -31,7 +31,7 @@ from ranker.store import watch as watch_module
 from ranker.store.base import refuses_writes
 from ranker.store.keys import Keys
 from tests.conftest import AiohttpClient, Client, FakeClock
-from tests.proxy import ReplyLosingProxy
+from tests.support.proxy import ReplyLosingProxy
 
 SECTIONS = ("sports", "world", "business")
 
