@@ -160,16 +160,7 @@ def observed(
         try:
             response = None if fast is None else fast(request)
             if response is None:
-                # For the request id in anything logged from here on. The fast path logs
-                # nothing, and skips even this; an error it raises is logged below.
-                CURRENT_REQUEST.set(request)
-                async with asyncio.timeout(timeout) as deadline:
-                    try:
-                        response = await handler(request)
-                    except asyncio.CancelledError:
-                        if deadline.expired():
-                            raise RequestTimeout(_timed_out_message(route, timeout)) from None
-                        raise
+                response = await _within_deadline(handler, request, route, timeout)
         except RankerError as exc:
             CURRENT_REQUEST.set(request)
             response = error_response(
@@ -184,51 +175,14 @@ def observed(
             response = error_response(
                 exc.status, HTTP_ERROR_CODES.get(exc.status, "http_error"), exc.reason
             )
-        except PoolExhausted as exc:
-            # Ranker's own back-pressure, not a Redis error: Redis may be fine.
-            log.debug("no Redis connection for %s %s: %s", request.method, request.path, exc)
-            overloaded = Overloaded("too many requests are waiting for Redis; try again shortly")
-            response = error_response(
-                overloaded.status, overloaded.code, overloaded.message, retry_after=1
-            )
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            request.app[METRICS].redis_errors.labels(operation=route).inc()
-            log.warning("Redis unavailable during %s %s: %s", request.method, request.path, exc)
-            response = error_response(
-                503, "redis_unavailable", "Redis did not answer; try again shortly", retry_after=1
-            )
         except RedisError as exc:
-            request.app[METRICS].redis_errors.labels(operation=route).inc()
-            if refuses_writes(exc):
-                # Redis's state, not a bug: a 503 the client may retry, and no log line per
-                # request (the store logs when Redis starts refusing, and when it stops).
-                refused = RedisRefusesWrites(
-                    "Redis refuses writes (out of memory, or a read-only replica); try again later"
-                )
-                response = error_response(
-                    refused.status, refused.code, refused.message, retry_after=refused.retry_after
-                )
-            else:
-                log.exception("Redis error during %s %s", request.method, request.path)
-                response = error_response(500, "redis_error", "Redis rejected a command")
+            response = _redis_error_response(request, route, exc)
         except asyncio.CancelledError:
             # The client left first; counted as nginx does.
             latency.observe(route, request.method, CLIENT_CLOSED_REQUEST, perf_counter() - started)
             raise
         except ConnectionError as exc:
-            # The client closed its connection while its body was read (a sender's timeout, a
-            # flaky link): its doing, not the service's, so no 5xx to feed the error-ratio
-            # alert and no traceback. Nobody reads this answer; the access log and the
-            # latency metric do.
-            CURRENT_REQUEST.set(request)
-            log.info(
-                "client closed the connection during %s %s: %s", request.method, request.path, exc
-            )
-            response = error_response(
-                CLIENT_CLOSED_REQUEST,
-                "client_closed_request",
-                "the client closed the connection before its request was read",
-            )
+            response = _client_closed_response(request, exc)
         except Exception:
             CURRENT_REQUEST.set(request)
             log.exception("unhandled error during %s %s", request.method, request.path)
@@ -275,3 +229,59 @@ def _method_not_allowed(allowed: Iterable[str]) -> Handler:
 
 async def _not_found(request: web.Request) -> web.StreamResponse:
     raise NotFound(f"no such path: {request.path[:200]}")
+
+
+def _redis_error_response(request: web.Request, route: str, exc: RedisError) -> web.Response:
+    """The answer to a request that Redis failed: too much of ranker's own work at once (503
+    overloaded), Redis unreachable (503), Redis refusing writes (503), or an error (500)."""
+    if isinstance(exc, PoolExhausted):
+        # Ranker's own back-pressure, not a Redis error: Redis may be fine.
+        log.debug("no Redis connection for %s %s: %s", request.method, request.path, exc)
+        overloaded = Overloaded("too many requests are waiting for Redis; try again shortly")
+        return error_response(overloaded.status, overloaded.code, overloaded.message, retry_after=1)
+    request.app[METRICS].redis_errors.labels(operation=route).inc()
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        log.warning("Redis unavailable during %s %s: %s", request.method, request.path, exc)
+        return error_response(
+            503, "redis_unavailable", "Redis did not answer; try again shortly", retry_after=1
+        )
+    if refuses_writes(exc):
+        # Redis's state, not a bug: a 503 the client may retry, and no log line per
+        # request (the store logs when Redis starts refusing, and when it stops).
+        refused = RedisRefusesWrites(
+            "Redis refuses writes (out of memory, or a read-only replica); try again later"
+        )
+        return error_response(
+            refused.status, refused.code, refused.message, retry_after=refused.retry_after
+        )
+    log.exception("Redis error during %s %s", request.method, request.path)
+    return error_response(500, "redis_error", "Redis rejected a command")
+
+
+def _client_closed_response(request: web.Request, exc: ConnectionError) -> web.Response:
+    """The client closed its connection while its body was read (a sender's timeout, a flaky
+    link): its doing, not the service's, so no 5xx to feed the error-ratio alert and no
+    traceback. Nobody reads this answer; the access log and the latency metric do."""
+    CURRENT_REQUEST.set(request)
+    log.info("client closed the connection during %s %s: %s", request.method, request.path, exc)
+    return error_response(
+        CLIENT_CLOSED_REQUEST,
+        "client_closed_request",
+        "the client closed the connection before its request was read",
+    )
+
+
+async def _within_deadline(
+    handler: Handler, request: web.Request, route: str, deadline_s: float | None
+) -> web.StreamResponse:
+    """The handler's answer, or :class:`RequestTimeout` once it has taken ``deadline_s``."""
+    # For the request id in anything logged from here on. The fast path logs nothing, and
+    # skips even this; an error it raises is logged by the caller.
+    CURRENT_REQUEST.set(request)
+    async with asyncio.timeout(deadline_s) as deadline:
+        try:
+            return await handler(request)
+        except asyncio.CancelledError:
+            if deadline.expired():
+                raise RequestTimeout(_timed_out_message(route, deadline_s)) from None
+            raise

@@ -172,60 +172,24 @@ class Ingestor:
     async def _flush(self, batch: list[_Request]) -> None:
         started = time.perf_counter()
         views = sum(len(request.views) for request in batch)
-        metadata: dict[str, tuple[str | None, str | None]] = {}
         error: Exception | None = None
         plan: FlushPlan | None = None
         replayed: frozenset[str] = frozenset()
-        # The first request of each key and body goes to Redis; a later one with both the same
-        # is a retry of it and is not sent (in one script call, both would be reported as
-        # retries). One with the same key and another body than the key was first sent with
-        # (in Redis, or in this flush) is refused, and none of its views counted.
         first_of: dict[str, tuple[str, _Request]] = {}
         repeats: list[_Request] = []
         try:
-            claimed = await self._claim_keys(batch)
-            for request in batch:
-                if request.key is None:
-                    continue
-                key, record = request.key
-                if claimed[key.token] != key.fingerprint:
-                    if not request.future.done():
-                        request.future.set_exception(key_reused())
-                elif key.token in first_of:
-                    repeats.append(request)
-                else:
-                    first_of[key.token] = (record, request)
-            for request in batch:
-                if request.future.done():
-                    continue  # refused: its titles and URLs are not taken either
-                for article_id, (title, url) in request.metadata.items():
-                    merge_metadata(metadata, article_id, title, url)
+            first_of, repeats = _first_of_each_key(batch, await self._claim_keys(batch))
             unkeyed = [request.views for request in batch if request.key is None]
             if unkeyed or first_of:  # else every request was refused: nothing to send
                 plan = plan_flush(
                     unkeyed,
-                    metadata,
+                    _metadata_of(batch),
                     self._settings,
                     [(token, record, r.views) for token, (record, r) in first_of.items()],
                 )
                 replayed = await self._store.apply(plan, self._clock())
-        except FlushNotSent as exc:
-            log.warning("flush of %d views failed: %s", views, exc)
-            self._metrics.redis_errors.labels(operation="flush").inc()
-            error = StoreUnavailable("Redis did not answer; nothing was counted")
-            self._fail_queued(error)
         except RedisError as exc:
-            log.warning("flush of %d views failed: %s", views, exc)
-            self._metrics.redis_errors.labels(operation="flush").inc()
-            error = FlushFailed(
-                f"Redis did not acknowledge the batch ({type(exc).__name__}). It may still have "
-                "been counted, in part or in full: retry with the same Idempotency-Key to have "
-                "it counted exactly once"
-            )
-            # Those queued behind it were never sent, and would only wait out the same failure.
-            self._fail_queued(
-                StoreUnavailable("Redis did not answer a flush just before; nothing was counted")
-            )
+            error = self._failed(views, exc)
         except Exception as exc:
             # A bug must fail the requests sharing this flush, not kill the loop for later ones.
             log.exception("flush of %d views failed", views)
@@ -234,17 +198,7 @@ class Ingestor:
         skipped = [request for token, (_, request) in first_of.items() if token in replayed]
         retries = {id(request) for request in (*skipped, *repeats)}
         if error is None and plan is not None:
-            accepted = dict(plan.views_by_section)
-            for request in skipped:
-                for view in request.views:
-                    accepted[view[1]] -= 1
-            if retries:
-                self._metrics.batches_replayed.labels(found="flush").inc(len(retries))
-            for section, count in accepted.items():
-                if count:
-                    self._metrics.events_accepted.labels(section=section).inc(count)
-            if self._on_applied is not None:
-                self._on_applied(plan.rankings())
+            self._counted(plan, skipped, len(retries))
             self._metrics.flush_duration.observe(time.perf_counter() - started)
             self._metrics.flush_events.observe(views)
         for request in batch:
@@ -254,6 +208,40 @@ class Ingestor:
                 request.future.set_result(id(request) in retries)
             else:
                 request.future.set_exception(error)
+
+    def _failed(self, views: int, exc: RedisError) -> Exception:
+        """What the requests of a flush Redis failed are answered with; those queued behind it
+        are failed too."""
+        log.warning("flush of %d views failed: %s", views, exc)
+        self._metrics.redis_errors.labels(operation="flush").inc()
+        if isinstance(exc, FlushNotSent):
+            error = StoreUnavailable("Redis did not answer; nothing was counted")
+            self._fail_queued(error)
+            return error
+        # Those queued behind it were never sent, and would only wait out the same failure.
+        self._fail_queued(
+            StoreUnavailable("Redis did not answer a flush just before; nothing was counted")
+        )
+        return FlushFailed(
+            f"Redis did not acknowledge the batch ({type(exc).__name__}). It may still have "
+            "been counted, in part or in full: retry with the same Idempotency-Key to have "
+            "it counted exactly once"
+        )
+
+    def _counted(self, plan: FlushPlan, skipped: list[_Request], retries: int) -> None:
+        """Count an applied flush's views in the metrics, less those of batches Redis had
+        counted before (retries), and tell the lists which rankings changed."""
+        accepted = dict(plan.views_by_section)
+        for request in skipped:
+            for view in request.views:
+                accepted[view[1]] -= 1
+        if retries:
+            self._metrics.batches_replayed.labels(found="flush").inc(retries)
+        for section, count in accepted.items():
+            if count:
+                self._metrics.events_accepted.labels(section=section).inc(count)
+        if self._on_applied is not None:
+            self._on_applied(plan.rankings())
 
     async def _claim_keys(self, batch: list[_Request]) -> dict[str, str]:
         """The fingerprint each key in ``batch`` stands for (see ``RankingStore.claim_keys``);
@@ -278,3 +266,37 @@ class Ingestor:
                 request.future.set_exception(error)
         self._queued_views = 0
         self._metrics.flush_queue_events.set(0)
+
+
+def _first_of_each_key(
+    batch: list[_Request], claimed: dict[str, str]
+) -> tuple[dict[str, tuple[str, _Request]], list[_Request]]:
+    """The first request of each key and body, which goes to Redis, and the later ones with
+    both the same: retries of it, not sent (in one script call, both would be reported as
+    retries). One with the same key and another body than the key was first sent with (in
+    Redis, or in this flush) is refused, and none of its views counted."""
+    first_of: dict[str, tuple[str, _Request]] = {}
+    repeats: list[_Request] = []
+    for request in batch:
+        if request.key is None:
+            continue
+        key, record = request.key
+        if claimed[key.token] != key.fingerprint:
+            if not request.future.done():
+                request.future.set_exception(key_reused())
+        elif key.token in first_of:
+            repeats.append(request)
+        else:
+            first_of[key.token] = (record, request)
+    return first_of, repeats
+
+
+def _metadata_of(batch: list[_Request]) -> dict[str, tuple[str | None, str | None]]:
+    """The titles and URLs a flush's requests carry, but those of requests refused."""
+    metadata: dict[str, tuple[str | None, str | None]] = {}
+    for request in batch:
+        if request.future.done():
+            continue  # refused: its titles and URLs are not taken either
+        for article_id, (title, url) in request.metadata.items():
+            merge_metadata(metadata, article_id, title, url)
+    return metadata
