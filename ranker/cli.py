@@ -14,7 +14,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ranker import __version__
+from ranker import __version__, config
 from ranker.app import create_app
 from ranker.config import ConfigError, Settings
 from ranker.logs import access_log_options, configure_logging
@@ -25,7 +25,7 @@ from ranker.runtime.workers import PortInUse, check_port_is_free, serve_workers
 log = logging.getLogger("ranker")
 
 SERVE_EPILOG = """\
-settings come from RANKER_* environment variables (see the README); the most used:
+settings come from RANKER_* environment variables (all in docs/settings.md); the most used:
   RANKER_REDIS_URL    Redis to use, e.g. redis://127.0.0.1:6379/0. Unset: start a private
                       server with append-only persistence under RANKER_DATA_DIR.
   RANKER_HOST         address to listen on (default 127.0.0.1)
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings.from_env(os.environ)
+        settings = config.from_env(os.environ)
         given = (("host", args.host), ("port", args.port), ("workers", args.workers))
         overrides = {name: value for name, value in given if value is not None}
         settings = dataclasses.replace(settings, **overrides)

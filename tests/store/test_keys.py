@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from ranker.api.preconditions import check_article_id
-from ranker.config import DEFAULT_SECTIONS, KEY_PREFIX_RE, SITE_WIDE, SLUG_RE
+from ranker.config import DEFAULT_SECTIONS, SITE_WIDE, SLUG_RE
+from ranker.config.limits import KEY_PREFIX_RE
 from ranker.errors import InvalidArticleId
 from ranker.ingest.dedup import SHARDS
 from ranker.store.keys import Keys

@@ -11,11 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ranker import config
 from ranker.config import SITE_WIDE, SLUG_RE, ConfigError, Settings
 
 
 def test_every_variable_is_read() -> None:
-    settings = Settings.from_env(
+    settings = config.from_env(
         {
             "RANKER_REDIS_URL": "redis://10.0.0.5:6380/2",
             "RANKER_HOST": "0.0.0.0",
@@ -76,7 +77,7 @@ def test_every_variable_is_read() -> None:
 
 @pytest.mark.parametrize("none", ["none", "None", " NONE "])
 def test_no_named_windows_is_spelled_none(none: str) -> None:
-    settings = Settings.from_env({"RANKER_WINDOWS": none})
+    settings = config.from_env({"RANKER_WINDOWS": none})
     assert settings.windows == {}
     assert settings.profiles == (None,)
 
@@ -91,7 +92,7 @@ def test_no_named_windows_is_spelled_none(none: str) -> None:
 )
 def test_a_bad_redis_url_is_not_echoed(url: str) -> None:
     with pytest.raises(ConfigError) as raised:
-        Settings.from_env({"RANKER_REDIS_URL": url})
+        config.from_env({"RANKER_REDIS_URL": url})
     assert "RANKER_REDIS_URL" in str(raised.value)
     assert "s3cret" not in str(raised.value)
 
@@ -110,7 +111,7 @@ def test_a_bad_redis_url_is_not_echoed(url: str) -> None:
 )
 def test_an_unexpanded_variable_is_refused_naming_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable) as raised:
-        Settings.from_env({variable: value})
+        config.from_env({variable: value})
     assert "unexpanded" in str(raised.value)
     assert "a-real-token" not in str(raised.value)
 
@@ -141,7 +142,7 @@ class ReadLog(Mapping[str, str]):
 
 def variables() -> list[str]:
     env = ReadLog()
-    Settings.from_env(env)
+    config.from_env(env)
     return env.names
 
 
@@ -167,7 +168,7 @@ def test_any_value_gives_settings_or_an_error_naming_its_variable(
     variable: str, value: str
 ) -> None:
     try:
-        Settings.from_env({variable: value})
+        config.from_env({variable: value})
     except ConfigError as exc:
         message = str(exc)
     else:
@@ -190,7 +191,7 @@ def test_sections_and_their_half_lives_read_back_as_written(
     sections: list[str], pad: str, half_lives: list[float]
 ) -> None:
     chosen = dict(zip([SITE_WIDE, *sections], half_lives, strict=False))
-    settings = Settings.from_env(
+    settings = config.from_env(
         {
             "RANKER_SECTIONS": ",".join(f"{pad}{slug}{pad}" for slug in sections) + ",",
             "RANKER_SECTION_HALF_LIVES": ",".join(
@@ -204,7 +205,7 @@ def test_sections_and_their_half_lives_read_back_as_written(
 
 @given(port=st.integers(1, 65535), half_life=st.floats(1.0, allow_infinity=False))
 def test_numbers_read_back_as_written(port: int, half_life: float) -> None:
-    settings = Settings.from_env({"RANKER_PORT": str(port), "RANKER_HALF_LIFE_S": repr(half_life)})
+    settings = config.from_env({"RANKER_PORT": str(port), "RANKER_HALF_LIFE_S": repr(half_life)})
     assert (settings.port, settings.half_life_s) == (port, half_life)
 
 
@@ -212,7 +213,7 @@ def test_numbers_read_back_as_written(port: int, half_life: float) -> None:
 def test_a_switch_is_one_of_eight_words_in_any_case(value: str) -> None:
     word, on = value.strip().lower(), ("1", "true", "yes", "on")
     try:
-        access_log = Settings.from_env({"RANKER_ACCESS_LOG": value}).access_log
+        access_log = config.from_env({"RANKER_ACCESS_LOG": value}).access_log
     except ConfigError:
         assert word
         assert word not in (*on, "0", "false", "no", "off")
@@ -222,29 +223,29 @@ def test_a_switch_is_one_of_eight_words_in_any_case(value: str) -> None:
 
 def test_the_byte_budget_grows_to_hold_the_largest_body_unless_it_is_set() -> None:
     large = 32 * 1024 * 1024
-    assert Settings.from_env({"RANKER_MAX_BODY_BYTES": str(large)}).max_pending_bytes == large
+    assert config.from_env({"RANKER_MAX_BODY_BYTES": str(large)}).max_pending_bytes == large
     with pytest.raises(ConfigError, match=r"^RANKER_MAX_PENDING_BYTES"):
-        Settings.from_env(
+        config.from_env(
             {"RANKER_MAX_BODY_BYTES": str(large), "RANKER_MAX_PENDING_BYTES": str(large - 1)}
         )
 
 
 def test_a_clients_share_is_half_the_byte_budget_unless_it_is_set() -> None:
     budget = {"RANKER_MAX_PENDING_BYTES": str(32 * 1024 * 1024)}
-    assert Settings.from_env(budget).client_max_pending_bytes == 16 * 1024 * 1024
+    assert config.from_env(budget).client_max_pending_bytes == 16 * 1024 * 1024
     large = {"RANKER_MAX_BODY_BYTES": str(48 * 1024 * 1024)}
-    assert Settings.from_env(large).client_max_pending_bytes == 24 * 1024 * 1024
+    assert config.from_env(large).client_max_pending_bytes == 24 * 1024 * 1024
     both = {**budget, "RANKER_CLIENT_MAX_PENDING_BYTES": "65536"}
-    assert Settings.from_env(both).client_max_pending_bytes == 65536
+    assert config.from_env(both).client_max_pending_bytes == 65536
 
 
 def test_the_burst_grows_to_hold_the_largest_batch_unless_it_is_set() -> None:
-    settings = Settings.from_env({"RANKER_MAX_BATCH_EVENTS": "50000"})
+    settings = config.from_env({"RANKER_MAX_BATCH_EVENTS": "50000"})
     assert settings.client_burst_events == 50_000
 
 
 def test_ingest_limits_are_read_from_the_environment() -> None:
-    settings = Settings.from_env(
+    settings = config.from_env(
         {
             "RANKER_REQUEST_TIMEOUT_S": "2.5",
             "RANKER_IDEMPOTENCY_WINDOW_S": "3600",
@@ -271,7 +272,7 @@ def test_ingest_limits_are_read_from_the_environment() -> None:
 
 
 def test_editor_tokens_are_name_token_pairs() -> None:
-    settings = Settings.from_env(
+    settings = config.from_env(
         {
             "RANKER_EDITOR_TOKENS": (
                 " desk:editor-token-0123456789, kim.j@news:x:y-token-abcdefghij ,"
@@ -302,24 +303,24 @@ def test_editor_tokens_are_name_token_pairs() -> None:
 )
 def test_bad_editor_tokens_are_named_and_not_echoed(raw: str, message: str) -> None:
     with pytest.raises(ConfigError, match=f"RANKER_EDITOR_TOKENS: {message}") as raised:
-        Settings.from_env({"RANKER_EDITOR_TOKENS": raw})
+        config.from_env({"RANKER_EDITOR_TOKENS": raw})
     assert "editor-token-0123456789" not in str(raised.value)
 
 
 @pytest.mark.parametrize("raw", ["999", "10000001", "many"])
 def test_a_bad_audit_size_is_an_error(raw: str) -> None:
     with pytest.raises(ConfigError, match="RANKER_AUDIT_MAX_ENTRIES"):
-        Settings.from_env({"RANKER_AUDIT_MAX_ENTRIES": raw})
+        config.from_env({"RANKER_AUDIT_MAX_ENTRIES": raw})
 
 
 def test_metadata_from_events_is_kept_for_days_or_for_ever() -> None:
-    assert Settings.from_env({}).event_metadata_ttl_s == 3 * 86_400
-    assert Settings.from_env({"RANKER_EVENT_METADATA_TTL_S": "0"}).event_metadata_ttl_s == 0
-    settings = Settings.from_env({"RANKER_EVENT_METADATA_TTL_S": "86400"})
+    assert config.from_env({}).event_metadata_ttl_s == 3 * 86_400
+    assert config.from_env({"RANKER_EVENT_METADATA_TTL_S": "0"}).event_metadata_ttl_s == 0
+    settings = config.from_env({"RANKER_EVENT_METADATA_TTL_S": "86400"})
     assert settings.event_metadata_ttl_s == 86_400
 
 
 @pytest.mark.parametrize("raw", ["59", "3599", "31536001", "-1", "a week"])
 def test_a_bad_metadata_lifetime_is_an_error(raw: str) -> None:
     with pytest.raises(ConfigError, match="RANKER_EVENT_METADATA_TTL_S"):
-        Settings.from_env({"RANKER_EVENT_METADATA_TTL_S": raw})
+        config.from_env({"RANKER_EVENT_METADATA_TTL_S": raw})

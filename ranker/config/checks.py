@@ -1,61 +1,90 @@
 """The checks on settings' values: each raises :class:`~ranker.config.ConfigError` naming the
-variable a bad value came from. :class:`~ranker.config.Settings` runs them all when it is made."""
+variable a bad value came from, as the field's declaration names it.
+:class:`~ranker.config.Settings` runs them all when it is made."""
 
 from __future__ import annotations
 
 import functools
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import fields
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 
-from ranker.config import (
+from .limits import (
     ANY_ORIGIN,
     DEFAULT_WINDOW,
     EDITOR_NAME_RE,
     KEY_PREFIX_RE,
     LOG_FORMATS,
     LOG_LEVELS,
-    MAX_AUDIT_ENTRIES,
-    MAX_CONNECTIONS,
     MAX_DEDUP_WINDOW_S,
     MAX_EVENT_METADATA_TTL_S,
     MAX_MOVEMENT_INTERVAL_S,
     MAX_WINDOWS,
     MAX_WORKERS,
-    MIN_AUDIT_ENTRIES,
-    MIN_CONNECTIONS,
     MIN_EVENT_METADATA_TTL_S,
     MIN_HALF_LIFE_S,
     MIN_MOVEMENT_INTERVAL_S,
     MIN_PRUNE_BELOW,
     ORIGIN_RE,
+    SETTING,
     SITE_WIDE,
     SLUG_RE,
     TOKEN_RE,
     ConfigError,
-    Settings,
+    Setting,
 )
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 def check_settings(settings: Settings) -> None:
     """Raise :class:`~ranker.config.ConfigError` for the first value out of bounds."""
-    check_sections(settings.sections, "RANKER_SECTIONS")
+    var = variables(type(settings))
+    check_sections(settings.sections, var["sections"])
     if settings.redis_url is not None:
-        check_redis_url(settings.redis_url, "RANKER_REDIS_URL")
-    _check_windows(settings)
+        check_redis_url(settings.redis_url, var["redis_url"])
+    _check_windows(settings, var)
     _check_per_ranking(
-        settings, settings.section_half_lives, "RANKER_SECTION_HALF_LIVES", _check_half_life
+        settings, settings.section_half_lives, var["section_half_lives"], _check_half_life
     )
-    _check_per_ranking(settings, settings.max_age_hours, "RANKER_MAX_AGE_HOURS", _check_positive)
-    _check_half_life(settings.half_life_s, "RANKER_HALF_LIFE_S")
-    _check_positive(settings.redis_timeout_s, "RANKER_REDIS_TIMEOUT_S")
-    if not (
-        math.isfinite(settings.refresh_interval_s) and 0.01 <= settings.refresh_interval_s <= 3600
-    ):
-        raise ConfigError("RANKER_REFRESH_INTERVAL_S: must be from 0.01 to 3600 seconds")
+    _check_per_ranking(settings, settings.max_age_hours, var["max_age_hours"], _check_positive)
+    _check_half_life(settings.half_life_s, var["half_life_s"])
+    _check_positive(settings.redis_timeout_s, var["redis_timeout_s"])
+    _check_ranges(settings)
+    _check_lists(settings, var)
+    _check_ingest_limits(settings, var)
+    _check_tokens(settings.write_tokens, var["write_tokens"])
+    _check_editors(settings, var)
+    _check_origins(settings.cors_origins, var["cors_origins"])
+
+
+def variables(settings_type: type[Settings]) -> dict[str, str]:
+    """Field name -> the ``RANKER_*`` variable its declaration reads it from."""
+    return {
+        f.name: f.metadata[SETTING].variable for f in fields(settings_type) if SETTING in f.metadata
+    }
+
+
+def _check_ranges(settings: Settings) -> None:
+    """The settings declared with a :class:`~ranker.config.limits.Range`."""
+    for f in fields(settings):
+        declared: Setting | None = f.metadata.get(SETTING)
+        if declared is None or declared.bounds is None:
+            continue
+        bounds = declared.bounds
+        if not bounds.low <= getattr(settings, f.name) <= bounds.high:  # NaN fails too
+            raise ConfigError(bounds.message(declared.variable))
+
+
+def _check_lists(settings: Settings, var: Mapping[str, str]) -> None:
+    """Movement, ports, prefixes, sizes and the log: the bounds that are not plain ranges."""
+    movement = var["movement_interval_s"]
     if not (
         math.isfinite(settings.movement_interval_s)
         and max(MIN_MOVEMENT_INTERVAL_S, settings.refresh_interval_s)
@@ -64,41 +93,25 @@ def check_settings(settings: Settings) -> None:
     ):
         # Shorter than a refresh, an interval could pass with no list recorded in it.
         raise ConfigError(
-            f"RANKER_MOVEMENT_INTERVAL_S: must be from {MIN_MOVEMENT_INTERVAL_S:g} (and at "
-            f"least RANKER_REFRESH_INTERVAL_S) to {MAX_MOVEMENT_INTERVAL_S:g} seconds"
+            f"{movement}: must be from {MIN_MOVEMENT_INTERVAL_S:g} (and at "
+            f"least {var['refresh_interval_s']}) to {MAX_MOVEMENT_INTERVAL_S:g} seconds"
         )
-    for value, name in (
-        (settings.stale_while_revalidate_s, "RANKER_STALE_WHILE_REVALIDATE_S"),
-        (settings.stale_if_error_s, "RANKER_STALE_IF_ERROR_S"),
-    ):
-        if not 0 <= value <= 31_536_000:
-            raise ConfigError(f"{name}: must be a whole number of seconds from 0 to 31536000")
     if not 0 < settings.port < 65536:
-        raise ConfigError(f"RANKER_PORT (or --port): {settings.port} is not a TCP port (1-65535)")
+        raise ConfigError(f"{var['port']} (or --port): {settings.port} is not a TCP port (1-65535)")
     if not KEY_PREFIX_RE.fullmatch(settings.key_prefix):
         raise ConfigError(
-            f"RANKER_KEY_PREFIX: {settings.key_prefix!r} must be 1-64 characters of A-Za-z0-9._:-"
+            f"{var['key_prefix']}: {settings.key_prefix!r} must be 1-64 characters of A-Za-z0-9._:-"
         )
-    if not 1024 <= settings.max_body_bytes <= 64 * 1024 * 1024:
-        raise ConfigError("RANKER_MAX_BODY_BYTES: must be from 1024 to 67108864 (64 MiB)")
-    if not 100 <= settings.max_set_size <= 1_000_000:
-        raise ConfigError("RANKER_MAX_SET_SIZE: must be from 100 to 1000000")
     if settings.max_pending_events < 1000:
-        raise ConfigError("RANKER_MAX_PENDING_EVENTS: must be at least 1000")
-    if not 2 <= settings.redis_max_connections <= 10_000:
-        raise ConfigError("RANKER_REDIS_MAX_CONNECTIONS: must be from 2 to 10000")
+        raise ConfigError(f"{var['max_pending_events']}: must be at least 1000")
     if not MIN_PRUNE_BELOW <= settings.prune_below < 1:
-        raise ConfigError(f"RANKER_PRUNE_BELOW: must be at least {MIN_PRUNE_BELOW} and below 1")
+        raise ConfigError(f"{var['prune_below']}: must be at least {MIN_PRUNE_BELOW} and below 1")
     if not 1 <= settings.workers <= MAX_WORKERS:
-        raise ConfigError(f"RANKER_WORKERS (or --workers): must be from 1 to {MAX_WORKERS}")
+        raise ConfigError(f"{var['workers']} (or --workers): must be from 1 to {MAX_WORKERS}")
     if settings.log_format not in LOG_FORMATS:
-        raise ConfigError(f"RANKER_LOG_FORMAT: must be one of {', '.join(LOG_FORMATS)}")
+        raise ConfigError(f"{var['log_format']}: must be one of {', '.join(LOG_FORMATS)}")
     if settings.log_level not in LOG_LEVELS:
-        raise ConfigError(f"RANKER_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
-    _check_ingest_limits(settings)
-    _check_tokens(settings.write_tokens, "RANKER_WRITE_TOKENS")
-    _check_editors(settings)
-    _check_origins(settings.cors_origins, "RANKER_CORS_ORIGINS")
+        raise ConfigError(f"{var['log_level']}: must be one of {', '.join(LOG_LEVELS)}")
 
 
 def _check_per_ranking(
@@ -115,8 +128,8 @@ def _check_per_ranking(
         check(value, variable)
 
 
-def _check_editors(settings: Settings) -> None:
-    variable = "RANKER_EDITOR_TOKENS"
+def _check_editors(settings: Settings, var: Mapping[str, str]) -> None:
+    variable = var["editor_tokens"]
     for name in settings.editor_tokens:
         if not EDITOR_NAME_RE.fullmatch(name):
             raise ConfigError(
@@ -127,79 +140,60 @@ def _check_editors(settings: Settings) -> None:
     if len(set(tokens)) != len(tokens):
         # One token, two names: the audit log could not say which editor it was.
         raise ConfigError(f"{variable}: two editors share a token; give each its own")
-    if not MIN_AUDIT_ENTRIES <= settings.audit_max_entries <= MAX_AUDIT_ENTRIES:
-        raise ConfigError(
-            f"RANKER_AUDIT_MAX_ENTRIES: must be from {MIN_AUDIT_ENTRIES} to {MAX_AUDIT_ENTRIES}"
-        )
 
 
-def _check_windows(settings: Settings) -> None:
+def _check_windows(settings: Settings, var: Mapping[str, str]) -> None:
+    windows = var["windows"]
     if len(settings.windows) > MAX_WINDOWS:
-        raise ConfigError(f"RANKER_WINDOWS: at most {MAX_WINDOWS} windows")
+        raise ConfigError(f"{windows}: at most {MAX_WINDOWS} windows")
     for name, half_life in settings.windows.items():
         if not SLUG_RE.fullmatch(name):
             raise ConfigError(
-                f"RANKER_WINDOWS: {name!r} is not a slug (lowercase letters, digits and "
-                "inner dashes)"
+                f"{windows}: {name!r} is not a slug (lowercase letters, digits and inner dashes)"
             )
         if name == DEFAULT_WINDOW:
             raise ConfigError(
-                f"RANKER_WINDOWS: {DEFAULT_WINDOW!r} is reserved for the profile "
-                "RANKER_HALF_LIFE_S configures"
+                f"{windows}: {DEFAULT_WINDOW!r} is reserved for the profile "
+                f"{var['half_life_s']} configures"
             )
-        _check_half_life(half_life, "RANKER_WINDOWS")
-    variable = "RANKER_WINDOW_SECTION_HALF_LIVES"
+        _check_half_life(half_life, windows)
+    variable = var["window_half_lives"]
     for window, half_lives in settings.window_half_lives.items():
         if window not in settings.windows:
             configured = ", ".join(settings.windows) or "none"
             raise ConfigError(
-                f"{variable}: {window!r} is not a window in RANKER_WINDOWS "
-                f"(configured: {configured})"
+                f"{variable}: {window!r} is not a window in {windows} (configured: {configured})"
             )
         _check_per_ranking(settings, half_lives, variable, _check_half_life)
 
 
-def _check_ingest_limits(settings: Settings) -> None:
-    if not (math.isfinite(settings.request_timeout_s) and 0.1 <= settings.request_timeout_s <= 600):
-        raise ConfigError("RANKER_REQUEST_TIMEOUT_S: must be from 0.1 to 600 seconds")
-    if not 60 <= settings.idempotency_window_s <= 30 * 86_400:
-        raise ConfigError(
-            "RANKER_IDEMPOTENCY_WINDOW_S: must be a whole number of seconds from 60 to 2592000"
-        )
+def _check_ingest_limits(settings: Settings, var: Mapping[str, str]) -> None:
     if not 0 <= settings.dedup_window_s <= MAX_DEDUP_WINDOW_S:
         raise ConfigError(
-            "RANKER_DEDUP_WINDOW_S: must be a whole number of seconds from 0 (off) to "
+            f"{var['dedup_window_s']}: must be a whole number of seconds from 0 (off) to "
             f"{MAX_DEDUP_WINDOW_S}"
         )
     ttl = settings.event_metadata_ttl_s
     if ttl != 0 and not MIN_EVENT_METADATA_TTL_S <= ttl <= MAX_EVENT_METADATA_TTL_S:
         raise ConfigError(
-            "RANKER_EVENT_METADATA_TTL_S: must be 0 (keep for ever) or a whole number of seconds "
-            f"from {MIN_EVENT_METADATA_TTL_S} to {MAX_EVENT_METADATA_TTL_S}"
+            f"{var['event_metadata_ttl_s']}: must be 0 (keep for ever) or a whole number of "
+            f"seconds from {MIN_EVENT_METADATA_TTL_S} to {MAX_EVENT_METADATA_TTL_S}"
         )
     if settings.max_pending_bytes < settings.max_body_bytes:
         raise ConfigError(
-            "RANKER_MAX_PENDING_BYTES: must be at least RANKER_MAX_BODY_BYTES "
+            f"{var['max_pending_bytes']}: must be at least {var['max_body_bytes']} "
             f"({settings.max_body_bytes}), or no body of the largest size could ever be taken"
         )
     if settings.client_max_pending_bytes < 1024:
         raise ConfigError(
-            "RANKER_CLIENT_MAX_PENDING_BYTES: must be at least 1024 (a client's one request in "
-            "progress is always let in, however large)"
+            f"{var['client_max_pending_bytes']}: must be at least 1024 (a client's one request "
+            "in progress is always let in, however large)"
         )
-    if not (math.isfinite(settings.header_timeout_s) and 0.1 <= settings.header_timeout_s <= 600):
-        raise ConfigError("RANKER_HEADER_TIMEOUT_S: must be from 0.1 to 600 seconds")
-    if not MIN_CONNECTIONS <= settings.max_connections <= MAX_CONNECTIONS:
-        raise ConfigError(
-            f"RANKER_MAX_CONNECTIONS: must be from {MIN_CONNECTIONS} to {MAX_CONNECTIONS}"
-        )
-    if not 1 <= settings.max_batch_events <= 1_000_000:
-        raise ConfigError("RANKER_MAX_BATCH_EVENTS: must be from 1 to 1000000")
     if not (math.isfinite(settings.client_events_per_s) and settings.client_events_per_s >= 0):
-        raise ConfigError("RANKER_CLIENT_EVENTS_PER_S: must be 0 (no limit) or more")
+        raise ConfigError(f"{var['client_events_per_s']}: must be 0 (no limit) or more")
     if settings.client_burst_events < settings.max_batch_events:
         raise ConfigError(
-            "RANKER_CLIENT_BURST_EVENTS: must be at least RANKER_MAX_BATCH_EVENTS "
+            f"{var['client_burst_events']}: must be at least {var['max_batch_events']} "
             f"({settings.max_batch_events}), or a full batch could never be taken"
         )
 
