@@ -540,8 +540,8 @@ def test_compose_says_which_compose_it_needs() -> None:
     header = text.split("\nname:", 1)[0]
     assert "Docker Compose v2" in header
     assert "podman-compose 1.0.6" in header
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Docker Compose", 1)[1].split("\n### ", 1)[0]
+    deploy_doc = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    section = deploy_doc.split("### Docker Compose", 1)[1].split("\n### ", 1)[0]
     assert "Docker Compose v2" in section
     assert "podman-compose 1.0.6" in section
 
@@ -570,6 +570,6 @@ def test_the_files_say_what_is_true_of_authentication_and_health_checks() -> Non
     # buildah and podman build OCI images by default, which have no HEALTHCHECK.
     dockerfile_header = DOCKERFILE.read_text(encoding="utf-8").split("\nFROM ", 1)[0]
     assert "--format docker" in dockerfile_header
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    image_section = readme.split("### The image", 1)[1].split("\n### ", 1)[0]
+    deploy_doc = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    image_section = deploy_doc.split("### The image", 1)[1].split("\n### ", 1)[0]
     assert "--format docker" in image_section

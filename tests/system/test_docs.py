@@ -1,4 +1,6 @@
-"""The README's curl examples, run as a newcomer would against ``ranker serve``."""
+"""The documentation: the curl examples of the README and of ``docs/``, run in order as a newcomer
+would against ``ranker serve``; every link between the pages; the README's size; and the settings
+page against the settings declared."""
 
 from __future__ import annotations
 
@@ -14,15 +16,78 @@ import orjson
 import pytest
 
 from ranker.api.routes import ROUTES
+from ranker.config import declared
 from tests.test_cli import serving
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+# The order the examples run in: each page may build on the ones before (views posted before
+# lists are read, an article hidden and then shown again).
+PAGES = [
+    README,
+    DOCS / "api" / "events.md",
+    DOCS / "api" / "rankings.md",
+    DOCS / "api" / "articles.md",
+    DOCS / "api" / "editorial.md",
+    DOCS / "api" / "access.md",
+    DOCS / "operations.md",
+]
 SH_BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+MAX_README_LINES = 400
 
 
-def curl_examples() -> list[str]:
-    blocks = SH_BLOCK.findall(README.read_text(encoding="utf-8"))
+def markdown_pages() -> list[Path]:
+    return [README, *sorted(DOCS.rglob("*.md"))]
+
+
+def curl_examples(page: Path | None = None) -> list[str]:
+    pages = PAGES if page is None else [page]
+    blocks = [block for p in pages for block in SH_BLOCK.findall(p.read_text(encoding="utf-8"))]
     return [block for block in blocks if "curl " in block]
+
+
+def test_every_page_with_curl_examples_is_run() -> None:
+    with_examples = {page for page in markdown_pages() if curl_examples(page)}
+    assert with_examples <= set(PAGES)
+
+
+def test_the_readme_is_a_front_door() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) < MAX_README_LINES
+    assert ".venv/bin/pytest" in text  # the test command CI runs
+    assert ".venv/bin/ranker serve" in text
+
+
+@pytest.mark.parametrize("page", markdown_pages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_points_at_a_file_and_heading_that_exist(page: Path) -> None:
+    for target in LINK.findall(page.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+:", target):
+            continue  # http(s):// and mailto: are not checked here
+        path, _, fragment = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        assert linked.exists(), (page, target)
+        if fragment and linked.suffix == ".md":
+            assert fragment in anchors(linked), (page, target)
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings (outside code blocks)."""
+    found, in_code = set(), False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and (heading := re.match(r"#+ (.*)", line)):
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+            found.add(slug)
+    return found
+
+
+def test_the_settings_page_lists_every_declared_setting_and_no_other() -> None:
+    page = (DOCS / "settings.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `(RANKER_[A-Z0-9_]+)`", page, flags=re.MULTILINE))
+    assert listed == {s.variable for s in declared().values()}
 
 
 def json_documents(output: str) -> list[dict[str, object]]:
@@ -34,7 +99,7 @@ def json_documents(output: str) -> list[dict[str, object]]:
     return documents
 
 
-def test_the_readme_has_curl_examples_for_every_endpoint() -> None:
+def test_the_docs_have_curl_examples_for_every_endpoint() -> None:
     text = "\n".join(curl_examples())
     for route in ROUTES:
         assert route.path.partition("{")[0] in text, route.path
@@ -51,7 +116,7 @@ def test_the_readme_has_curl_examples_for_every_endpoint() -> None:
         pytest.param("readme-example-token-0123456789", id="with-a-token"),
     ],
 )
-def test_the_readme_curl_examples_work(tmp_path: Path, token: str | None) -> None:
+def test_the_curl_examples_work(tmp_path: Path, token: str | None) -> None:
     shell_env = {
         name: value
         for name, value in os.environ.items()
