@@ -266,7 +266,7 @@ def report_runs(report: Report, results: dict[str, list[Run]], args: argparse.Na
     report.table(header, rows)
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL)
     parser.add_argument("--runs", type=int, default=3, help="runs per server")
@@ -296,26 +296,68 @@ def main() -> None:
         metavar="SPEC",
         help="also a ranker with RANKER_WINDOWS=SPEC (e.g. none), against the default windows",
     )
+    return parser
+
+
+def _report_ratios(
+    report: Report, results: dict[str, list[Run]], args: argparse.Namespace, r: float
+) -> None:
+    """Each variant's rate against plain ranker's ``r``, same run."""
+    n = median(run.rate for run in results["naive"])
+    agents_name = f"ranker user agents {args.user_agents}"
+    windows_name = f"ranker RANKER_WINDOWS={args.windows}"
+    if args.keyed:
+        k = median(run.rate for run in results["ranker keyed"])
+        report.add(
+            f"ranker with an Idempotency-Key per request / without: {ratio(k, r)}; "
+            f"keyed/naive: {ratio(k, n)}"
+        )
+    if args.visitors:
+        v = median(run.rate for run in results["ranker visitors"])
+        report.add(
+            f"ranker with a visitor_id on every event (from {args.visitors:,} readers; events/s "
+            f"counts the repeats left out) / without: {ratio(v, r)}"
+        )
+    if args.user_agents:
+        a = median(run.rate for run in results[agents_name])
+        report.add(f"ranker with user agents ({args.user_agents}) / without: {ratio(a, r)}")
+    if args.windows is not None:
+        w = median(run.rate for run in results[windows_name])
+        report.add(
+            f"ranker with its default windows / with RANKER_WINDOWS={args.windows}: {ratio(r, w)}"
+        )
+
+
+def _variants(
+    args: argparse.Namespace, ranker: Server, naive: Server, other: Server | None
+) -> list[tuple[str, Server, Zipf, bool]]:
+    """What each run sends where, in the order runs alternate: (name, server, views, keyed)."""
+    zipf = Zipf(seed=1)
+    variants: list[tuple[str, Server, Zipf, bool]] = [
+        ("ranker", ranker, zipf, False),
+        ("naive", naive, zipf, False),
+    ]
+    if args.keyed:
+        variants.append(("ranker keyed", ranker, zipf, True))
+    if args.visitors:
+        variants.append(("ranker visitors", ranker, Zipf(seed=2, visitors=args.visitors), False))
+    if args.user_agents:
+        # Seed 1, as zipf: the same views, so the user agents are all that differs.
+        agents = WithUserAgents(seed=1, repeated=2000 if args.user_agents == "repeated" else 0)
+        variants.append((f"ranker user agents {args.user_agents}", ranker, agents, False))
+    if other is not None:
+        variants.append((f"ranker RANKER_WINDOWS={args.windows}", other, zipf, False))
+    return variants
+
+
+def main() -> None:
+    parser = _parser()
     args = parser.parse_args()
     if args.workers != 1 and not harness.ranker_has_workers():
         parser.error("this ranker's serve has no --workers option yet")
     report = Report("Ingest benchmark", MODULE, args.redis_url)
     ranker_prefix, naive_prefix = harness.unique_prefix("ingest"), harness.unique_prefix("naive")
-    results: dict[str, list[Run]] = {"ranker": [], "naive": []}
-    if args.keyed:
-        results["ranker keyed"] = []
-    if args.visitors:
-        results["ranker visitors"] = []
-    agents_name = f"ranker user agents {args.user_agents}"
-    if args.user_agents:
-        results[agents_name] = []
     windows_name = f"ranker RANKER_WINDOWS={args.windows}"
-    if args.windows is not None:
-        results[windows_name] = []
-    zipf = Zipf(seed=1)
-    readers = Zipf(seed=2, visitors=args.visitors)
-    # Seed 1, as zipf: the same views, so the user agents are all that differs.
-    agents = WithUserAgents(seed=1, repeated=2000 if args.user_agents == "repeated" else 0)
     windows_prefix = harness.unique_prefix("windows")
     with contextlib.ExitStack() as stack:
         for prefix in (ranker_prefix, naive_prefix, windows_prefix):
@@ -340,16 +382,9 @@ def main() -> None:
                     name=windows_name,
                 )
             )
+        variants = _variants(args, ranker, naive, other)
+        results: dict[str, list[Run]] = {name: [] for name, *_ in variants}
         for number in range(1, args.runs + 1):
-            variants = [("ranker", ranker, zipf, False), ("naive", naive, zipf, False)]
-            if args.keyed:
-                variants.append(("ranker keyed", ranker, zipf, True))
-            if args.visitors:
-                variants.append(("ranker visitors", ranker, readers, False))
-            if args.user_agents:
-                variants.append((agents_name, ranker, agents, False))
-            if other is not None:
-                variants.append((windows_name, other, zipf, False))
             for name, target, source, keyed in variants:
                 run = measure(target, args, source, keyed)
                 log(f"  run {number} {name}: {run.rate:,.0f} events/s")
@@ -367,26 +402,7 @@ def main() -> None:
     report_runs(report, results, args)
     r, n = (median(run.rate for run in results[name]) for name in ("ranker", "naive"))
     report.add(f"ranker/naive events/s: {ratio(r, n)}")
-    if args.keyed:
-        k = median(run.rate for run in results["ranker keyed"])
-        report.add(
-            f"ranker with an Idempotency-Key per request / without: {ratio(k, r)}; "
-            f"keyed/naive: {ratio(k, n)}"
-        )
-    if args.visitors:
-        v = median(run.rate for run in results["ranker visitors"])
-        report.add(
-            f"ranker with a visitor_id on every event (from {args.visitors:,} readers; events/s "
-            f"counts the repeats left out) / without: {ratio(v, r)}"
-        )
-    if args.user_agents:
-        a = median(run.rate for run in results[agents_name])
-        report.add(f"ranker with user agents ({args.user_agents}) / without: {ratio(a, r)}")
-    if args.windows is not None:
-        w = median(run.rate for run in results[windows_name])
-        report.add(
-            f"ranker with its default windows / with RANKER_WINDOWS={args.windows}: {ratio(r, w)}"
-        )
+    _report_ratios(report, results, args, r)
     if ceiling:
         report.add(
             f"Redis ceiling (`redis-benchmark -P 64 -n 2000000 -r 5000 -q zincrby`): "

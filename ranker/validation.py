@@ -61,7 +61,8 @@ TITLE_RULE = (
 )
 # Searched directly by the event parser, whose hot path saves the call to is_valid_title.
 TITLE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_FORMAT_CHARACTERS = (  # Unicode's Cf (14.0); tests/test_articles.py checks it covers this Python's
+# Unicode's Cf (14.0); tests/test_validation.py checks it covers this Python's.
+_FORMAT_CHARACTERS = (
     r"\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
     r"\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
     r"\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"

@@ -20,7 +20,7 @@ linear in the user agent, a few microseconds for one seen for the first time:
 
 Hyperscan reads bytes and folds only ASCII letters' case, where Python reads characters and
 folds them as Unicode does; :func:`_matchable` maps each character to a byte that every pattern
-here treats as Python treats the character (tests/test_bots.py holds the two to the same
+here treats as Python treats the character (tests/ingest/test_bots.py holds the two to the same
 verdicts on crawlerdetect's fixtures, on a corpus of real user agents and on generated ones).
 """
 
@@ -63,7 +63,7 @@ _DIGIT = "\x80"  # a non-ASCII decimal digit; the patterns' \d becomes [0-9\x80]
 _OTHER = "\x81"  # any other non-ASCII character
 _ASCII_FOLDS: Final = {0x130: "i", 0x131: "i", 0x17F: "s", 0x212A: "k"}
 """The non-ASCII characters that Python's IGNORECASE matches with an ASCII letter (U+0130,
-U+0131, U+017F, U+212A); tests/test_bots.py checks this against every code point."""
+U+0131, U+017F, U+212A); tests/ingest/test_bots.py checks this against every code point."""
 _MAX_CLASSES = 65_536
 
 
@@ -97,6 +97,17 @@ def _char(code_point: int) -> str:
     return char if char.isascii() and char.isalnum() else f"\\x{code_point:02x}"
 
 
+def _set_member(member: Any, value: Any) -> str:
+    """One member of a character set, written back for Hyperscan (see _hyperscan_pattern)."""
+    if member is sre.LITERAL:
+        return _char(value)
+    if member is sre.RANGE:
+        return f"{_char(value[0])}-{_char(value[1])}"
+    if member is sre.CATEGORY and value is sre.CATEGORY_DIGIT:
+        return "0-9\\x80"
+    raise ValueError(f"unsupported in a character set: {member} {value}")
+
+
 def _hyperscan_pattern(parsed: Sequence[tuple[Any, Any]], *, reverse: bool = False) -> str:
     """A parsed Python pattern written back for Hyperscan on :func:`_matchable`'s bytes, or as
     the pattern of the reversed strings when ``reverse``. Raises ValueError for a construct
@@ -109,17 +120,7 @@ def _hyperscan_pattern(parsed: Sequence[tuple[Any, Any]], *, reverse: bool = Fal
         elif op is sre.ANY:
             out.append(".")
         elif op is sre.IN:
-            members = []
-            for member, value in arg:
-                if member is sre.LITERAL:
-                    members.append(_char(value))
-                elif member is sre.RANGE:
-                    members.append(f"{_char(value[0])}-{_char(value[1])}")
-                elif member is sre.CATEGORY and value is sre.CATEGORY_DIGIT:
-                    members.append("0-9\\x80")
-                else:
-                    raise ValueError(f"unsupported in a character set: {member} {value}")
-            out.append(f"[{''.join(members)}]")
+            out.append(f"[{''.join(_set_member(member, value) for member, value in arg)}]")
         elif op is sre.MAX_REPEAT:
             low, high, item = arg
             bound = f"{{{low},}}" if high is sre.MAXREPEAT else f"{{{low},{high}}}"

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
-from collections.abc import Container, Generator, Iterator
+from collections.abc import Container, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from ranker.decay import MAX_FUTURE_S
-from ranker.errors import InvalidBody, InvalidJson, TooManyEvents, UnsupportedMediaType
+from ranker.errors import TooManyEvents, UnsupportedMediaType
 from ranker.validation import (
     ARTICLE_ID_RE,
     ARTICLE_ID_RULE,
@@ -30,6 +27,7 @@ from ranker.validation import (
 )
 
 from .bots import bot_reason
+from .framing import JSON_TYPES, NDJSON_TYPES, BadLine, json_items, ndjson_items
 
 MAX_WEIGHT = 1000.0
 MAX_VISITOR_ID = 128
@@ -55,9 +53,6 @@ SLICE_S = 0.002
 """Work parse_events_yielding does between two turns of the event loop: other requests wait
 at most about this long (and one event's work, at most a few hundred microseconds)."""
 _CLOCK_EVERY = 255  # the fast path reads the clock every 256 events, the slow one after each
-
-JSON_TYPES = frozenset({"application/json"})
-NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 
 
 View = tuple[str, str, float, float]
@@ -167,10 +162,10 @@ def _parsing(  # noqa: C901
         raise UnsupportedMediaType(f"charset {charset!r} is not supported; send UTF-8")
     slice_end = time.perf_counter() + slice_s
     if content_type in JSON_TYPES:
-        items = _json_items(body)
+        items = json_items(body)
     elif content_type in NDJSON_TYPES:
         items = []
-        for _ in _ndjson_items(body, items, max_events):
+        for _ in ndjson_items(body, items, max_events):
             if time.perf_counter() > slice_end:
                 yield
                 slice_end = time.perf_counter() + slice_s
@@ -222,7 +217,7 @@ def _parsing(  # noqa: C901
                 accept((article_id, section, ts, weight))
                 continue
         try:
-            if type(item) is _BadLine:
+            if type(item) is BadLine:
                 raise _Rejected("invalid_json", item.message)
             accept(_validate(item, now, max_ts, sections, metadata))
             # A valid event, so a dict with a valid visitor_id if any; never the fast path's.
@@ -248,73 +243,6 @@ def merge_metadata(
     """Keep the first title and the first url seen for an article, each on its own."""
     known_title, known_url = metadata.get(article_id, (None, None))
     metadata[article_id] = (known_title or title, known_url or url)
-
-
-def _json_items(body: bytes) -> list[Any]:
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidJson(f"body is not valid JSON: {exc}") from None
-    if isinstance(document, dict):
-        return [document]
-    if isinstance(document, list):
-        return document
-    raise InvalidBody("body must be an event object or an array of event objects")
-
-
-def _ndjson_items(body: bytes, items: list[Any], max_events: int | None) -> Iterator[None]:
-    """Parse the non-blank lines into ``items``, a line that is no JSON as a :class:`_BadLine`;
-    yields every few hundred lines, so the caller can let other work run. Raises
-    :class:`TooManyEvents` at the first line past ``max_events``, whatever follows it."""
-    # finditer finds the non-blank lines in C, however many blank ones there are; split on LF
-    # alone: JSON strings may hold U+2028 and friends raw, which splitlines() breaks on. Lines
-    # are parsed as bytes, so one damaged line (bad UTF-8 included) costs only itself.
-    append, loads, bad_lines = items.append, orjson.loads, 0
-    for number, line in enumerate(_NON_BLANK_LINE.finditer(body), start=1):
-        if max_events is not None and number > max_events:
-            raise TooManyEvents(
-                f"a batch may hold at most {max_events} events; this one has more. "
-                "Send it in smaller batches"
-            )
-        if not number & 255:
-            yield
-        if bad_lines >= MAX_DETAILED_BAD_LINES and line.group(1) not in _JSON_STARTS:
-            append(_BAD_LINE)  # no JSON value starts so: no need to ask the parser
-            continue
-        try:
-            append(loads(line.group()))
-        except orjson.JSONDecodeError as exc:
-            bad_lines += 1
-            # The parser's words for the first few; the same short message for the rest, so
-            # a body of bad lines costs no more than one of events.
-            if bad_lines <= MAX_DETAILED_BAD_LINES:
-                append(_BadLine(f"line is not valid JSON: {exc}"))
-            else:
-                append(_BAD_LINE)
-
-
-_NON_BLANK_LINE = re.compile(rb"(?m)^[^\S\n]*+(\S)[^\n]*")
-"""A line with something besides ASCII whitespace (what bytes.strip() removes), its first such
-byte as group 1. The leading whitespace is taken possessively: a blank line fails at its end,
-never backtracks."""
-_JSON_STARTS = frozenset(bytes([byte]) for byte in b'{["-0123456789tfn')
-"""The bytes a JSON value can start with (RFC 8259)."""
-
-MAX_DETAILED_BAD_LINES = 100
-"""NDJSON lines that are no JSON whose rejection quotes the parser's error; later ones say only
-that the line is not valid JSON."""
-
-
-class _BadLine:
-    """An NDJSON line that is no JSON, in place of its event: rejected ``invalid_json``."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-_BAD_LINE = _BadLine("line is not valid JSON")
 
 
 _KNOWN_ARTICLE_IDS: set[str] = set()

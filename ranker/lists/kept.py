@@ -73,7 +73,7 @@ class ListState:
         self.dirty = False
         self.stale = False  # the last refresh failed: answers are marked so
         # The movement interval this process has recorded the list of, and the ranks of the
-        # list recorded for the one before (ranker/movement.py).
+        # list recorded for the one before (ranker/lists/movement.py).
         self.movement_period: int | None = None
         self.previous_ranks: dict[str, int] = {}
         # (interval, time.monotonic()): Redis refused this interval's record; not before then.

@@ -18,16 +18,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from redis.exceptions import ResponseError
 
 from ranker.config import Settings
 from ranker.metrics import Metrics
 from ranker.store import Ranking, RankingStore
-
-if TYPE_CHECKING:
-    from ranker.lists.kept import ListState
 
 # The name its log lines have always carried (they came from ranker/cache.py).
 log = logging.getLogger("ranker.cache")
@@ -70,6 +67,17 @@ RECORD_RETRY_S = 10.0
 sooner than this."""
 
 
+class RecordedList(Protocol):
+    """What the recorder reads and sets of a list the cache keeps (``kept.ListState``)."""
+
+    name: str
+    window: str | None
+    window_label: str
+    movement_period: int | None
+    record_retry: tuple[int, float] | None
+    previous_ranks: dict[str, int]
+
+
 class MovementRecorder:
     """Records each list at the start of its movement interval, for the cache's refreshes, and
     learns the ranks of the interval before's."""
@@ -80,7 +88,7 @@ class MovementRecorder:
         self._metrics = metrics
         self._warned: int | None = None  # the movement interval last warned of
 
-    async def record(self, state: ListState, period: int, ranking: Ranking) -> None:
+    async def record(self, state: RecordedList, period: int, ranking: Ranking) -> None:
         """Record the list this interval begins with, and learn the ranks of the interval
         before's. Best effort: when Redis refuses the write (out of memory under
         ``noeviction``, a read-only replica), the list is compared with the record there is,

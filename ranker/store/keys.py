@@ -41,7 +41,7 @@ class Keys:
 
     def movement(self, ranking: str, period: int, window: str | None = None) -> str:
         """String: a JSON array of the ids a ranking's list in a window (None: the default
-        profile) began movement interval ``period`` with (see ranker/movement.py), best first;
+        profile) began movement interval ``period`` with (see ranker/lists/movement.py), best first;
         expires once no interval compares with it."""
         return f"{self._profile(ranking, window)}:movement:{period}"
 

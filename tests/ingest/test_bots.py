@@ -1,4 +1,5 @@
-"""``ranker.bots.bot_reason``: people's browsers pass, crawlers and headless browsers do not."""
+"""``ranker.ingest.bots.bot_reason``: people's browsers pass, crawlers and headless browsers do
+not."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Unit tests of ``ranker.events.parse_events``: body shapes, per-event rules, whole-body errors."""
+"""Unit tests of ``ranker.ingest.parse.parse_events``: body shapes, per-event rules, whole-body
+errors."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from ranker.errors import (
     UnsupportedMediaType,
 )
 from ranker.ingest.bots import CRAWLER, HEADLESS_BROWSER
+from ranker.ingest.framing import MAX_DETAILED_BAD_LINES
 from ranker.ingest.parse import (
-    MAX_DETAILED_BAD_LINES,
     Exclusion,
     ParsedEvents,
     View,

@@ -1,4 +1,4 @@
-"""Properties of ``ranker.events.parse_events`` over generated input (hypothesis).
+"""Properties of ``ranker.ingest.parse.parse_events`` over generated input (hypothesis).
 
 tests/ingest/test_parse.py holds the worked examples; these hold for every body, content type and
 charset hypothesis can think of: only the three body errors escape, every accepted view is sound,
@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from ranker.errors import InvalidBody, InvalidJson, UnsupportedMediaType
 from ranker.ingest import parse as events
 from ranker.ingest.bots import REASONS, bot_reason
-from ranker.ingest.parse import JSON_TYPES, MAX_WEIGHT, NDJSON_TYPES, ParsedEvents, parse_events
+from ranker.ingest.framing import JSON_TYPES, NDJSON_TYPES
+from ranker.ingest.parse import MAX_WEIGHT, ParsedEvents, parse_events
 from ranker.validation import MAX_TITLE
 from tests.ingest.test_parse import reference_parse
 from tests.support.strategies import (

@@ -7,7 +7,7 @@ import json
 
 import schemathesis
 
-from ranker.ingest.parse import NDJSON_TYPES
+from ranker.ingest.framing import NDJSON_TYPES
 
 
 @schemathesis.serializer(*sorted(NDJSON_TYPES))
