@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from ranker.api.routes import ROUTES
+from ranker.cli import SERVE_EPILOG
 from ranker.config import declared
 from tests.test_cli import serving
 
@@ -60,6 +61,15 @@ def test_the_readme_is_a_front_door() -> None:
     assert ".venv/bin/ranker serve" in text
 
 
+def test_the_readme_sets_first_the_settings_serve_help_names() -> None:
+    """The README's short table and `ranker serve --help` name the same handful."""
+    named_by_help = set(re.findall(r"^  (RANKER_[A-Z0-9_]+)", SERVE_EPILOG, flags=re.MULTILINE))
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Settings set first\n", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| `(RANKER_[A-Z0-9_]+)`", section, flags=re.MULTILINE)
+    assert sorted(listed) == sorted(named_by_help)
+
+
 @pytest.mark.parametrize("page", markdown_pages(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_points_at_a_file_and_heading_that_exist(page: Path) -> None:
     for target in LINK.findall(page.read_text(encoding="utf-8")):
@@ -70,6 +80,19 @@ def test_every_relative_link_points_at_a_file_and_heading_that_exist(page: Path)
         assert linked.exists(), (page, target)
         if fragment and linked.suffix == ".md":
             assert fragment in anchors(linked), (page, target)
+
+
+# Files the reader makes, which the docs name but the repository does not hold.
+MADE_BY_THE_READER = {"deploy/.env"}
+REPOSITORY_PATH = re.compile(r"`((?:ranker|tests|deploy|benchmarks|docs|\.ci)/[^`\s:]*)`")
+
+
+@pytest.mark.parametrize("page", markdown_pages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_repository_path_the_docs_name_exists(page: Path) -> None:
+    """A module or test named in prose (`ranker/ingest/parse.py`) must survive the next move."""
+    for path in REPOSITORY_PATH.findall(page.read_text(encoding="utf-8")):
+        if path not in MADE_BY_THE_READER:
+            assert (ROOT / path).exists(), (page, path)
 
 
 def anchors(page: Path) -> set[str]:
