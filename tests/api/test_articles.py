@@ -212,7 +212,7 @@ async def test_non_ascii_titles_round_trip_byte_for_byte(client: Client) -> None
 
 
 def valid_field(name: str, value: Any) -> bool:
-    """The README's rule for each field of a PUT; null clears any of them."""
+    """docs/api/articles.md's rule for each field of a PUT; null clears any of them."""
     if value is None:
         return True
     if name == "title":

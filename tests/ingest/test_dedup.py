@@ -203,7 +203,7 @@ async def test_an_unkeyed_resend_of_a_counted_batch_counts_nothing(
 ) -> None:
     # As after a 503 that said the batch may have been counted: without a key, a resend is
     # a repeat (where the first try's flush failed after its marks were set, its views are
-    # then lost: the README says so).
+    # then lost: docs/api/events.md says so).
     await post(app_client, [view("a", "reader-1")])
     assert (await post(app_client, [view("a", "reader-1")]))["accepted"] == 0
     assert await score(redis, app_client, "a") == 1.0

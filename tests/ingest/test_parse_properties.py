@@ -40,7 +40,7 @@ from tests.support.strategies import (
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 UTF8_CHARSETS = (None, "utf-8", "UTF-8", "utf8", "Utf8")
-# What the README promises a rejected event may be labelled with (and so the label values of
+# What docs/api/events.md promises a rejected event may be labelled with (and so the label values of
 # ranker_events_rejected_total: a fixed set, whatever is sent).
 EVENT_CODES = frozenset(
     {

@@ -1,7 +1,8 @@
 """Hypothesis strategies for request input, and the rules it must meet written out on their own.
 
 The rules here are spelled independently of ranker's validators (no shared regex), so a property
-test compares the code against a second reading of the README, not against itself.
+test compares the code against a second reading of the documented rules (docs/api/), not against
+itself.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def non_null(kinds: type | tuple[type, ...]) -> st.SearchStrategy[Any]:
 
 
 def is_article_id(value: str) -> bool:
-    """The README's rule: 1-128 characters of A-Za-z0-9._:-, and not a URL dot segment (an id
+    """The documented rule: 1-128 characters of A-Za-z0-9._:-, and not a URL dot segment (an id
     a client must be able to put in /v1/articles/{id} without the path losing it)."""
     return 0 < len(value) <= MAX_ID and set(value) <= set(ID_CHARS) and value not in DOT_SEGMENTS
 
@@ -66,7 +67,7 @@ def is_utf8(charset: str | None) -> bool:
 
 
 def is_site_url(url: str) -> bool:
-    """The README's url rule, read as a browser reads a link: http(s) anywhere with an ASCII
+    """The documented url rule, read as a browser reads a link: http(s) anywhere with an ASCII
     host, or a path that stays on the site; no whitespace, control or format characters or
     backslashes."""
     if not 0 < len(url) <= MAX_URL:
@@ -120,7 +121,7 @@ BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 
 
 def is_title(value: str) -> bool:
-    """The README's title rule: 1-500 characters, no control character (Cc) and no bidi
+    """The documented title rule: 1-500 characters, no control character (Cc) and no bidi
     embedding, override or isolate."""
     return 0 < len(value) <= MAX_TITLE and not any(
         unicodedata.category(ch) == "Cc" or ch in BIDI_CONTROLS for ch in value
@@ -134,7 +135,7 @@ titles = st.text(
 ) | st.text(KOREAN, min_size=1, max_size=MAX_TITLE)
 
 
-# An event the README says is accepted, with any of its optional fields, and others.
+# An event docs/api/events.md says is accepted, with any of its optional fields, and others.
 valid_events = st.fixed_dictionaries(
     {"article_id": article_ids, "section": st.sampled_from(sorted(SECTIONS))},
     optional={
