@@ -11,10 +11,14 @@ backtracks: that costs milliseconds for an in-app browser's user agent and a fif
 for 1,024 random letters, on the event loop. Here the same lists give the same verdicts in time
 linear in the user agent, a few microseconds for one seen for the first time:
 
-- Hyperscan (automata, no backtracking) finds where tokens may be removed and then searches the
-  crawler list, both compiled once per process from crawlerdetect's own patterns;
-- Python's regular expressions still decide each removal's extent, but only by a ``match`` at
-  the few places Hyperscan found, where each costs a fraction of a microsecond;
+- the removal: one leftmost-first Aho-Corasick search (``ahocorasick_rs``) finds the literal
+  heads the 52 tokens start with, all in one call, and each removal's extent is a known tail (a
+  run of digits and dots, say) found with one ``bytes.find``, or, for a few tokens, Python's
+  ``match`` at that place. Where that search cannot tell (a head whose token does not match in
+  full, a head found across a removal's end: rare), Hyperscan (automata, no backtracking) finds
+  where each token matches in full, and Python's ``match`` its extent;
+- Hyperscan then searches the crawler list, compiled once per process from crawlerdetect's own
+  patterns;
 - Hyperscan cannot express crawlerdetect's one lookahead (``Yandex(?!Search)``): it searches
   ``Yandex`` and Python checks what follows each hit.
 
@@ -34,6 +38,7 @@ from re import _parser as sre_parse
 from typing import Any, Final
 
 import hyperscan
+from ahocorasick_rs import BytesAhoCorasick, MatchKind
 from crawlerdetect.providers.crawlers import data as CRAWLER_PATTERNS
 from crawlerdetect.providers.exclusions import data as EXCLUSION_PATTERNS
 
@@ -44,17 +49,26 @@ REASONS: Final = (CRAWLER, HEADLESS_BROWSER)
 
 MAX_CACHED_VERDICTS = 8192
 """User agents whose verdicts are kept. A page-view stream repeats a few thousand user agents all
-day; one not seen before costs a few microseconds (about 10 µs for a 250-character in-app
+day; one not seen before costs a few microseconds (about 6 µs for a 250-character in-app
 browser's), a seen one a dictionary lookup."""
 
 # Marks automation tools leave in their user agents. HeadlessChrome is also Puppeteer's and
 # Playwright's default; crawlerdetect knows it and PhantomJS only as crawlers, and the others
 # not at all.
-_HEADLESS_RE = re.compile(
-    r"headless|phantomjs|puppeteer|playwright|slimerjs|selenium|webdriver|htmlunit|jsdom"
-    r"|nightmare|zombie\.js",
-    re.IGNORECASE,
+HEADLESS_MARKS: Final = (
+    "headless",
+    "phantomjs",
+    "puppeteer",
+    "playwright",
+    "slimerjs",
+    "selenium",
+    "webdriver",
+    "htmlunit",
+    "jsdom",
+    "nightmare",
+    "zombie.js",
 )
+_HEADLESS_RE = re.compile("|".join(map(re.escape, HEADLESS_MARKS)), re.IGNORECASE)
 
 # What _matchable maps each character to. Python's \d is any Unicode decimal digit; the other
 # non-ASCII characters match nothing in these patterns but "." (none names one), except the four
@@ -65,6 +79,7 @@ _ASCII_FOLDS: Final = {0x130: "i", 0x131: "i", 0x17F: "s", 0x212A: "k"}
 """The non-ASCII characters that Python's IGNORECASE matches with an ASCII letter (U+0130,
 U+0131, U+017F, U+212A); tests/ingest/test_bots.py checks this against every code point."""
 _MAX_CLASSES = 65_536
+_NEWLINE = ord("\n")  # what "." does not match
 
 
 class _Classes(dict[int, str]):
@@ -139,6 +154,91 @@ def _hyperscan_pattern(parsed: Sequence[tuple[Any, Any]], *, reverse: bool = Fal
     return "".join(out)
 
 
+def _literal_byte(op: Any, arg: Any) -> int | None:
+    """The ASCII byte a parsed item matches, if it matches just one (a literal, or a set of one
+    literal)."""
+    if op is sre.IN and len(arg) == 1:
+        op, arg = arg[0]
+    return arg if op is sre.LITERAL and arg < 128 else None
+
+
+def _optional_start(parsed: Sequence[tuple[Any, Any]]) -> Sequence[tuple[Any, Any]] | None:
+    """What an optional group that starts a pattern holds, as in ``(like )?Gecko``."""
+    if len(parsed) > 1 and parsed[0][0] is sre.MAX_REPEAT and parsed[0][1][:2] == (0, 1):
+        (group,) = parsed[0][1][2]
+        if group[0] is sre.SUBPATTERN:
+            inner: Sequence[tuple[Any, Any]] = group[1][3]
+            return inner
+    return None
+
+
+def _head_length(parsed: Sequence[tuple[Any, Any]]) -> int:
+    """How many items at the start of a pattern each match one ASCII byte."""
+    length = 0
+    while length < len(parsed) and _literal_byte(*parsed[length]) is not None:
+        length += 1
+    return length
+
+
+def _literal_heads(parsed: Sequence[tuple[Any, Any]]) -> list[bytes]:
+    """The literal texts (lowercase ASCII) a pattern's matches can start with: its literal
+    prefix, with an optional group at the start taken both ways. Raises ValueError for a
+    pattern with none (each exclusion of these lists has one)."""
+    optional = _optional_start(parsed)
+    if optional is not None:
+        rest = _literal_heads(parsed[1:])
+        return [*(h + r for h in _literal_heads(optional) for r in rest), *rest]
+    length = _head_length(parsed)
+    if not length:
+        raise ValueError("an exclusion that starts with no literal text")
+    return [bytes(_literal_byte(*item) or 0 for item in parsed[:length]).lower()]
+
+
+# How an exclusion goes on after its literal head, for the fast path: nothing more (a literal), a
+# run of class bytes, any one byte but a newline and then such a run, that optionally, or
+# something else, which Python's match decides.
+_LITERAL, _RUN, _ANY_RUN, _OPTIONAL_ANY_RUN, _MATCH = range(5)
+
+
+def _run_class(item: Sequence[tuple[Any, Any]]) -> bytes | None:
+    """The bytes ``[...]*`` repeats, for a repeat of one character set of literals and \\d."""
+    if len(item) != 1 or item[0][0] is not sre.IN:
+        return None
+    members = bytearray()
+    for member, value in item[0][1]:
+        if member is sre.LITERAL and value < 128 and not chr(value).isalpha():
+            members.append(value)
+        elif member is sre.CATEGORY and value is sre.CATEGORY_DIGIT:
+            members += b"0123456789" + _DIGIT.encode("latin-1")
+        else:
+            return None
+    return bytes(members)
+
+
+def _tail(parsed: Sequence[tuple[Any, Any]]) -> tuple[int, bytes | None]:
+    """How an exclusion goes on after its literal head (see _LITERAL and the others), and the
+    class of its run."""
+    if _optional_start(parsed) is not None:
+        parsed = parsed[1:]  # _literal_heads gave the head with and without the group
+    ops = parsed[_head_length(parsed) :]
+    if not ops:
+        return _LITERAL, None
+    op, arg = ops[0]
+    if len(ops) == 1 and op is sre.MAX_REPEAT and arg[:2] == (0, sre.MAXREPEAT):
+        run = _run_class(arg[2])
+        return (_RUN, run) if run is not None else (_MATCH, None)
+    if op is sre.ANY and len(ops) == 1:
+        return _ANY_RUN, b""
+    if op is sre.ANY and len(ops) == 2:
+        kind, run = _tail(ops[1:])
+        return (_ANY_RUN, run) if kind == _RUN else (_MATCH, None)
+    if len(ops) == 1 and op is sre.MAX_REPEAT and arg[:2] == (0, 1):
+        (group,) = arg[2]
+        kind, run = _tail(group[1][3]) if group[0] is sre.SUBPATTERN else (_MATCH, None)
+        return (_OPTIONAL_ANY_RUN, run) if kind == _ANY_RUN else (_MATCH, None)
+    return _MATCH, None
+
+
 def _compile(
     patterns: Sequence[str], flags: Sequence[int], ids: Sequence[int] | None = None
 ) -> hyperscan.Database:
@@ -175,6 +275,25 @@ class _Lists:
         self.widths = [
             low if low == high else 0 for low, high in (p.getwidth() for p in parsed_exclusions)
         ]
+        # The fast path (see _fast_agent): each exclusion's literal heads, in the lists' order,
+        # for a leftmost-first Aho-Corasick search, which hands back every match in one call.
+        heads: list[bytes] = []
+        self.head_exclusion: list[int] = []
+        for index, parsed in enumerate(parsed_exclusions):
+            for head in _literal_heads(parsed.data):
+                if head not in heads:
+                    heads.append(head)
+                    self.head_exclusion.append(index)
+        self.heads = BytesAhoCorasick(heads, matchkind=MatchKind.LeftmostFirst)
+        self.marks = BytesAhoCorasick([mark.encode() for mark in HEADLESS_MARKS])
+        self.tails = [_tail(parsed.data) for parsed in parsed_exclusions]
+        # Per run class: bytes.translate's table that marks its bytes 1 and every other 0, so
+        # a run's end is one find of a 0.
+        self.run_tables = {
+            run: bytes(1 if byte in run else 0 for byte in range(256))
+            for _, run in self.tails
+            if run
+        }
         reversed_patterns = [_hyperscan_pattern(p.data, reverse=True) for p in parsed_exclusions]
         caseless = hyperscan.HS_FLAG_CASELESS
         flags = [caseless] * len(reversed_patterns)
@@ -207,10 +326,12 @@ class _Lists:
         if not user_agent:
             return None
         data = _matchable(user_agent)
-        found = self._starts(data)
-        if found and found[-1] >= 0:
+        lowered = data.lower()  # ASCII only, as IGNORECASE folds bytes
+        if self.marks.find_matches_as_indexes(lowered):
             return HEADLESS_BROWSER
-        agent = self._without_exclusions(user_agent, data, found) if found else data
+        agent = self._fast_agent(data, lowered)
+        if agent is None:
+            agent = self._exact_agent(user_agent, data)
         if not agent:
             return None
         hits = [agent, self.lookaheads]
@@ -221,8 +342,68 @@ class _Lists:
         """What crawlerdetect searches for crawlers, ``EXCLUSIONS.sub("", user_agent)``, as
         :func:`_matchable` bytes (for the tests)."""
         data = _matchable(user_agent)
+        agent = self._fast_agent(data, data.lower())
+        return self._exact_agent(user_agent, data) if agent is None else agent
+
+    def _fast_agent(self, data: bytes, lowered: bytes) -> bytes | None:
+        """``EXCLUSIONS.sub("", ...)`` from one leftmost-first search of the exclusions' heads,
+        or None when that search cannot tell (rare): then :meth:`_exact_agent` must.
+
+        The search finds, from the left, the first head in the lists' order at the leftmost
+        place any starts, and goes on after it: where the exclusion of that head matches in
+        full, it is the one crawlerdetect's alternation removes there, and no exclusion starts
+        between the last removal's end and it. Two things break that: a head whose exclusion
+        does not match in full there (another alternative might, at this place or inside the
+        head), and a head the search found across the end of a removal longer than its head
+        (it may hide a head starting at that end). Either sends the user agent to the exact
+        path.
+        """
+        found = self.heads.find_matches_as_indexes(lowered)
+        if not found:
+            return data
+        tails, head_exclusion = self.tails, self.head_exclusion
+        runs: dict[bytes, bytes] = {}  # run class -> the user agent translated by its table
+        size = len(data)
+        pieces, kept_from = [], 0
+        for head, start, end in found:
+            if start < kept_from:
+                if end > kept_from:
+                    return None
+                continue
+            pieces.append(data[kept_from:start])
+            pattern = head_exclusion[head]
+            kind, run = tails[pattern]
+            if kind is _LITERAL:
+                kept_from = end
+                continue
+            if kind is _MATCH:
+                match = self.exclusions[pattern].match(data, start)
+                if match is None:
+                    return None
+                kept_from = match.end()
+                continue
+            if kind is not _RUN:  # one byte but a newline, then a run: optional or not
+                if end < size and data[end] != _NEWLINE:
+                    end += 1
+                elif kind is _ANY_RUN:
+                    return None
+                else:
+                    kept_from = end  # the optional part is absent
+                    continue
+            if run:
+                marked = runs.get(run)
+                if marked is None:
+                    marked = runs[run] = data.translate(self.run_tables[run])
+                stop = marked.find(0, end)
+                end = size if stop < 0 else stop
+            kept_from = end
+        pieces.append(data[kept_from:])
+        return b"".join(pieces)
+
+    def _exact_agent(self, user_agent: str, data: bytes) -> bytes:
+        """``EXCLUSIONS.sub("", ...)`` from where Hyperscan finds each exclusion in full."""
         found = [entry for entry in self._starts(data) if entry < 0]
-        return self._without_exclusions(user_agent, data, found)
+        return self._without_exclusions(user_agent, data, found) if found else data
 
     def _starts(self, data: bytes) -> list[int]:
         """Where exclusions match (see _on_start), sorted; a headless mark adds a last entry

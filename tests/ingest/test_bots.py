@@ -149,9 +149,8 @@ def test_the_corpus_of_real_user_agents_tells_people_from_bots() -> None:
 def test_the_user_agent_as_crawlerdetect_searches_it_is_its_own() -> None:
     """Where Hyperscan found exclusions and Python's match took them, the rest is exactly what
     Python's substitution leaves."""
-    exclusions = re.compile(f"({'|'.join(EXCLUSION_PATTERNS)})", re.IGNORECASE)
     for ua in user_agents("real-world.txt") + user_agents("crawler-detect-devices.txt"):
-        assert _LISTS.agent(ua) == _matchable(exclusions.sub("", ua)), ua
+        assert _LISTS.agent(ua) == _matchable(EXCLUSIONS.sub("", ua)), ua
 
 
 def test_the_only_non_ascii_characters_ignorecase_takes_for_ascii_letters_are_the_four() -> None:
@@ -164,6 +163,10 @@ def test_the_only_non_ascii_characters_ignorecase_takes_for_ascii_letters_are_th
     assert re.findall(r"\d", every) == [c for c in every if c.isdecimal()]
 
 
+EXCLUSIONS = re.compile(f"({'|'.join(EXCLUSION_PATTERNS)})", re.IGNORECASE)
+"""crawlerdetect's own substitution of the exclusions, as it compiles it."""
+
+
 # Pieces that make the lists' matches, their near misses and their junctions: where an
 # exclusion is taken out, what is left on either side meets.
 TRICKY = [
@@ -174,7 +177,7 @@ TRICKY = [
     "DebugBear", "\n", " ", "\t", "\u00a0", "\u0130", "\u0131", "\u212a", "\u0663",
     "\uff13", "\U0001d7d8", "\u00e9", "\u0080", "\x00", "Googlebot", "crawl", "spider",
     "Headless", "\u017felenium", "curl/", "^", "$", "Amazon Simple Notification Service Agent",
-    "super/12/Android/3", '"Yandex"', "YandexModule2", "[ ]",
+    "super/12/Android/3", '"Yandex"', "YandexModule2", "[ ]", "SafariLike", "Macintosh",
 ]  # fmt: skip
 _CRAWLER_SAMPLE = [p for p in CRAWLER_PATTERNS if "(?" not in p][::29]
 
@@ -204,6 +207,48 @@ def mixed_user_agents(draw: st.DrawFn) -> str:
 @given(user_agent=mixed_user_agents())
 def test_generated_user_agents_get_crawlerdetects_verdict(user_agent: str) -> None:
     assert _LISTS.reason(user_agent) == reference_reason(user_agent)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(user_agent=mixed_user_agents())
+def test_generated_user_agents_are_searched_as_crawlerdetect_searches_them(user_agent: str) -> None:
+    """The fast path's removal of the exclusions, or the exact path's where it hands over, is
+    exactly Python's substitution."""
+    stripped = user_agent.strip()
+    assert _LISTS.agent(stripped) == _matchable(EXCLUSIONS.sub("", stripped))
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    [
+        "Mozilla/5.0 Safari",  # a head whose exclusion needs one more character: none left
+        "Macintosh",
+        # "Safari." takes the L: the search found "like gecko" across the removal's end, and
+        # went past the "Gecko" that starts inside it.
+        "SafariLike Gecko/20100101",
+        "Opera Mini/1 Opera",  # Opera Mini's exclusion fails; Opera's takes over there
+        "x86_6",
+        "CPU iPhone OS 17_1 like Mac OS",
+    ],
+)
+def test_the_fast_path_hands_what_it_cannot_tell_to_the_exact_one(user_agent: str) -> None:
+    data = _matchable(user_agent)
+    assert _LISTS._fast_agent(data, data.lower()) is None
+    assert _LISTS.agent(user_agent) == _matchable(EXCLUSIONS.sub("", user_agent))
+
+
+def test_the_fast_path_tells_nearly_every_real_user_agent_on_its_own() -> None:
+    """It is the path taken: only a user agent like Opera Mini's, whose exclusion's head is
+    there but not the rest, goes the exact way."""
+    told = 0
+    corpus = user_agents("real-world.txt")
+    for ua in corpus:
+        data = _matchable(ua)
+        agent = _LISTS._fast_agent(data, data.lower())
+        if agent is not None:
+            assert agent == _matchable(EXCLUSIONS.sub("", ua)), ua
+            told += 1
+    assert told >= 0.95 * len(corpus)
 
 
 @settings(max_examples=300, deadline=None)
