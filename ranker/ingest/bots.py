@@ -23,15 +23,15 @@ linear in the user agent, a few microseconds for one seen for the first time:
   ``Yandex`` and Python checks what follows each hit.
 
 Hyperscan reads bytes and folds only ASCII letters' case, where Python reads characters and
-folds them as Unicode does; :func:`_matchable` maps each character to a byte that every pattern
-here treats as Python treats the character (tests/ingest/test_bots.py holds the two to the same
-verdicts on crawlerdetect's fixtures, on a corpus of real user agents and on generated ones).
+folds them as Unicode does; :func:`.patterns.matchable` maps each character to a byte that every
+pattern here treats as Python treats the character (tests/ingest/test_bots.py holds the two to the
+same verdicts on crawlerdetect's fixtures, on a corpus of real user agents and on generated ones).
+The patterns' translation for Hyperscan and the fast path lives in :mod:`.patterns`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from functools import lru_cache
 from re import _constants as sre
 from re import _parser as sre_parse
@@ -41,6 +41,19 @@ import hyperscan
 from ahocorasick_rs import BytesAhoCorasick, MatchKind
 from crawlerdetect.providers.crawlers import data as CRAWLER_PATTERNS
 from crawlerdetect.providers.exclusions import data as EXCLUSION_PATTERNS
+
+from .patterns import (
+    ANY_RUN,
+    LITERAL,
+    MATCH,
+    NEWLINE,
+    RUN,
+    compile_database,
+    hyperscan_pattern,
+    literal_heads,
+    matchable,
+    tail,
+)
 
 CRAWLER: Final = "crawler"
 HEADLESS_BROWSER: Final = "headless_browser"
@@ -70,187 +83,6 @@ HEADLESS_MARKS: Final = (
 )
 _HEADLESS_RE = re.compile("|".join(map(re.escape, HEADLESS_MARKS)), re.IGNORECASE)
 
-# What _matchable maps each character to. Python's \d is any Unicode decimal digit; the other
-# non-ASCII characters match nothing in these patterns but "." (none names one), except the four
-# that IGNORECASE folds onto an ASCII letter.
-_DIGIT = "\x80"  # a non-ASCII decimal digit; the patterns' \d becomes [0-9\x80]
-_OTHER = "\x81"  # any other non-ASCII character
-_ASCII_FOLDS: Final = {0x130: "i", 0x131: "i", 0x17F: "s", 0x212A: "k"}
-"""The non-ASCII characters that Python's IGNORECASE matches with an ASCII letter (U+0130,
-U+0131, U+017F, U+212A); tests/ingest/test_bots.py checks this against every code point."""
-_MAX_CLASSES = 65_536
-_NEWLINE = ord("\n")  # what "." does not match
-
-
-class _Classes(dict[int, str]):
-    """``str.translate``'s table from a code point to its byte's character: ASCII to itself,
-    the others filled on first sight, so translating runs in C for the characters met before;
-    bounded, as a sender chooses the characters."""
-
-    def __missing__(self, code_point: int) -> str:
-        char = chr(code_point)
-        mapped = _ASCII_FOLDS.get(code_point) or (_DIGIT if char.isdecimal() else _OTHER)
-        if len(self) < _MAX_CLASSES + 128:
-            self[code_point] = mapped
-        return mapped
-
-
-_CLASSES = _Classes({code_point: chr(code_point) for code_point in range(128)} | _ASCII_FOLDS)
-
-
-def _matchable(user_agent: str) -> bytes:
-    """One byte a character, each matched by these patterns (as compiled here) exactly where
-    Python matches the character with crawlerdetect's patterns: offsets are the string's."""
-    if user_agent.isascii():
-        return user_agent.encode("ascii")
-    translated: str = user_agent.translate(_CLASSES)  # typeshed wants a dict, not a subclass
-    return translated.encode("latin-1")
-
-
-def _char(code_point: int) -> str:
-    char = chr(code_point)
-    return char if char.isascii() and char.isalnum() else f"\\x{code_point:02x}"
-
-
-def _set_member(member: Any, value: Any) -> str:
-    """One member of a character set, written back for Hyperscan (see _hyperscan_pattern)."""
-    if member is sre.LITERAL:
-        return _char(value)
-    if member is sre.RANGE:
-        return f"{_char(value[0])}-{_char(value[1])}"
-    if member is sre.CATEGORY and value is sre.CATEGORY_DIGIT:
-        return "0-9\\x80"
-    raise ValueError(f"unsupported in a character set: {member} {value}")
-
-
-def _hyperscan_pattern(parsed: Sequence[tuple[Any, Any]], *, reverse: bool = False) -> str:
-    """A parsed Python pattern written back for Hyperscan on :func:`_matchable`'s bytes, or as
-    the pattern of the reversed strings when ``reverse``. Raises ValueError for a construct
-    these lists did not use when this was written (a bump of crawlerdetect that brings one fails
-    at import, in the tests)."""
-    out = []
-    for op, arg in reversed(parsed) if reverse else parsed:
-        if op is sre.LITERAL:
-            out.append(_char(arg))
-        elif op is sre.ANY:
-            out.append(".")
-        elif op is sre.IN:
-            out.append(f"[{''.join(_set_member(member, value) for member, value in arg)}]")
-        elif op is sre.MAX_REPEAT:
-            low, high, item = arg
-            bound = f"{{{low},}}" if high is sre.MAXREPEAT else f"{{{low},{high}}}"
-            out.append(f"(?:{_hyperscan_pattern(item, reverse=reverse)}){bound}")
-        elif op is sre.SUBPATTERN:
-            out.append(f"(?:{_hyperscan_pattern(arg[3], reverse=reverse)})")
-        elif op is sre.BRANCH:
-            branches = (_hyperscan_pattern(b, reverse=reverse) for b in arg[1])
-            out.append(f"(?:{'|'.join(branches)})")
-        elif op is sre.AT and arg is sre.AT_BEGINNING and not reverse:
-            out.append("^")
-        elif op is sre.AT and arg is sre.AT_END and not reverse:
-            out.append("$")  # at the end or before a final newline, in both engines
-        else:
-            raise ValueError(f"unsupported: {op} {arg}")
-    return "".join(out)
-
-
-def _literal_byte(op: Any, arg: Any) -> int | None:
-    """The ASCII byte a parsed item matches, if it matches just one (a literal, or a set of one
-    literal)."""
-    if op is sre.IN and len(arg) == 1:
-        op, arg = arg[0]
-    return arg if op is sre.LITERAL and arg < 128 else None
-
-
-def _optional_start(parsed: Sequence[tuple[Any, Any]]) -> Sequence[tuple[Any, Any]] | None:
-    """What an optional group that starts a pattern holds, as in ``(like )?Gecko``."""
-    if len(parsed) > 1 and parsed[0][0] is sre.MAX_REPEAT and parsed[0][1][:2] == (0, 1):
-        (group,) = parsed[0][1][2]
-        if group[0] is sre.SUBPATTERN:
-            inner: Sequence[tuple[Any, Any]] = group[1][3]
-            return inner
-    return None
-
-
-def _head_length(parsed: Sequence[tuple[Any, Any]]) -> int:
-    """How many items at the start of a pattern each match one ASCII byte."""
-    length = 0
-    while length < len(parsed) and _literal_byte(*parsed[length]) is not None:
-        length += 1
-    return length
-
-
-def _literal_heads(parsed: Sequence[tuple[Any, Any]]) -> list[bytes]:
-    """The literal texts (lowercase ASCII) a pattern's matches can start with: its literal
-    prefix, with an optional group at the start taken both ways. Raises ValueError for a
-    pattern with none (each exclusion of these lists has one)."""
-    optional = _optional_start(parsed)
-    if optional is not None:
-        rest = _literal_heads(parsed[1:])
-        return [*(h + r for h in _literal_heads(optional) for r in rest), *rest]
-    length = _head_length(parsed)
-    if not length:
-        raise ValueError("an exclusion that starts with no literal text")
-    return [bytes(_literal_byte(*item) or 0 for item in parsed[:length]).lower()]
-
-
-# How an exclusion goes on after its literal head, for the fast path: nothing more (a literal), a
-# run of class bytes, any one byte but a newline and then such a run, that optionally, or
-# something else, which Python's match decides.
-_LITERAL, _RUN, _ANY_RUN, _OPTIONAL_ANY_RUN, _MATCH = range(5)
-
-
-def _run_class(item: Sequence[tuple[Any, Any]]) -> bytes | None:
-    """The bytes ``[...]*`` repeats, for a repeat of one character set of literals and \\d."""
-    if len(item) != 1 or item[0][0] is not sre.IN:
-        return None
-    members = bytearray()
-    for member, value in item[0][1]:
-        if member is sre.LITERAL and value < 128 and not chr(value).isalpha():
-            members.append(value)
-        elif member is sre.CATEGORY and value is sre.CATEGORY_DIGIT:
-            members += b"0123456789" + _DIGIT.encode("latin-1")
-        else:
-            return None
-    return bytes(members)
-
-
-def _tail(parsed: Sequence[tuple[Any, Any]]) -> tuple[int, bytes | None]:
-    """How an exclusion goes on after its literal head (see _LITERAL and the others), and the
-    class of its run."""
-    if _optional_start(parsed) is not None:
-        parsed = parsed[1:]  # _literal_heads gave the head with and without the group
-    ops = parsed[_head_length(parsed) :]
-    if not ops:
-        return _LITERAL, None
-    op, arg = ops[0]
-    if len(ops) == 1 and op is sre.MAX_REPEAT and arg[:2] == (0, sre.MAXREPEAT):
-        run = _run_class(arg[2])
-        return (_RUN, run) if run is not None else (_MATCH, None)
-    if op is sre.ANY and len(ops) == 1:
-        return _ANY_RUN, b""
-    if op is sre.ANY and len(ops) == 2:
-        kind, run = _tail(ops[1:])
-        return (_ANY_RUN, run) if kind == _RUN else (_MATCH, None)
-    if len(ops) == 1 and op is sre.MAX_REPEAT and arg[:2] == (0, 1):
-        (group,) = arg[2]
-        kind, run = _tail(group[1][3]) if group[0] is sre.SUBPATTERN else (_MATCH, None)
-        return (_OPTIONAL_ANY_RUN, run) if kind == _ANY_RUN else (_MATCH, None)
-    return _MATCH, None
-
-
-def _compile(
-    patterns: Sequence[str], flags: Sequence[int], ids: Sequence[int] | None = None
-) -> hyperscan.Database:
-    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    database.compile(
-        expressions=[pattern.encode("latin-1") for pattern in patterns],
-        ids=list(range(len(patterns)) if ids is None else ids),
-        elements=len(patterns),
-        flags=list(flags),
-    )
-    return database
-
 
 class _Lists:
     """crawlerdetect's lists and the headless list, compiled once per process (about 0.15 s).
@@ -268,7 +100,7 @@ class _Lists:
         # Where an exclusion found at a start ends: Python's match decides (its backtracking
         # is cheap here, and the same as crawlerdetect's), on the same bytes as Hyperscan.
         self.exclusions = [
-            re.compile(_hyperscan_pattern(parsed.data).encode("latin-1"), re.IGNORECASE)
+            re.compile(hyperscan_pattern(parsed.data).encode("latin-1"), re.IGNORECASE)
             for parsed in parsed_exclusions
         ]
         # An exclusion of one width ends there, with no match to run.
@@ -280,13 +112,13 @@ class _Lists:
         heads: list[bytes] = []
         self.head_exclusion: list[int] = []
         for index, parsed in enumerate(parsed_exclusions):
-            for head in _literal_heads(parsed.data):
+            for head in literal_heads(parsed.data):
                 if head not in heads:
                     heads.append(head)
                     self.head_exclusion.append(index)
         self.heads = BytesAhoCorasick(heads, matchkind=MatchKind.LeftmostFirst)
         self.marks = BytesAhoCorasick([mark.encode() for mark in HEADLESS_MARKS])
-        self.tails = [_tail(parsed.data) for parsed in parsed_exclusions]
+        self.tails = [tail(parsed.data) for parsed in parsed_exclusions]
         # Per run class: bytes.translate's table that marks its bytes 1 and every other 0, so
         # a run's end is one find of a 0.
         self.run_tables = {
@@ -294,11 +126,11 @@ class _Lists:
             for _, run in self.tails
             if run
         }
-        reversed_patterns = [_hyperscan_pattern(p.data, reverse=True) for p in parsed_exclusions]
+        reversed_patterns = [hyperscan_pattern(p.data, reverse=True) for p in parsed_exclusions]
         caseless = hyperscan.HS_FLAG_CASELESS
         flags = [caseless] * len(reversed_patterns)
-        headless = _hyperscan_pattern(sre_parse.parse(_HEADLESS_RE.pattern).data, reverse=True)
-        self.starts = _compile(
+        headless = hyperscan_pattern(sre_parse.parse(_HEADLESS_RE.pattern).data, reverse=True)
+        self.starts = compile_database(
             [*reversed_patterns, headless],
             [*flags, caseless | hyperscan.HS_FLAG_SINGLEMATCH],
             [*range(len(reversed_patterns)), _HEADLESS_ID],
@@ -311,12 +143,12 @@ class _Lists:
             parsed = sre_parse.parse(pattern).data
             flag = caseless | hyperscan.HS_FLAG_SINGLEMATCH
             if parsed and parsed[-1][0] is sre.ASSERT_NOT and parsed[-1][1][0] == 1:
-                lookahead = _hyperscan_pattern(parsed[-1][1][1])
+                lookahead = hyperscan_pattern(parsed[-1][1][1])
                 self.lookaheads[index] = re.compile(lookahead.encode("latin-1"), re.IGNORECASE)
                 parsed, flag = parsed[:-1], caseless
-            crawler_patterns.append(_hyperscan_pattern(parsed))
+            crawler_patterns.append(hyperscan_pattern(parsed))
             flags.append(flag)
-        self.crawlers = _compile(crawler_patterns, flags)
+        self.crawlers = compile_database(crawler_patterns, flags)
 
     def reason(self, user_agent: str) -> str | None:
         """The verdict of :func:`bot_reason`, uncached."""
@@ -325,7 +157,7 @@ class _Lists:
         user_agent = user_agent.strip()
         if not user_agent:
             return None
-        data = _matchable(user_agent)
+        data = matchable(user_agent)
         lowered = data.lower()  # ASCII only, as IGNORECASE folds bytes
         if self.marks.find_matches_as_indexes(lowered):
             return HEADLESS_BROWSER
@@ -340,8 +172,8 @@ class _Lists:
 
     def agent(self, user_agent: str) -> bytes:
         """What crawlerdetect searches for crawlers, ``EXCLUSIONS.sub("", user_agent)``, as
-        :func:`_matchable` bytes (for the tests)."""
-        data = _matchable(user_agent)
+        :func:`matchable` bytes (for the tests)."""
+        data = matchable(user_agent)
         agent = self._fast_agent(data, data.lower())
         return self._exact_agent(user_agent, data) if agent is None else agent
 
@@ -373,19 +205,19 @@ class _Lists:
             pieces.append(data[kept_from:start])
             pattern = head_exclusion[head]
             kind, run = tails[pattern]
-            if kind is _LITERAL:
+            if kind is LITERAL:
                 kept_from = end
                 continue
-            if kind is _MATCH:
+            if kind is MATCH:
                 match = self.exclusions[pattern].match(data, start)
                 if match is None:
                     return None
                 kept_from = match.end()
                 continue
-            if kind is not _RUN:  # one byte but a newline, then a run: optional or not
-                if end < size and data[end] != _NEWLINE:
+            if kind is not RUN:  # one byte but a newline, then a run: optional or not
+                if end < size and data[end] != NEWLINE:
                     end += 1
-                elif kind is _ANY_RUN:
+                elif kind is ANY_RUN:
                     return None
                 else:
                     kept_from = end  # the optional part is absent

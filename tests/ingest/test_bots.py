@@ -17,16 +17,9 @@ from crawlerdetect.providers.exclusions import data as EXCLUSION_PATTERNS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ranker.ingest.bots import (
-    _ASCII_FOLDS,
-    _HEADLESS_RE,
-    _LISTS,
-    CRAWLER,
-    HEADLESS_BROWSER,
-    _matchable,
-    bot_reason,
-)
+from ranker.ingest.bots import _HEADLESS_RE, _LISTS, CRAWLER, HEADLESS_BROWSER, bot_reason
 from ranker.ingest.parse import MAX_USER_AGENT
+from ranker.ingest.patterns import matchable
 
 # Real user agents of the browsers most readers use, desktop and mobile, in-app included.
 BROWSERS = {
@@ -150,17 +143,7 @@ def test_the_user_agent_as_crawlerdetect_searches_it_is_its_own() -> None:
     """Where Hyperscan found exclusions and Python's match took them, the rest is exactly what
     Python's substitution leaves."""
     for ua in user_agents("real-world.txt") + user_agents("crawler-detect-devices.txt"):
-        assert _LISTS.agent(ua) == _matchable(EXCLUSIONS.sub("", ua)), ua
-
-
-def test_the_only_non_ascii_characters_ignorecase_takes_for_ascii_letters_are_the_four() -> None:
-    every = "".join(chr(c) for c in range(0x80, 0x110000) if not 0xD800 <= c <= 0xDFFF)
-    folded = re.findall("[a-z]", every, re.IGNORECASE)
-    assert {ord(c) for c in folded} == set(_ASCII_FOLDS)
-    for code_point, letter in _ASCII_FOLDS.items():
-        assert re.fullmatch(letter, chr(code_point), re.IGNORECASE)
-    # And \d is str.isdecimal, which _Classes asks.
-    assert re.findall(r"\d", every) == [c for c in every if c.isdecimal()]
+        assert _LISTS.agent(ua) == matchable(EXCLUSIONS.sub("", ua)), ua
 
 
 EXCLUSIONS = re.compile(f"({'|'.join(EXCLUSION_PATTERNS)})", re.IGNORECASE)
@@ -215,7 +198,7 @@ def test_generated_user_agents_are_searched_as_crawlerdetect_searches_them(user_
     """The fast path's removal of the exclusions, or the exact path's where it hands over, is
     exactly Python's substitution."""
     stripped = user_agent.strip()
-    assert _LISTS.agent(stripped) == _matchable(EXCLUSIONS.sub("", stripped))
+    assert _LISTS.agent(stripped) == matchable(EXCLUSIONS.sub("", stripped))
 
 
 @pytest.mark.parametrize(
@@ -232,9 +215,9 @@ def test_generated_user_agents_are_searched_as_crawlerdetect_searches_them(user_
     ],
 )
 def test_the_fast_path_hands_what_it_cannot_tell_to_the_exact_one(user_agent: str) -> None:
-    data = _matchable(user_agent)
+    data = matchable(user_agent)
     assert _LISTS._fast_agent(data, data.lower()) is None
-    assert _LISTS.agent(user_agent) == _matchable(EXCLUSIONS.sub("", user_agent))
+    assert _LISTS.agent(user_agent) == matchable(EXCLUSIONS.sub("", user_agent))
 
 
 def test_the_fast_path_tells_nearly_every_real_user_agent_on_its_own() -> None:
@@ -243,10 +226,10 @@ def test_the_fast_path_tells_nearly_every_real_user_agent_on_its_own() -> None:
     told = 0
     corpus = user_agents("real-world.txt")
     for ua in corpus:
-        data = _matchable(ua)
+        data = matchable(ua)
         agent = _LISTS._fast_agent(data, data.lower())
         if agent is not None:
-            assert agent == _matchable(EXCLUSIONS.sub("", ua)), ua
+            assert agent == matchable(EXCLUSIONS.sub("", ua)), ua
             told += 1
     assert told >= 0.95 * len(corpus)
 
