@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from ranker.config.limits import MAX_LIMIT
 from ranker.errors import (
     ArticleNotFound,
     EditorRequired,
@@ -24,7 +25,6 @@ from ranker.errors import (
     UnknownSection,
 )
 from ranker.ingest.admission import MAX_EDITORIAL_BODY_BYTES
-from ranker.lists.cache import MAX_LIMIT
 from ranker.store.editorial import FOREVER, Change, Pin
 
 from .appkeys import ADMISSION, CACHE, CLOCK, METRICS, SETTINGS, STORE

@@ -6,8 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ranker.config import DEFAULT_WINDOW, Settings
+from ranker.config.limits import DEFAULT_LIMIT, MAX_LIMIT
 from ranker.errors import InvalidLimit, UnknownSection, UnknownWindow
-from ranker.lists.cache import DEFAULT_LIMIT, MAX_LIMIT
 from ranker.lists.render import STALE_HEADER, CachedList
 
 from .appkeys import CACHE, SETTINGS

@@ -68,6 +68,11 @@ ORIGIN_RE = re.compile(
 )
 ANY_ORIGIN = "*"
 
+DEFAULT_LIMIT = 10
+"""Items in a list when ``limit`` is not given."""
+MAX_LIMIT = 100
+"""The most items a list may hold: each list is read at most this deep."""
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""

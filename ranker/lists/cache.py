@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from redis.exceptions import RedisError
 
 from ranker.config import Settings
+from ranker.config.limits import MAX_LIMIT
 from ranker.decay import Clock
 from ranker.errors import StoreUnavailable
 from ranker.metrics import Metrics
@@ -39,9 +40,6 @@ from .render import STALE_HEADER, CachedList, Snapshot, render_snapshot
 
 # The name its log lines have always carried (the module was ranker/cache.py).
 log = logging.getLogger("ranker.cache")
-
-DEFAULT_LIMIT = 10
-MAX_LIMIT = 100
 
 IDLE_AFTER_S = 60.0
 """A limit no one has asked for in this long is forgotten: its answer dropped, and the list

@@ -26,6 +26,10 @@ class RankedItem(NamedTuple):
     url: str | None
     fill: bool = False
     pinned: bool = False
+    section: str | None = None
+    """The section the article's metadata names (None: none set)."""
+    published_at: float | None = None
+    """When it was published, epoch seconds (None: not set)."""
 
 
 class Ranking(NamedTuple):
@@ -44,10 +48,17 @@ def _score(stored: str | float | None, decay: tuple[float, float] | None, now: f
     return decayed(float(stored), decay[0], decay[1], now)
 
 
-def _too_old(published: list[str | None], published_after: float) -> bool:
-    """Whether an article's ``published_at``, when it was read and is known, is before
-    ``published_after``."""
-    return bool(published) and published[0] is not None and float(published[0]) < published_after
+def _too_old(published: str | None, published_after: float) -> bool:
+    """Whether an article's ``published_at``, when it is known, is before ``published_after``."""
+    return published is not None and float(published) < published_after
+
+
+def _published_at(published: str | None) -> float | None:
+    return None if published is None else float(published)
+
+
+_FIELDS = ["title", "url", LEGACY_HIDDEN, HIDDEN_UNTIL, "section", "published_at"]
+"""What a list reads of each article it may list: what an item shows, and whether it may."""
 
 
 Metadata = dict[tuple[str, ...], dict[str, list[str | None]]]
@@ -86,11 +97,8 @@ class ListReads(StoreBase):
             self.keys.hides(ranking),
             self.keys.pins(ranking),
         ]
-        # Only a ranking with a maximum age reads published_at: the others' reads cost as before.
         max_age_s = self._settings.max_age_s_for(ranking)
-        fields = ["title", "url", LEGACY_HIDDEN, HIDDEN_UNTIL]
-        if max_age_s is not None:
-            fields.append("published_at")
+        fields = _FIELDS
         published_after = -math.inf if max_age_s is None else now - max_age_s
         # The ranking's hides (skipped by the script) can miss an article hidden before the
         # ranking existed; its metadata cannot. Too-old articles are known by their metadata
@@ -110,8 +118,8 @@ class ListReads(StoreBase):
             )
             pinned_metadata, listed_metadata = read[: len(pins)], read[len(pins) :]
             visible = [
-                (article_id, stored, title, url)
-                for (article_id, stored), (title, url, hidden, until, *published) in zip(
+                (article_id, stored, title, url, section, published)
+                for (article_id, stored), (title, url, hidden, until, section, published) in zip(
                     candidates, listed_metadata, strict=True
                 )
                 if not hidden_at(hidden, until, now) and not _too_old(published, published_after)
@@ -121,12 +129,30 @@ class ListReads(StoreBase):
             extra = max(2 * extra, extra + len(candidates) - len(visible))
         decay = None if landmark is None else (float(landmark), float(half_life))
         items = [
-            RankedItem(article_id, _score(stored, decay, now), title, url)
-            for article_id, stored, title, url in visible[:limit]
+            RankedItem(
+                article_id,
+                _score(stored, decay, now),
+                title,
+                url,
+                section=section,
+                published_at=_published_at(published),
+            )
+            for article_id, stored, title, url, section, published in visible[:limit]
         ]
         pinned = [
-            (slot, RankedItem(article_id, _score(stored, decay, now), title, url, pinned=True))
-            for (slot, article_id, stored), (title, url, hidden, until, *_) in zip(
+            (
+                slot,
+                RankedItem(
+                    article_id,
+                    _score(stored, decay, now),
+                    title,
+                    url,
+                    pinned=True,
+                    section=section,
+                    published_at=_published_at(published),
+                ),
+            )
+            for (slot, article_id, stored), (title, url, hidden, until, section, published) in zip(
                 pins, pinned_metadata, strict=True
             )
             if not hidden_at(hidden, until, now)
@@ -161,7 +187,6 @@ class ListReads(StoreBase):
         ``published_after``, and (for a section) still in that section by their metadata,
         which wins over an index entry a concurrent move left behind."""
         key = self.keys.published(ranking)
-        fields = ["title", "url", LEGACY_HIDDEN, HIDDEN_UNTIL, "section", "published_at"]
         items: list[RankedItem] = []
         start, page = 0, wanted + len(listed) + 8
         while True:
@@ -172,7 +197,7 @@ class ListReads(StoreBase):
             ids = [str(article_id) for article_id in found]  # str already: decode_responses
             async with self._redis.pipeline(transaction=False) as pipe:
                 for article_id in ids:
-                    pipe.hmget(self.keys.article(article_id), fields)
+                    pipe.hmget(self.keys.article(article_id), _FIELDS)
                 metadata = await pipe.execute()
             for article_id, (title, url, hidden, until, section, published) in zip(
                 ids, metadata, strict=True
@@ -185,7 +210,17 @@ class ListReads(StoreBase):
                     or (ranking != SITE_WIDE and section != ranking)
                 ):
                     continue
-                items.append(RankedItem(article_id, 0.0, title, url, fill=True))
+                items.append(
+                    RankedItem(
+                        article_id,
+                        0.0,
+                        title,
+                        url,
+                        fill=True,
+                        section=section,
+                        published_at=float(published),
+                    )
+                )
                 if len(items) == wanted:
                     return items
             if len(ids) < page:

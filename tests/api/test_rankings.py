@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 from ranker.api.rankings import _parse_limit
 from ranker.app import create_app
 from ranker.config import Settings
+from ranker.config.limits import DEFAULT_LIMIT, MAX_LIMIT
 from ranker.errors import InvalidLimit
-from ranker.lists.cache import DEFAULT_LIMIT, MAX_LIMIT
 from tests.conftest import AiohttpClient, Client, FakeClock
 from tests.support.http import assert_error, get_json, get_ranking, ingest, item
 

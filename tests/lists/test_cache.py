@@ -25,6 +25,7 @@ from ranker.api.appkeys import CACHE, METRICS, SETTINGS, STORE
 from ranker.api.responses import etag_matches
 from ranker.app import create_app
 from ranker.config import Settings
+from ranker.config.limits import MAX_LIMIT
 from ranker.lists import cache as cache_module
 from ranker.lists import kept as kept_module
 from ranker.lists.render import STALE_HEADER
@@ -596,12 +597,12 @@ async def test_every_limit_asked_costs_no_more_to_keep_and_refresh_than_the_deep
     rendered = kept.items_rendered
     await cache.refresh()
     # Each item of each list rendered once a refresh, however many limits are asked...
-    assert cache.stats().items_rendered - rendered == len(lists) * cache_module.MAX_LIMIT
+    assert cache.stats().items_rendered - rendered == len(lists) * MAX_LIMIT
     assert kept.lists == len(lists)
     # ...and answers cut from them kept within a bound, in number and bytes.
     assert kept.answers <= kept_module.ANSWERS_KEPT
     assert kept.answer_bytes <= kept_module.ANSWER_BYTES_KEPT
-    assert kept.item_bytes < 400 * len(lists) * cache_module.MAX_LIMIT
+    assert kept.item_bytes < 400 * len(lists) * MAX_LIMIT
     # What a refresh leaves held is little more than those items' bytes (their ids, each
     # list's head): not buffers a serializer wrote them in.
     assert every_held < 4 * kept.item_bytes

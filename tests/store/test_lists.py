@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 from redis.asyncio import Redis
 
+from ranker.config.limits import SITE_WIDE
 from ranker.ingest.plan import FlushPlan
 from ranker.store import RankedItem, Ranking, RankingStore
 from ranker.store.editorial import FOREVER, Change
@@ -129,9 +130,21 @@ async def test_a_ranking_with_no_scores_is_filled_newest_first_with_fill_items(
     await store.put_article("new", {"title": "New", "url": "/new"})
     ranking = await store.top("sports", 2, T0)
     assert ranking.items == [
-        RankedItem("new", 0.0, "New", "/new", fill=True),
-        RankedItem("mid", 0.0, None, None, fill=True),
+        RankedItem("new", 0.0, "New", "/new", True, False, "sports", T0 - 1 * HOUR),
+        RankedItem("mid", 0.0, None, None, True, False, "sports", T0 - 2 * HOUR),
     ]
+
+
+async def test_a_listed_item_carries_its_section_and_publication_time(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store()
+    await view(store, "a", T0, T0, w=2.0)
+    await view(store, "b", T0, T0, w=1.0)
+    await store.put_article("a", {"title": "A", "section": "sports", "published_at": T0 - HOUR})
+    (first, second) = (await store.top(SITE_WIDE, 10, T0)).items
+    assert (first.section, first.published_at) == ("sports", T0 - HOUR)
+    assert (second.section, second.published_at) == (None, None)
 
 
 async def test_fill_follows_the_scored_articles_and_never_repeats_one(
