@@ -39,6 +39,12 @@ class InvalidLimit(BadRequest):
     code = "invalid_limit"
 
 
+class InvalidQuery(BadRequest):
+    """A list's ``require`` or ``exclude`` is malformed."""
+
+    code = "invalid_query"
+
+
 class UnknownWindow(BadRequest):
     """A ``window`` that is not configured: the message names the ones that are."""
 

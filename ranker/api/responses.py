@@ -25,11 +25,34 @@ def error_response(
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:
-    """RFC 9110 weak comparison of an ``If-None-Match`` value against our strong ETag."""
+    """RFC 9110 weak comparison (what ``If-None-Match`` uses) of an ``If-None-Match`` value
+    against one of our ETags, weak or strong: equal once ``W/`` is taken off both."""
     if if_none_match == etag:
         return True
+    opaque = etag.removeprefix("W/")
     for candidate in if_none_match.split(","):
         candidate = candidate.strip()
-        if candidate == "*" or candidate.removeprefix("W/") == etag:
+        if candidate == "*" or candidate.removeprefix("W/") == opaque:
             return True
     return False
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` value takes gzip (named, or ``*``, with a q above 0)."""
+    if not accept_encoding:
+        return False
+    value = accept_encoding.lower()
+    if "gzip" not in value and "*" not in value:
+        return False
+    accepted = None
+    for entry in value.split(","):
+        coding, _, params = entry.partition(";")
+        coding = coding.strip()
+        if coding not in ("gzip", "x-gzip", "*"):
+            continue
+        q = params.replace(" ", "")
+        refused = q.startswith("q=") and q[2:].rstrip("0").rstrip(".") in ("0", "")
+        if coding != "*":
+            return not refused
+        accepted = not refused
+    return bool(accepted)

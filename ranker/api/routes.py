@@ -58,6 +58,7 @@ CLIENT_CLOSED_REQUEST = 499
 """The status recorded (as nginx does) for a request whose client left before it was answered."""
 
 RANKING_ROUTE = "/v1/rankings/{section}"
+RANKING_HTML_ROUTE = "/v1/rankings/{section}.html"
 EVENTS_ROUTE = "/v1/events"
 
 
@@ -73,6 +74,11 @@ class Route(NamedTuple):
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", EVENTS_ROUTE, Access.WRITE, events.post_events),
+    Route("GET", "/v1/rankings", Access.READ, rankings.list_rankings),
+    # Before the JSON list's route, which would take "all.html" for a ranking's name.
+    Route(
+        "GET", RANKING_HTML_ROUTE, Access.READ, rankings.get_ranking_html, rankings.cached_ranking
+    ),
     Route("GET", RANKING_ROUTE, Access.READ, rankings.get_ranking, rankings.cached_ranking),
     Route("GET", "/v1/articles/{article_id}", Access.READ, articles.get_article),
     Route("PUT", "/v1/articles/{article_id}", Access.WRITE_OR_EDIT, articles.put_article),
@@ -89,8 +95,10 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-def add_routes(app: web.Application) -> None:
-    """Register every route, each behind :func:`observed`; writes behind the write check."""
+def add_routes(app: web.Application, pages: Iterable[tuple[str, Handler]] = ()) -> None:
+    """Register every route, each behind :func:`observed`; writes behind the write check.
+    ``pages`` are (path, handler) of ``GET`` routes outside the API (the site's), timed and
+    with JSON errors like the rest, open to anyone, and registered before the catch-all 404."""
     settings = app[SETTINGS]
     latency = app[METRICS].http_request_duration
     timeout = settings.request_timeout_s
@@ -122,9 +130,12 @@ def add_routes(app: web.Application) -> None:
     # while the dynamic route costs a regex match and a match dict per request, a few percent
     # of a cached poll. The dynamic route stays for the names that are not rankings (404).
     (ranking,) = (route for route in ROUTES if route.path == RANKING_ROUTE)
+    (fragment,) = (route for route in ROUTES if route.path == RANKING_HTML_ROUTE)
     for name in settings.rankings:
-        get_one = functools.partial(rankings.get_ranking, section=name)
-        add(ranking, rankings.ranking_path(name), RANKING_ROUTE, get_one)
+        path = rankings.ranking_path(name)
+        add(ranking, path, RANKING_ROUTE, functools.partial(rankings.get_ranking, section=name))
+        get_html = functools.partial(rankings.get_ranking_html, section=name)
+        add(fragment, path + rankings.HTML_SUFFIX, RANKING_HTML_ROUTE, get_html)
     for route in ROUTES:
         add(route, route.path, route.path, route.handler)
     for path, (label, allowed) in methods.items():
@@ -136,6 +147,12 @@ def add_routes(app: web.Application) -> None:
             preflight = cors.preflight(_allow_header(allowed))
             resource.add_route("OPTIONS", observed(label, preflight, latency))
         resource.add_route("*", observed(label, _method_not_allowed(allowed), latency))
+    for path, handler in pages:
+        resource = app.router.add_resource(path)
+        wrapped = observed(path, handler, latency, timeout=timeout)
+        resource.add_route("GET", wrapped)
+        resource.add_route("HEAD", wrapped)
+        resource.add_route("*", observed(path, _method_not_allowed(["GET", "HEAD"]), latency))
     app.router.add_route("*", "/{path:.*}", observed(UNMATCHED, _not_found, latency))
 
 

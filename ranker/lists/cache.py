@@ -36,7 +36,7 @@ from ranker.store.lists import Metadata
 
 from .kept import CacheStats, KeptAnswers, ListState
 from .movement import MovementRecorder, movement_period
-from .render import STALE_HEADER, CachedList, Snapshot, render_snapshot
+from .render import STALE_HEADER, CachedList, Selection, Snapshot, render_snapshot
 
 # The name its log lines have always carried (the module was ranker/cache.py).
 log = logging.getLogger("ranker.cache")
@@ -80,18 +80,19 @@ class RankingCache:
         answer = self._answers.find(alias)
         if answer is None:
             return None
-        answer.state.asked[answer.limit] = None
+        answer.state.asked[answer.selection.depth] = None
         return self._answers.current(answer)
 
     async def get(
         self,
         section: str,
-        limit: int,
+        selection: Selection | int,
         aliases: Iterable[str] = (),
         window: str | None = None,
     ) -> CachedList:
-        """The answer for a ranking, limit and window (None: the default profile), reading
-        Redis only if its list is not kept, or not as deep, yet.
+        """The answer for a ranking, selection (a bare limit: that many items, as JSON) and
+        window (None: the default profile), reading Redis only if its list is not kept, or not
+        as deep, yet.
 
         ``section`` must be a configured ranking, ``window`` a configured window; ``aliases``
         are request keys that :meth:`lookup` will find it by while it is kept. Raises what the
@@ -100,15 +101,17 @@ class RankingCache:
         state = self._rankings.get((section, window))
         if state is None:
             state = self._rankings[(section, window)] = ListState(section, window)
-        state.asked[limit] = None
-        while state.snapshot is None or state.snapshot.depth < limit:
+        if isinstance(selection, int):
+            selection = Selection(selection)
+        state.asked[selection.depth] = None
+        while state.snapshot is None or state.snapshot.depth < selection.depth:
             if not self._store.available:
                 # Nothing to serve, and a read would only wait out the timeout.
                 raise StoreUnavailable("Redis is unavailable and this list was never read")
             await self._read(state)
             # Asked for still, however long that read took: the next read goes as deep.
-            state.asked[limit] = None
-        return self._answers.current(self._answers.add(state, limit, tuple(aliases)))
+            state.asked[selection.depth] = None
+        return self._answers.current(self._answers.add(state, selection, tuple(aliases)))
 
     def active(self) -> dict[str, list[int]]:
         """The lists being kept, as ranking (``<ranking>?window=<window>`` for a window's)
@@ -265,7 +268,7 @@ class RankingCache:
         # The record is as deep as any list, whichever replica makes it: once an interval.
         # Every item read is kept until the next read, so limits asked for meanwhile, up to
         # that depth, need no read of their own.
-        depth = MAX_LIMIT if recording else _depth(state)
+        depth = max(MAX_LIMIT, _depth(state)) if recording else _depth(state)
         # Cleared before the read: a write that lands while it runs marks the ranking again.
         state.dirty = False
         try:
@@ -324,14 +327,14 @@ class RankingCache:
     def _drop_idle(self, now: float) -> None:
         for key, state in list(self._rankings.items()):
             asked = state.asked
-            for limit, since in list(asked.items()):
+            for depth, since in list(asked.items()):
                 if since is None:
-                    asked[limit] = now
+                    asked[depth] = now
                 elif now - since >= IDLE_AFTER_S:
-                    del asked[limit]
-                    answer = state.answers.get(limit)
-                    if answer is not None:
-                        self._answers.drop(answer)
+                    del asked[depth]
+                    for selection, answer in list(state.answers.items()):
+                        if selection.depth == depth:
+                            self._answers.drop(answer)
             if not asked and state.fetch is None:
                 del self._rankings[key]
                 # Absent when the ranking was never read successfully.

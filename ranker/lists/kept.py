@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 from ranker.config import DEFAULT_WINDOW, Settings
 
-from .render import CachedList, Snapshot, assemble
+from .render import CachedList, Selection, Snapshot, cut
 
 __all__ = ["ANSWERS_KEPT", "ANSWER_BYTES_KEPT", "Answer", "CacheStats", "KeptAnswers", "ListState"]
 
 ANSWERS_KEPT = 256
-"""Finished answers (one per ranking, window and limit) kept ready, the most recently asked:
+"""Finished answers (one per ranking, window and selection) kept ready, the most recently asked:
 beyond, an answer is cut again from its list when asked for."""
 
 ANSWER_BYTES_KEPT = 16 * 1024 * 1024
@@ -24,15 +24,15 @@ and URLs is about 1 MB)."""
 
 
 class Answer:
-    """One (ranking, window, limit) answer. ``current`` was cut from the snapshot of
+    """One (ranking, window, selection) answer. ``current`` was cut from the snapshot of
     ``version``; ``aliases`` are the request keys it is looked up by."""
 
-    __slots__ = ("aliases", "current", "key", "limit", "state", "version")
+    __slots__ = ("aliases", "current", "key", "selection", "state", "version")
 
-    def __init__(self, state: ListState, limit: int, aliases: tuple[str, ...]) -> None:
+    def __init__(self, state: ListState, selection: Selection, aliases: tuple[str, ...]) -> None:
         self.state = state
-        self.limit = limit
-        self.key = (state.name, state.window, limit)
+        self.selection = selection
+        self.key = (state.name, state.window, selection)
         self.aliases = aliases
         self.current: CachedList | None = None
         self.version = -1
@@ -63,9 +63,12 @@ class ListState:
         self.name = name
         self.window = window  # None: the default profile
         self.window_label = DEFAULT_WINDOW if window is None else window
-        # Limit -> None when asked for since the last tick, else the tick that found it unasked.
+        # Depth (Selection.depth: a limit, with what may be left out) -> None when asked for
+        # since the last tick, else the tick that found it unasked. Keyed by depth, not by
+        # selection: bounded whatever ids ``exclude`` names.
         self.asked: dict[int, float | None] = {}
-        self.answers: dict[int, Answer] = {}  # those of the cache's answers that are this list's
+        # Those of the cache's answers that are this list's.
+        self.answers: dict[Selection, Answer] = {}
         self.snapshot: Snapshot | None = None
         self.version = 0  # counts successful reads: an answer of an older one is cut again
         self.fetch: asyncio.Task[None] | None = None
@@ -106,7 +109,7 @@ class KeptAnswers:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._answers: OrderedDict[tuple[str, str | None, int], Answer] = OrderedDict()
+        self._answers: OrderedDict[tuple[str, str | None, Selection], Answer] = OrderedDict()
         # Request key (the raw request target, in its common spellings) -> answer: a poll is
         # one dict lookup, with no parsing.
         self._by_alias: dict[str, Answer] = {}
@@ -125,12 +128,12 @@ class KeptAnswers:
             self._answers.move_to_end(answer.key)
         return answer
 
-    def add(self, state: ListState, limit: int, aliases: tuple[str, ...]) -> Answer:
-        """A list's answer for ``limit``, kept from now on (found by ``aliases``) if it was not,
-        and now the most recently asked."""
-        answer = state.answers.get(limit)
+    def add(self, state: ListState, selection: Selection, aliases: tuple[str, ...]) -> Answer:
+        """A list's answer for ``selection``, kept from now on (found by ``aliases``) if it was
+        not, and now the most recently asked."""
+        answer = state.answers.get(selection)
         if answer is None:
-            answer = state.answers[limit] = Answer(state, limit, aliases)
+            answer = state.answers[selection] = Answer(state, selection, aliases)
             self._answers[answer.key] = answer
             for alias in answer.aliases:
                 self._by_alias[alias] = answer
@@ -146,7 +149,7 @@ class KeptAnswers:
         return answer.current
 
     def drop(self, answer: Answer) -> None:
-        """Forget a kept answer (its limit is no longer asked for)."""
+        """Forget a kept answer (its selection is no longer asked for)."""
         del self._answers[answer.key]
         self._forget(answer)
 
@@ -155,12 +158,10 @@ class KeptAnswers:
         answers past the bounds."""
         state = answer.state
         snapshot = state.snapshot
-        # Answers are kept for limits asked only, and every read covers those.
+        # Answers are kept for selections asked only, and every read covers those.
         assert snapshot is not None
-        assert snapshot.depth >= answer.limit
-        current = assemble(
-            snapshot.head, snapshot.items[: answer.limit], self._settings.cache_control
-        )
+        assert snapshot.depth >= answer.selection.depth
+        current = cut(snapshot, answer.selection, self._settings.cache_control)
         if state.stale:
             current = current.as_stale(self._settings.stale_if_error_s)
         if answer.current is not None:
@@ -178,7 +179,7 @@ class KeptAnswers:
 
     def _forget(self, answer: Answer) -> None:
         """Drop an answer already taken out of the kept ones."""
-        del answer.state.answers[answer.limit]
+        del answer.state.answers[answer.selection]
         for alias in answer.aliases:
             self._by_alias.pop(alias, None)
         if answer.current is not None:

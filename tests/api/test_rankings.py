@@ -1,7 +1,9 @@
-"""GET /v1/rankings/{ranking} through the app: unknown rankings, limits, maximum ages and fill."""
+"""GET /v1/rankings and /v1/rankings/{ranking} through the app: unknown rankings, limits, maximum
+ages, fill, validators, require and exclude, compression."""
 
 from __future__ import annotations
 
+import gzip
 import string
 from collections.abc import Callable
 from typing import Any
@@ -11,12 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
+from ranker.api.appkeys import CACHE
 from ranker.api.rankings import _parse_limit
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.config.limits import DEFAULT_LIMIT, MAX_LIMIT
 from ranker.errors import InvalidLimit
-from tests.conftest import AiohttpClient, Client, FakeClock
+from ranker.lists.kept import ANSWERS_KEPT
+from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.support.http import assert_error, get_json, get_ranking, ingest, item
 
 
@@ -125,7 +129,8 @@ async def test_short_lists_are_filled_newest_first_through_a_sequence_of_refresh
     # No views yet: the newest published articles, as fill, score 0.
     body = await get_ranking(client, path)
     assert entries(body) == [("s1", True), ("s2", True), ("s3", True)]
-    assert body["items"][0] == item(1, "s1", 0.0) | {"fill": True}
+    fill = {"fill": True, "section": "sports", "published_at": clock.now - hour}
+    assert body["items"][0] == item(1, "s1", 0.0) | fill
     all_fill = entries(await get_ranking(client, "/v1/rankings/all?limit=3"))
     assert all_fill == [("w1", True), ("s1", True), ("s2", True)]
 
@@ -151,3 +156,152 @@ async def test_short_lists_are_filled_newest_first_through_a_sequence_of_refresh
     assert (await client.put("/v1/articles/w1", json={"section": "sports"})).status == 200
     assert entries(await get_json(client, path)) == [("w1", True)]
     assert entries(await get_ranking(client, "/v1/rankings/world")) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# What a renderer needs: validators that follow the page, renderable items, compression
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_a_refresh_that_changes_only_scores_keeps_the_etag(
+    client: Client, clock: FakeClock
+) -> None:
+    await ingest(client, {"article_id": "a", "section": "sports", "weight": 2.0})
+    await ingest(client, {"article_id": "b", "section": "sports"})
+    first = await client.get("/v1/rankings/sports")
+    etag = first.headers["ETag"]
+    clock.now += 60  # every score decays, generated_at moves: the bytes change
+    await refreshed(client)
+    again = await client.get("/v1/rankings/sports")
+    assert await again.read() != await first.read()
+    assert again.headers["ETag"] == etag
+    revalidated = await client.get("/v1/rankings/sports", headers={"If-None-Match": etag})
+    assert revalidated.status == 304
+    # What a page shows changes: a new title, a new order. Each is a new ETag.
+    await client.put("/v1/articles/b", json={"title": "Now with a title"})
+    await refreshed(client)
+    titled = await client.get("/v1/rankings/sports", headers={"If-None-Match": etag})
+    assert titled.status == 200
+    assert titled.headers["ETag"] != etag
+    await ingest(client, {"article_id": "b", "section": "sports", "weight": 5.0})
+    await refreshed(client)
+    reordered = await client.get("/v1/rankings/sports")
+    assert reordered.headers["ETag"] not in (etag, titled.headers["ETag"])
+
+
+async def test_items_carry_section_publication_time_and_label(
+    client: Client, clock: FakeClock
+) -> None:
+    published = clock.now - 600
+    await client.put(
+        "/v1/articles/i1",
+        json={
+            "title": "[INTERVIEW] 김 감독 “다음 시즌”",
+            "url": "https://news.example/i1",
+            "section": "sports",
+            "published_at": published,
+        },
+    )
+    await ingest(client, {"article_id": "i1", "section": "sports"})
+    (only,) = (await get_ranking(client, "/v1/rankings/sports"))["items"]
+    assert only["label"] == "INTERVIEW"
+    assert only["headline"] == "김 감독 “다음 시즌”"
+    assert (only["section"], only["published_at"]) == ("sports", published)
+    response = await client.get("/v1/rankings/sports")
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+
+
+async def test_require_title_lists_only_renderable_items(client: Client) -> None:
+    await ingest(
+        client, *({"article_id": f"a{n}", "section": "world", "weight": 10 - n} for n in range(6))
+    )
+    for n in (1, 3, 4):
+        await client.put(f"/v1/articles/a{n}", json={"title": f"Title {n}"})
+    body = await get_ranking(client, "/v1/rankings/world?limit=2&require=title")
+    assert [(i["rank"], i["article_id"]) for i in body["items"]] == [(1, "a1"), (2, "a3")]
+    assert all(i["title"] for i in body["items"])
+    plain = await get_ranking(client, "/v1/rankings/world?limit=2")
+    assert [i["article_id"] for i in plain["items"]] == ["a0", "a1"]
+
+
+async def test_exclude_leaves_articles_out_and_the_next_move_up(client: Client) -> None:
+    await ingest(
+        client, *({"article_id": f"e{n}", "section": "world", "weight": 10 - n} for n in range(6))
+    )
+    body = await get_ranking(client, "/v1/rankings/world?limit=3&exclude=e0,e2")
+    ranked = [(i["rank"], i["article_id"]) for i in body["items"]]
+    assert ranked == [(1, "e1"), (2, "e3"), (3, "e4")]
+    again = await get_ranking(client, "/v1/rankings/world?exclude=e1&limit=3&exclude=e0")
+    assert [i["article_id"] for i in again["items"]] == ["e2", "e3", "e4"]
+    # And the plain list is untouched by them.
+    plain = await get_ranking(client, "/v1/rankings/world?limit=3")
+    assert [i["article_id"] for i in plain["items"]] == ["e0", "e1", "e2"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "require=url",
+        "require=titles",
+        "exclude=a%20b",
+        "exclude=" + ",".join(f"x{n}" for n in range(11)),
+        "exclude=..",
+    ],
+)
+async def test_a_malformed_require_or_exclude_is_400(client: Client, query: str) -> None:
+    await assert_error(await client.get(f"/v1/rankings/all?{query}"), 400, "invalid_query")
+
+
+async def test_distinct_excludes_do_not_grow_what_a_list_is_read_for(client: Client) -> None:
+    await ingest(client, {"article_id": "k", "section": "world"})
+    for n in range(300):
+        response = await client.get(f"/v1/rankings/world?limit=5&exclude=x{n}")
+        assert response.status == 200
+    # Read as deep as 6 (5 and one left out), whatever ids were named; answers stay bounded.
+    assert client.app[CACHE].active() == {"world": [6]}
+    assert client.app[CACHE].stats().answers <= ANSWERS_KEPT
+
+
+async def test_lists_are_gzipped_when_asked_and_cached_so(client: Client) -> None:
+    await ingest(
+        client,
+        *(
+            {"article_id": f"g{n}", "section": "world", "title": f"A headline of some length {n}"}
+            for n in range(20)
+        ),
+    )
+    await refreshed(client)
+    plain = await client.get("/v1/rankings/world", headers={"Accept-Encoding": "identity"})
+    body = await plain.read()
+    assert "Content-Encoding" not in plain.headers
+    assert "Accept-Encoding" in plain.headers["Vary"]
+    for _ in range(2):  # the second from the fast path
+        raw = await client.get(
+            "/v1/rankings/world", headers={"Accept-Encoding": "gzip, br"}, auto_decompress=False
+        )
+        assert raw.headers["Content-Encoding"] == "gzip"
+        compressed = await raw.read()
+        assert gzip.decompress(compressed) == body
+        assert len(compressed) < len(body)
+    assert raw.headers["ETag"] == plain.headers["ETag"]
+
+
+async def test_the_rankings_and_windows_are_listed(client: Client, settings: Settings) -> None:
+    catalog = await get_json(client, "/v1/rankings")
+    assert [r["name"] for r in catalog["rankings"]] == list(settings.rankings)
+    assert catalog["rankings"][0] == {
+        "name": "all",
+        "path": "/v1/rankings/all",
+        "html_path": "/v1/rankings/all.html",
+    }
+    assert [w["name"] for w in catalog["windows"]] == ["default", *settings.windows]
+    assert (catalog["default_limit"], catalog["max_limit"]) == (DEFAULT_LIMIT, MAX_LIMIT)
+
+
+async def test_an_unknown_section_error_names_the_rankings(
+    client: Client, settings: Settings
+) -> None:
+    response = await client.get("/v1/rankings/weather")
+    await assert_error(response, 404, "unknown_section")
+    message = (await response.json())["error"]["message"]
+    assert all(name in message for name in settings.rankings)

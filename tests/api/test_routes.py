@@ -100,7 +100,8 @@ async def test_a_client_that_disconnects_mid_upload_is_a_499_logged_at_info(
     ("method", "path", "status", "code"),
     [
         pytest.param("GET", "/nope", 404, "not_found", id="unknown-route"),
-        pytest.param("GET", "/v1/rankings", 404, "not_found", id="rankings-no-section"),
+        pytest.param("GET", "/v1/rankings/", 404, "not_found", id="rankings-no-section"),
+        pytest.param("POST", "/v1/rankings", 405, "method_not_allowed", id="post-rankings"),
         pytest.param("GET", "/v1/events", 405, "method_not_allowed", id="get-events"),
         pytest.param("DELETE", "/v1/articles/a-1", 405, "method_not_allowed", id="delete-article"),
         pytest.param("POST", "/v1/rankings/all", 405, "method_not_allowed", id="post-ranking"),

@@ -92,11 +92,22 @@ async def all_lists(client: Client, settings: Settings) -> dict[str, list[dict[s
     }
 
 
-def item(rank: int, article_id: str, score: float, **meta: str | None) -> dict[str, Any]:
+def item(rank: int, article_id: str, score: float, **meta: Any) -> dict[str, Any]:
+    """A list item as the JSON gives it: ``meta`` overrides the defaults (no metadata; the
+    headline is the title, as these tests' titles carry no label)."""
     fields: dict[str, Any] = {"rank": rank, "article_id": article_id, "score": score}
     # Every list in these tests is from an interval with none recorded before it: all new.
-    defaults = {"title": None, "url": None, "movement": "new", "previous_rank": None}
-    return fields | defaults | meta | {"fill": False, "pinned": False}
+    defaults = {
+        "title": None,
+        "label": None,
+        "url": None,
+        "section": None,
+        "published_at": None,
+        "movement": "new",
+        "previous_rank": None,
+    }
+    derived = {"headline": meta.get("title")}
+    return fields | defaults | derived | meta | {"fill": False, "pinned": False}
 
 
 async def redis_keys(redis: Redis, key_prefix: str) -> set[str]:
