@@ -34,6 +34,7 @@ from ranker.ingest.parse import REJECTION_CODES
 from ranker.lists.cache import RankingCache
 from ranker.metrics import REDIS_BACKGROUND_OPERATIONS, Metrics
 from ranker.runtime.worker_metrics import keep_writing_snapshots
+from ranker.site import site_routes
 from ranker.store import RankingStore
 from ranker.store.base import article_connections, open_client
 from ranker.store.watch import keep_watching_redis
@@ -74,7 +75,7 @@ def create_app(
     app.cleanup_ctx.append(_redis_watch_ctx)
     app.cleanup_ctx.append(_cache_ctx)
     app.cleanup_ctx.append(_ingestor_ctx)
-    add_routes(app)
+    add_routes(app, site_routes())
     return app
 
 

@@ -62,6 +62,11 @@ def check_settings(settings: Settings) -> None:
     _check_tokens(settings.write_tokens, var["write_tokens"])
     _check_editors(settings, var)
     _check_origins(settings.cors_origins, var["cors_origins"])
+    if settings.page_section is not None and settings.page_section not in settings.rankings:
+        raise ConfigError(
+            f"{var['page_section']}: {settings.page_section[:64]!r} is not a ranking; the "
+            f"rankings are {', '.join(settings.rankings)}"
+        )
 
 
 def variables(settings_type: type[Settings]) -> dict[str, str]:

@@ -34,6 +34,9 @@ DEFAULT_MAX_PENDING_BYTES = 16 * MIB
 DEFAULT_CLIENT_BURST_EVENTS = 20_000
 
 
+PAGE_SECTION = "entertainment"
+"""The section the page's "Top 5" box shows by default, as the seed site's page does."""
+
 _CACHE_SECONDS = Range(0, 31_536_000, what="a whole number of seconds ")
 """What a list's answers may tell caches to keep serving it, past its freshness."""
 
@@ -225,6 +228,13 @@ class Settings:
         default=(), metadata=setting("RANKER_CORS_ORIGINS", p.parse_list)
     )
     """Origins whose browsers may read the lists (``*``: any); none: no CORS headers."""
+    demo_page: bool = field(default=True, metadata=setting("RANKER_DEMO_PAGE", p.parse_bool))
+    """Serve the page at ``/``: the site's three boxes, live. False: ``/`` is a 404."""
+    page_section: str | None = field(
+        default=None, metadata=setting("RANKER_PAGE_SECTION", p.parse_str)
+    )
+    """The section of the page's "Top 5" box; None: ``entertainment`` when it is a section,
+    else the first section."""
     section_set: frozenset[str] = field(init=False, repr=False, compare=False)
     """``sections`` as a set, for the per-event membership test."""
     profiles: tuple[str | None, ...] = field(init=False, repr=False, compare=False)
@@ -249,6 +259,13 @@ class Settings:
     def rankings(self) -> tuple[str, ...]:
         """Every ranking this service keeps: the site-wide one first, then one per section."""
         return (SITE_WIDE, *self.sections)
+
+    @property
+    def page_ranking(self) -> str:
+        """The ranking of the page's section box (see ``page_section``)."""
+        if self.page_section is not None:
+            return self.page_section
+        return PAGE_SECTION if PAGE_SECTION in self.section_set else self.sections[0]
 
     def half_life_for(self, ranking: str, window: str | None = None) -> float:
         """The half-life, in seconds, of one ranking (a section slug or ``all``) in a window

@@ -32,6 +32,7 @@ PAGES = [
     DOCS / "api" / "articles.md",
     DOCS / "api" / "editorial.md",
     DOCS / "api" / "access.md",
+    DOCS / "api" / "page.md",
     DOCS / "operations.md",
 ]
 SH_BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
