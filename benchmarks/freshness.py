@@ -4,12 +4,12 @@
 
 Against ``ranker serve`` with its default settings (lists refreshed every 1 s), twice: read
 from the replica that took the views (it refreshes the rankings it wrote early), then from a
-second replica on the same Redis (it only has its own refresh). Each sample posts 20 views of
-weight 1000 of a brand-new article, stamped now, which makes it #1 site-wide, notes when the
-200 arrived, then polls ``GET /v1/rankings/all?limit=10`` (never with ``If-None-Match``) every
-``--poll-ms`` until the article is listed; the delay is from the 200 to the arrival of the
-first answer listing it. Samples are spaced by a random 0-1.5 s so they fall at every phase of
-a refresh cycle, not one.
+second replica on the same Redis (it refreshes on the first one's change notice). Each sample
+posts 20 views of weight 1000 of a brand-new article, stamped now, which makes it #1
+site-wide, notes when the 200 arrived, then polls ``GET /v1/rankings/all?limit=10`` (never
+with ``If-None-Match``) every ``--poll-ms`` until the article is listed; the delay is from the
+200 to the arrival of the first answer listing it. Samples are spaced by a random 0-1.5 s so
+they fall at every phase of a refresh cycle, not one.
 
 The delay can never be below one poll round trip: the first poll is sent right after the 200.
 """
@@ -98,7 +98,8 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         stack.callback(harness.delete_keys, args.redis_url, prefix)
         ranker = stack.enter_context(harness.ranker_server(args.redis_url, prefix))
-        # A second replica on the same Redis: it learns of the views only by its own refresh.
+        # A second replica on the same Redis: it learns of the views by the first one's change
+        # notice (or, failing that, its own timed refresh).
         replica = stack.enter_context(harness.ranker_server(args.redis_url, prefix))
         # A realistic list to climb: every article of the Top 10 has views and metadata.
         harness.seed_views(ranker.base)

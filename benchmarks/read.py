@@ -1,10 +1,13 @@
-"""Read benchmark: ranker's Top 10 endpoint against a bare aiohttp app, and 1 vs 2 workers.
+"""Read benchmark: ranker's Top 10 endpoint against a bare aiohttp app, its HTML fragment
+against its JSON, and 1 vs 2 workers.
 
-    .venv/bin/python -m benchmarks.read [--only read|workers] [--runs 5] [--duration 10]
+    .venv/bin/python -m benchmarks.read [--only read|fragment|workers] [--runs 5] [--duration 10]
 
 ``read``: ``GET /v1/rankings/all?limit=10`` of ``ranker serve`` against ``benchmarks.bare``
 serving the very bytes ranker answered, with ``wrk -t2 -c{64,256} --latency``; runs alternate
-between the two, each after a short warm-up. ``workers``: the same request against
+between the two, each after a short warm-up. ``fragment``: ``GET
+/v1/rankings/all.html?limit=10`` against ``GET /v1/rankings/all?limit=10`` of the same ``ranker
+serve``, alternating, at each connection count. ``workers``: the same request against
 ``ranker serve --workers 1`` and ``--workers 2``, alternating, at 64 connections.
 
 wrk shares the machine with the servers (and Redis), so read the ratios rather than the
@@ -19,6 +22,7 @@ import dataclasses
 import resource
 import tempfile
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from benchmarks.harness import RANKING_PATH, Server, WrkResult, log
 from benchmarks.report import Report, median, ratio
 
 MODULE = "benchmarks.read"
+FRAGMENT_PATH = "/v1/rankings/all.html?limit=10"
 CACHE_HEADERS = ("ETag", "Cache-Control")
 
 
@@ -39,8 +44,10 @@ class Run:
     wrk_cpu_us: float
 
 
-def measure(server: Server, connections: int, args: argparse.Namespace, pipeline: int) -> Run:
-    url = server.base + RANKING_PATH
+def measure(
+    server: Server, connections: int, args: argparse.Namespace, pipeline: int, path: str
+) -> Run:
+    url = server.base + path
     if args.warmup > 0:
         harness.run_wrk(url, connections, args.warmup, 0, pipeline)
     server_cpu = server.cpu_seconds()
@@ -64,14 +71,20 @@ def _children_cpu_seconds() -> float:
 
 
 def alternate(
-    servers: list[Server], connections: int, args: argparse.Namespace, pipeline: int = 0
+    servers: list[Server],
+    connections: int,
+    args: argparse.Namespace,
+    pipeline: int = 0,
+    paths: Mapping[str, str] | None = None,
 ) -> dict[str, list[Run]]:
     """``args.runs`` rounds, each running every server once in turn, so drift in the machine's
-    load (it is shared) falls on all of them alike."""
+    load (it is shared) falls on all of them alike. ``paths``: by server name, the path it is
+    asked (default: the Top 10)."""
     results: dict[str, list[Run]] = {s.name: [] for s in servers}
     for run in range(1, args.runs + 1):
         for s in servers:
-            measured = measure(s, connections, args, pipeline)
+            path = (paths or {}).get(s.name, RANKING_PATH)
+            measured = measure(s, connections, args, pipeline, path)
             log(f"  c={connections} run {run} {s.name}: {measured.wrk.rps:,.0f} req/s")
             results[s.name].append(measured)
     return results
@@ -121,6 +134,20 @@ HEADER = [
 ]
 
 
+def compare(report: Report, results: dict[str, list[Run]], connections: int) -> None:
+    """The runs' table and the first server's medians over the second's."""
+    report.add(f"### {connections} connections")
+    report.table(HEADER, rows(results))
+    (first, a), (second, b) = results.items()
+    report.add(
+        f"{first}/{second} at {connections} connections: req/s "
+        f"{ratio(median(x.wrk.rps for x in a), median(x.wrk.rps for x in b))}, p99 "
+        f"{ratio(median(x.wrk.p99_ms for x in a), median(x.wrk.p99_ms for x in b))}, "
+        "server CPU per request "
+        f"{ratio(median(x.server_cpu_us for x in a), median(x.server_cpu_us for x in b))}"
+    )
+
+
 def read_section(report: Report, args: argparse.Namespace) -> None:
     prefix = harness.unique_prefix("read")
     with contextlib.ExitStack() as stack:
@@ -151,17 +178,33 @@ def read_section(report: Report, args: argparse.Namespace) -> None:
             "socket errors plus non-2xx answers; a run with errors does not compare.",
         )
         for connections in args.connections:
-            results = alternate([ranker, bare], connections, args)
-            report.add(f"### {connections} connections")
-            report.table(HEADER, rows(results))
-            r, b = results["ranker"], results["bare"]
-            report.add(
-                f"ranker/bare at {connections} connections: req/s "
-                f"{ratio(median(x.wrk.rps for x in r), median(x.wrk.rps for x in b))}, p99 "
-                f"{ratio(median(x.wrk.p99_ms for x in r), median(x.wrk.p99_ms for x in b))}, "
-                "server CPU per request "
-                f"{ratio(median(x.server_cpu_us for x in r), median(x.server_cpu_us for x in b))}"
-            )
+            compare(report, alternate([ranker, bare], connections, args), connections)
+
+
+def fragment_section(report: Report, args: argparse.Namespace) -> None:
+    prefix = harness.unique_prefix("fragment")
+    with contextlib.ExitStack() as stack:
+        stack.callback(harness.delete_keys, args.redis_url, prefix)
+        ranker = stack.enter_context(harness.ranker_server(args.redis_url, prefix))
+        harness.seed_views(ranker.base)
+        # One server, asked for two paths in turn: the names tell the runs apart.
+        as_json = dataclasses.replace(ranker, name="json")
+        as_html = dataclasses.replace(ranker, name="html")
+        paths = {"json": RANKING_PATH, "html": FRAGMENT_PATH}
+        sizes = {}
+        for name, path in paths.items():
+            with urllib.request.urlopen(ranker.base + path) as response:
+                sizes[name] = len(response.read())
+        report.add(
+            "## HTML fragment vs JSON",
+            f"`GET {FRAGMENT_PATH}` ({sizes['html']} bytes) against `GET {RANKING_PATH}` "
+            f"({sizes['json']} bytes) of one `ranker serve`, both answered from its list cache. "
+            f"Each run: `wrk -t2 -c<C> -d{args.duration}s --latency <url>` after a "
+            f"{args.warmup} s warm-up; runs alternate html, json, html, ...",
+        )
+        for connections in args.connections:
+            results = alternate([as_html, as_json], connections, args, paths=paths)
+            compare(report, results, connections)
 
 
 def workers_section(report: Report, args: argparse.Namespace) -> None:
@@ -194,7 +237,9 @@ def workers_section(report: Report, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL)
-    parser.add_argument("--only", choices=["read", "workers"], help="run one section only")
+    parser.add_argument(
+        "--only", choices=["read", "fragment", "workers"], help="run one section only"
+    )
     parser.add_argument("--runs", type=int, default=5, help="runs per server and setting")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run, 0: none")
@@ -215,6 +260,8 @@ def main() -> None:
     report = Report("Read benchmark", MODULE, args.redis_url)
     if args.only in (None, "read"):
         read_section(report, args)
+    if args.only in (None, "fragment"):
+        fragment_section(report, args)
     if args.only in (None, "workers"):
         workers_section(report, args)
     report.print()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 from aiohttp import web
@@ -20,6 +20,7 @@ from ranker.api.appkeys import (
     INGESTOR,
     METRICS,
     METRICS_DIR,
+    NOTICES,
     REDIS,
     SETTINGS,
     STORE,
@@ -37,6 +38,7 @@ from ranker.runtime.worker_metrics import keep_writing_snapshots
 from ranker.site import site_routes
 from ranker.store import RankingStore
 from ranker.store.base import article_connections, open_client
+from ranker.store.notices import ChangeNotices
 from ranker.store.watch import keep_watching_redis
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ def create_app(
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_redis_watch_ctx)
     app.cleanup_ctx.append(_cache_ctx)
+    app.cleanup_ctx.append(_notices_ctx)
     app.cleanup_ctx.append(_ingestor_ctx)
     add_routes(app, site_routes())
     return app
@@ -145,10 +148,34 @@ async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
     await cache.close()
 
 
-async def _ingestor_ctx(app: web.Application) -> AsyncIterator[None]:
-    ingestor = Ingestor(
-        app[STORE], app[SETTINGS], app[METRICS], app[CLOCK], on_applied=app[CACHE].mark_written
+async def _notices_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, cache = app[SETTINGS], app[CACHE]
+    # A connection of its own, which the subscription holds for as long as it lasts.
+    subscriber = open_client(settings, 1, Retry(NoBackoff(), 0))
+    notices = ChangeNotices(
+        app[REDIS], subscriber, app[STORE].keys.changes(), settings.rankings, app[METRICS]
     )
+    app[NOTICES] = notices
+    listener = asyncio.create_task(
+        notices.listen(cache.mark_written, lambda: cache.mark_written(settings.rankings)),
+        name="ranker-notices",
+    )
+    yield
+    await stop_task(listener)
+    await notices.close()
+    await subscriber.aclose()
+
+
+async def _ingestor_ctx(app: web.Application) -> AsyncIterator[None]:
+    cache, notices = app[CACHE], app[NOTICES]
+
+    def applied(rankings: Iterable[str]) -> None:
+        # This replica's lists, and (by a notice) the others', show the views at once.
+        written = set(rankings)
+        cache.mark_written(written)
+        notices.publish(written)
+
+    ingestor = Ingestor(app[STORE], app[SETTINGS], app[METRICS], app[CLOCK], on_applied=applied)
     ingestor.start()
     app[INGESTOR] = ingestor
     yield

@@ -24,7 +24,7 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 FLUSH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000)
 
-REDIS_BACKGROUND_OPERATIONS = ("flush", "refresh", "ping", "write_check", "movement")
+REDIS_BACKGROUND_OPERATIONS = ("flush", "refresh", "ping", "write_check", "movement", "notice")
 """The ``operation`` labels of Redis errors outside any request (the routes add their own)."""
 REPLAY_FOUND = ("answer", "flush")
 """Where a retried batch may be found counted already: the ``found`` label's values."""
@@ -205,6 +205,18 @@ class Metrics:
             " memory under noeviction, a read-only replica, or a failed snapshot (MISCONF).",
             registry=r,
         )
+        self.change_notices = Counter(
+            "ranker_change_notices",
+            "Notices of changed rankings sent to the other replicas, and received from them.",
+            ["direction"],
+            registry=r,
+        )
+        self.change_subscription_up = Gauge(
+            "ranker_change_subscription_up",
+            "1 while this replica hears the others' change notices; 0: its lists refresh on"
+            " their timers only.",
+            registry=r,
+        )
         self.build_info = Gauge(
             "ranker_build_info",
             "Always 1; the labels say what is running.",
@@ -246,6 +258,8 @@ class Metrics:
             self.editorial_changes.labels(action=action)
         for operation in redis_operations:
             self.redis_errors.labels(operation=operation)
+        for direction in ("sent", "received"):
+            self.change_notices.labels(direction=direction)
 
     def set_build_info(self, redis_version: str) -> None:
         """Label ``ranker_build_info`` with the versions running, Redis's once it is known."""

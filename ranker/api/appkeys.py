@@ -14,6 +14,7 @@ from ranker.ingest.flusher import Ingestor
 from ranker.lists.cache import RankingCache
 from ranker.metrics import Metrics
 from ranker.store import RankingStore
+from ranker.store.notices import ChangeNotices
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -22,6 +23,7 @@ REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", RankingStore)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CACHE = web.AppKey("cache", RankingCache)
+NOTICES = web.AppKey("notices", ChangeNotices)
 ADMISSION = web.AppKey("admission", Admission)
 METRICS_DIR = web.AppKey("metrics_dir", Path)
 """Set only for one of several workers: where they share their metrics."""

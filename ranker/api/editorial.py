@@ -27,7 +27,7 @@ from ranker.errors import (
 from ranker.ingest.admission import MAX_EDITORIAL_BODY_BYTES
 from ranker.store.editorial import FOREVER, Change, Pin
 
-from .appkeys import ADMISSION, CACHE, CLOCK, METRICS, SETTINGS, STORE
+from .appkeys import ADMISSION, CACHE, CLOCK, METRICS, NOTICES, SETTINGS, STORE
 from .auth import ACTOR
 from .preconditions import (
     check_article_id,
@@ -286,10 +286,12 @@ def _count(request: web.Request, change: Change) -> None:
 
 
 async def _changed(request: web.Request, change: Change) -> None:
-    """Count and log the change, and show it in this replica's lists at once (others show it
-    at their next refresh): a pin's ranking's, every list for a hide. The change is made by
+    """Count and log the change, and show it in the lists at once, this replica's and (by a
+    change notice) the others': a pin's ranking's, every list for a hide. The change is made by
     now: a failed refresh must not report it failed (the next one picks it up)."""
     _count(request, change)
+    settings = request.app[SETTINGS]
+    request.app[NOTICES].publish(settings.rankings if change.ranking is None else [change.ranking])
     try:
         await request.app[CACHE].refresh(None if change.ranking is None else [change.ranking])
     except RedisError as exc:

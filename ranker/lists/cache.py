@@ -11,9 +11,10 @@ recently asked (at most ``ANSWER_BYTES_KEPT`` bytes of them), so a poll is a dic
 whatever the request rate. A limit no one asks for is forgotten after ``IDLE_AFTER_S``, and a
 list with none left costs nothing.
 
-A ranking this process has just written to (a flush, an editorial change) is refreshed early,
-at most every ``EARLY_REFRESH_GAP_S``, so lists on the replica that took the events are
-fresher still, at a bounded cost to Redis.
+A ranking this process has just written to (a flush, an editorial change), or another replica
+has (its change notice), is refreshed early, at once when it was not refreshed early in the
+last ``EARLY_REFRESH_GAP_S``, else then: lists are fresh within milliseconds of a write, at a
+bounded cost to Redis (at most ten early reads a second per list, however many writes).
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ class RankingCache:
             wake_at = next_tick
             for state in self._rankings.values():
                 if state.dirty:
-                    wake_at = min(wake_at, state.refreshed_at + min_gap)
+                    wake_at = min(wake_at, state.early_at + min_gap)
             if wake_at > now:
                 self._wakeup.clear()
                 try:
@@ -198,8 +199,15 @@ class RankingCache:
                 self._drop_idle(now)
                 due = list(self._rankings.values())
             else:
-                due = [s for s in self._rankings.values() if s.dirty]
-            await self._refresh_all(due)
+                # The gap is between early refreshes only: a view that lands just after a
+                # timed one is not held back by it.
+                due = [
+                    s for s in self._rankings.values() if s.dirty and s.early_at + min_gap <= now
+                ]
+                for state in due:
+                    state.early_at = now
+            if due:
+                await self._refresh_all(due)
 
     async def _refresh_all(self, states: list[ListState]) -> None:
         # A few lists at a time: each read's replies are taken in one go, so many at once

@@ -46,6 +46,7 @@ class ListState:
         "answers",
         "asked",
         "dirty",
+        "early_at",
         "fetch",
         "movement_period",
         "name",
@@ -73,6 +74,7 @@ class ListState:
         self.version = 0  # counts successful reads: an answer of an older one is cut again
         self.fetch: asyncio.Task[None] | None = None
         self.refreshed_at = -math.inf  # time.monotonic() of the last successful read
+        self.early_at = -math.inf  # loop time the last early (not timed) refresh started
         self.dirty = False
         self.stale = False  # the last refresh failed: answers are marked so
         # The movement interval this process has recorded the list of, and the ranks of the

@@ -45,6 +45,7 @@ GAUGE_RULES = {
     "ranker_ranking_members": max,  # the same set, read at slightly different times
     "ranker_redis_up": min,  # down if any worker cannot reach Redis
     "ranker_redis_writable": min,  # refused if any worker's writes are
+    "ranker_change_subscription_up": min,  # deaf if any worker is
     "ranker_build_info": max,
 }
 

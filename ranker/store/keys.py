@@ -69,6 +69,11 @@ class Keys:
         of the article pinned there (kept in the ranking's slot, read by the read script)."""
         return f"{self.prefix}:{{r:{ranking}}}:pins"
 
+    def changes(self) -> str:
+        """Pub/sub channel: the rankings a replica just changed, for the others to refresh
+        (see ranker/store/notices.py)."""
+        return f"{self.prefix}:changes"
+
     def audit(self) -> str:
         """Stream: every editorial change, who made it, what and when, the newest
         ``RANKER_AUDIT_MAX_ENTRIES`` (about)."""
