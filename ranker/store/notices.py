@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection, Iterable
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ranker.metrics import Metrics
@@ -116,13 +117,23 @@ class ChangeNotices:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _read(self, pubsub: PubSub, on_changed: OnChanged) -> None:
+        loop = asyncio.get_running_loop()
+        pinged = False  # a PING is out, and nothing has come back since
         while True:
+            started = loop.time()
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=HEARTBEAT_S)
             if message is None:
-                await pubsub.ping()
+                if loop.time() - started < HEARTBEAT_S:
+                    pinged = False  # a reply it keeps to itself came in: the PONG
+                elif pinged:
+                    raise RedisConnectionError("no answer to a PING on the subscription")
+                else:
+                    await pubsub.ping()
+                    pinged = True
                 continue
+            pinged = False
             if message.get("type") != "message":
-                continue  # a PONG
+                continue
             rankings = self._parse(message["data"])
             if rankings:
                 self._metrics.change_notices.labels(direction="received").inc()

@@ -140,3 +140,24 @@ async def test_a_broken_subscription_is_made_again(
 
 async def _is(value: bool) -> bool:
     return value
+
+
+async def test_a_quiet_subscription_costs_a_ping_now_and_then(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    private_redis: EmbeddedRedis,
+) -> None:
+    settings = make_settings(redis_url=private_redis.url, refresh_interval_s=NEVER_S)
+    replica = await aiohttp_client(create_app(settings, clock=clock))
+    await eventually(lambda: _is(subscribed(replica)))
+    admin = Redis.from_url(private_redis.url, decode_responses=True)
+    try:
+        before = (await admin.info("commandstats")).get("cmdstat_ping", {}).get("calls", 0)
+        await asyncio.sleep(1.0)
+        after = (await admin.info("commandstats")).get("cmdstat_ping", {}).get("calls", 0)
+    finally:
+        await admin.aclose()
+    # One every 5 s at most from the subscription, one every 5 s from the Redis check: a
+    # second of quiet is a handful at most, never a loop of them.
+    assert after - before <= 5
