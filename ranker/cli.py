@@ -16,6 +16,7 @@ from redis.retry import Retry
 
 from ranker import __version__, config
 from ranker.app import create_app
+from ranker.commands import run as client_commands
 from ranker.config import ConfigError, Settings
 from ranker.logs import access_log_options, configure_logging
 from ranker.runtime import server as http_server
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ranker", description="Real-time headline ranking service for news sites."
     )
     parser.add_argument("--version", action="version", version=f"ranker {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
         help="run the HTTP service",
@@ -58,11 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="processes serving the port, e.g. one per core (overrides RANKER_WORKERS; default 1)",
     )
+    client_commands.add_parsers(commands, os.environ)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.command != "serve":
+        return client_commands.run(args)
     try:
         settings = config.from_env(os.environ)
         given = (("host", args.host), ("port", args.port), ("workers", args.workers))

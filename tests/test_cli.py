@@ -96,6 +96,14 @@ def test_help_describes_the_command_and_its_settings() -> None:
     assert "--port" in serve.stdout
 
 
+def test_plain_ranker_prints_its_help_and_every_command() -> None:
+    plain = run_ranker()
+    assert plain.returncode == 0
+    assert plain.stdout == run_ranker("--help").stdout
+    for command in ("serve", "simulate", "replay", "top"):
+        assert command in plain.stdout
+
+
 def test_a_bad_setting_stops_start_up_naming_the_variable() -> None:
     result = run_ranker(
         "serve", "--port", str(free_port()), env=clean_env(RANKER_HALF_LIFE_S="soon")
