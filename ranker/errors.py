@@ -149,6 +149,13 @@ class FlushFailed(StoreUnavailable):
     """Redis did not acknowledge a flush: its views may or may not have been applied."""
 
 
+class ReplicationUnconfirmed(FlushFailed):
+    """Redis applied a flush but ``WAIT`` did not see it reach ``RANKER_REDIS_WAIT_REPLICAS``
+    replicas in time: counted on the primary, and lost with it if it fails now."""
+
+    code = "redis_replication_unconfirmed"
+
+
 class RequestTimeout(RankerError):
     """The request did not finish within ``request_timeout_s``."""
 

@@ -24,7 +24,15 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 FLUSH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000)
 
-REDIS_BACKGROUND_OPERATIONS = ("flush", "refresh", "ping", "write_check", "movement", "notice")
+REDIS_BACKGROUND_OPERATIONS = (
+    "flush",
+    "refresh",
+    "ping",
+    "write_check",
+    "movement",
+    "notice",
+    "replication",
+)
 """The ``operation`` labels of Redis errors outside any request (the routes add their own)."""
 REPLAY_FOUND = ("answer", "flush")
 """Where a retried batch may be found counted already: the ``found`` label's values."""

@@ -116,6 +116,19 @@ class Settings:
     redis_timeout_s: float = field(
         default=2.0, metadata=setting("RANKER_REDIS_TIMEOUT_S", p.parse_float)
     )
+    redis_wait_replicas: int = field(
+        default=0,
+        metadata=setting("RANKER_REDIS_WAIT_REPLICAS", p.parse_int, bounds=Range(0, 16)),
+    )
+    """Replicas a flush's writes must reach (Redis's ``WAIT``) before its batches are
+    answered; 0: answered once the primary has them."""
+    redis_wait_timeout_ms: int = field(
+        default=1000,
+        metadata=setting(
+            "RANKER_REDIS_WAIT_TIMEOUT_MS", p.parse_int, bounds=Range(1, 60_000, unit=" ms")
+        ),
+    )
+    """How long a flush waits for those replicas before its batches are answered 503."""
     redis_max_connections: int = field(
         default=32,
         metadata=setting("RANKER_REDIS_MAX_CONNECTIONS", p.parse_int, bounds=Range(2, 10_000)),

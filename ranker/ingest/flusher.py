@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from ranker.config import Settings
 from ranker.decay import Clock
-from ranker.errors import FlushFailed, Overloaded, StoreUnavailable
+from ranker.errors import FlushFailed, Overloaded, ReplicationUnconfirmed, StoreUnavailable
 from ranker.metrics import Metrics
 from ranker.store import FlushNotSent, RankingStore
 
@@ -190,6 +190,10 @@ class Ingestor:
                 replayed = await self._store.apply(plan, self._clock())
         except RedisError as exc:
             error = self._failed(views, exc)
+        except ReplicationUnconfirmed as exc:
+            # Counted on the primary: only this flush's batches wait on the replicas' word.
+            log.warning("flush of %d views not confirmed by the replicas: %s", views, exc)
+            error = exc
         except Exception as exc:
             # A bug must fail the requests sharing this flush, not kill the loop for later ones.
             log.exception("flush of %d views failed", views)

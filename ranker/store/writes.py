@@ -15,6 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ranker.decay import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES
+from ranker.errors import ReplicationUnconfirmed
 from ranker.ingest.idempotency import FINGERPRINT_LENGTH
 from ranker.ingest.plan import FlushPlan, ranking_call
 
@@ -133,6 +134,7 @@ class Writes(StoreBase):
                         retry[ranking] = (tokens, amounts)
             calls = retry
         self._flush_proven_at = time.monotonic()
+        await self._wait_for_replicas()
         if plan.keyed:
             # Only now, with every count applied: a kept answer promises a retry that much.
             async with self._flush_redis.pipeline(transaction=False) as pipe:
@@ -140,6 +142,25 @@ class Writes(StoreBase):
                     await self._keep(pipe, batch.token, batch.record)
                 await pipe.execute()
         return frozenset(replayed)
+
+    async def _wait_for_replicas(self) -> None:
+        """With ``redis_wait_replicas``, wait until the flush's writes reached that many
+        replicas (``WAIT`` on the flush's own connection, which counts every write sent on it
+        so far), else raise :class:`~ranker.errors.ReplicationUnconfirmed`. Before a keyed
+        batch's answer is kept: a retry of an unconfirmed one finds its views counted, waits
+        again, and is answered once they are confirmed."""
+        wanted = self._settings.redis_wait_replicas
+        if not wanted:
+            return
+        timeout_ms = self._settings.redis_wait_timeout_ms
+        reached = await self._flush_redis.wait(wanted, timeout_ms)
+        if int(reached) < wanted:
+            self.metrics.redis_errors.labels(operation="replication").inc()
+            raise ReplicationUnconfirmed(
+                f"the batch was counted, but reached {reached} of the {wanted} Redis replicas "
+                f"asked for (RANKER_REDIS_WAIT_REPLICAS) within {timeout_ms} ms: retry with "
+                "the same Idempotency-Key to have it confirmed, and counted once"
+            )
 
     async def _prove_flush_connection(self) -> None:
         """After an idle spell or a failure, PING the flush connection (twice: the first finds

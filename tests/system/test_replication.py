@@ -1,0 +1,71 @@
+"""``RANKER_REDIS_WAIT_REPLICAS``: a batch is acknowledged once a replica has it; with the replica
+gone it is answered 503, and its retry (same Idempotency-Key) is counted once when a replica is
+back. A private primary and replicas, never the shared Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from ranker.app import create_app
+from ranker.config import Settings
+from ranker.runtime.embedded import EmbeddedRedis
+from tests.conftest import AiohttpClient, FakeClock
+
+BATCH = [{"article_id": "safe", "section": "sports", "weight": 2}]
+KEY = {"Idempotency-Key": "batch-0001"}
+
+
+@pytest.fixture
+def primary(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis(tmp_path / "primary", persist=False) as server:
+        yield server
+
+
+async def replicate(primary: EmbeddedRedis, replica: EmbeddedRedis) -> None:
+    """Make ``replica`` a replica of ``primary`` and wait until it is in sync."""
+    client = Redis.from_url(replica.url, decode_responses=True)
+    try:
+        await client.replicaof("127.0.0.1", primary.port)
+        for _ in range(200):
+            if (await client.info("replication")).get("master_link_status") == "up":
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the replica never caught up")
+    finally:
+        await client.aclose()
+
+
+async def test_a_batch_is_answered_once_a_replica_has_it_and_counted_once(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    primary: EmbeddedRedis,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(
+        redis_url=primary.url, redis_wait_replicas=1, redis_wait_timeout_ms=200
+    )
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    with EmbeddedRedis(tmp_path / "replica-1", persist=False) as replica:
+        await replicate(primary, replica)
+        first = await client.post("/v1/events", json=BATCH)
+        assert first.status == 200, await first.text()
+    # The replica is gone: counted on the primary, but not confirmed.
+    unconfirmed = await client.post("/v1/events", json=BATCH, headers=KEY)
+    assert unconfirmed.status == 503
+    body = await unconfirmed.json()
+    assert body["error"]["code"] == "redis_replication_unconfirmed"
+    assert "Retry-After" in unconfirmed.headers
+    with EmbeddedRedis(tmp_path / "replica-2", persist=False) as replica:
+        await replicate(primary, replica)
+        retried = await client.post("/v1/events", json=BATCH, headers=KEY)
+        assert retried.status == 200, await retried.text()
+        assert (await retried.json())["accepted"] == 1
+    article = await (await client.get("/v1/articles/safe")).json()
+    # Two batches of weight 2: the unconfirmed one and its retry counted once between them.
+    assert article["scores"]["sports"] == pytest.approx(4.0)
