@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import redis
 from redis.backoff import NoBackoff
@@ -20,6 +21,7 @@ from ranker.commands import run as client_commands
 from ranker.config import ConfigError, Settings
 from ranker.logs import access_log_options, configure_logging
 from ranker.runtime import server as http_server
+from ranker.runtime.cluster import run_dev_cluster
 from ranker.runtime.embedded import EmbeddedRedis, EmbeddedServerError
 from ranker.runtime.workers import PortInUse, check_port_is_free, serve_workers
 
@@ -60,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes serving the port, e.g. one per core (overrides RANKER_WORKERS; default 1)",
     )
     client_commands.add_parsers(commands, os.environ)
+    dev_cluster = commands.add_parser(
+        "dev-cluster",
+        help="run a local Redis Cluster (3 masters, 3 replicas) until Ctrl-C",
+        description="Start 3 masters and 3 replicas of redis-server with --cluster-enabled on "
+        "free loopback ports, join them, print their URLs, and stop them all on Ctrl-C.",
+    )
+    dev_cluster.add_argument(
+        "--dir", type=Path, default=Path("ranker-cluster"), help="data directory of the nodes"
+    )
     return parser
 
 
@@ -69,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command == "dev-cluster":
+        return run_dev_cluster(args.dir)
     if args.command != "serve":
         return client_commands.run(args)
     try:
@@ -134,6 +147,14 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def _is_cluster_node(client: redis.Redis) -> bool:
+    """Whether the server is a node of a Redis Cluster (an ACL that forbids INFO: taken for
+    not)."""
+    with contextlib.suppress(redis.ResponseError):
+        return bool(client.info("cluster").get("cluster_enabled") == 1)
+    return False
+
+
 def check_redis(url: str, timeout_s: float) -> None:
     """Raise :class:`ConfigError` when the Redis at ``url`` answers but refuses this service
     for good: a wrong user or password (``WRONGPASS``, ``NOAUTH``), a database it does not have,
@@ -147,6 +168,12 @@ def check_redis(url: str, timeout_s: float) -> None:
     )
     try:
         client.ping()
+        if _is_cluster_node(client):
+            raise ConfigError(
+                f"RANKER_REDIS_URL: {url} is a Redis Cluster node (cluster_enabled:1), where "
+                "every write of ranker's would be refused (MOVED): ranker runs on a standalone "
+                "Redis (alone or a primary with replicas) and has no cluster mode yet"
+            )
     except redis.AuthenticationError as exc:  # a ConnectionError, but no outage
         raise ConfigError(f"RANKER_REDIS_URL: Redis refused the credentials: {exc}") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:

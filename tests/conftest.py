@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from ranker.api.appkeys import CACHE
 from ranker.app import create_app
 from ranker.config import Settings
+from ranker.runtime.cluster import LocalCluster
 from ranker.runtime.embedded import EmbeddedRedis
 from ranker.store.keys import Keys
 
@@ -74,6 +75,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with EmbeddedRedis(tmp_path_factory.mktemp("redis"), persist=False) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A real Redis Cluster of 3 masters and 3 replicas, for the whole run (a few seconds to
+    start), on ports of its own: never the shared Redis."""
+    with LocalCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import orjson
 import pytest
 import redis
 
+from ranker.runtime.cluster import LocalCluster
 from ranker.runtime.embedded import EmbeddedRedis, free_port
 
 RANKER = str(Path(sys.executable).with_name("ranker"))
@@ -102,6 +103,18 @@ def test_plain_ranker_prints_its_help_and_every_command() -> None:
     assert plain.stdout == run_ranker("--help").stdout
     for command in ("serve", "simulate", "replay", "top"):
         assert command in plain.stdout
+
+
+def test_a_redis_cluster_node_is_refused_at_start_up(local_cluster: LocalCluster) -> None:
+    result = run_ranker(
+        "serve",
+        "--port",
+        str(free_port()),
+        env=clean_env(RANKER_REDIS_URL=local_cluster.urls[0]),
+    )
+    assert result.returncode == 2
+    assert "RANKER_REDIS_URL" in result.stderr
+    assert "Redis Cluster node" in result.stderr
 
 
 def test_a_bad_setting_stops_start_up_naming_the_variable() -> None:

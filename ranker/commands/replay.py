@@ -27,10 +27,13 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from .client import CommandError, RankerClient
 from .progress import Tally
@@ -183,6 +186,13 @@ async def _send(
         )
 
 
+class LinesPerSecond(ProgressColumn):
+    """The replay's rate, in lines of the file a second."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed or 0:,.0f} lines/s")
+
+
 def _progress(console: Console, total: int) -> Progress:
     """A bar with the rate and time left on a terminal; nothing on a pipe (the summary says)."""
     return Progress(
@@ -190,6 +200,7 @@ def _progress(console: Console, total: int) -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("lines"),
+        LinesPerSecond(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
@@ -99,8 +100,10 @@ class EmbeddedRedis:
         persist: bool = True,
         port: int | None = None,
         fsync: str = "everysec",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir.resolve()
+        self.extra_args = tuple(extra_args)
         self.binary = find_server_binary(binary)
         self.persist = persist
         self.fsync = fsync
@@ -183,6 +186,7 @@ class EmbeddedRedis:
             "--save", "",
             "--appendonly", "yes" if self.persist else "no",
             "--appendfsync", self.fsync,
+            *self.extra_args,
         ]  # fmt: skip
         self._process = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell
             args,

@@ -1,0 +1,190 @@
+"""A real Redis Cluster on this machine, for tests, benchmarks and newcomers: masters and
+their replicas started from ``redis-server``/``valkey-server`` with ``--cluster-enabled yes``
+on free loopback ports, joined by ``redis-cli --cluster create``, and stopped together."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+from .embedded import EmbeddedRedis, EmbeddedServerError, find_server_binary
+
+CLUSTER_NODE_TIMEOUT_MS = 2000
+"""How long a master may be unreachable before the cluster fails it over to a replica."""
+
+
+def cluster_port() -> int:
+    """A free loopback port whose cluster bus port (10,000 higher) is free too: at most 55,535,
+    below the ephemeral range a free port is usually taken from."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20_000, 45_000)
+        if _is_free(port) and _is_free(port + 10_000):
+            return port
+    raise EmbeddedServerError("no free port pair for a cluster node")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def find_cli(server_binary: str) -> str:
+    """``valkey-cli`` or ``redis-cli``: beside the server first, then on PATH."""
+    beside = Path(server_binary).with_name(Path(server_binary).name.replace("-server", "-cli"))
+    if beside.is_file():
+        return str(beside)
+    for name in ("valkey-cli", "redis-cli"):
+        found = shutil.which(name)
+        if found is not None:
+            return found
+    raise EmbeddedServerError(
+        "no redis-cli or valkey-cli found to join the cluster (apt-get install redis-tools)"
+    )
+
+
+class LocalCluster:
+    """``masters`` masters with ``replicas`` replicas each, data under ``data_dir``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        masters: int = 3,
+        replicas: int = 1,
+        binary: str | None = None,
+    ) -> None:
+        self.binary = find_server_binary(binary or shutil.which("redis-server"))
+        self.cli = find_cli(self.binary)
+        self.masters = masters
+        self.replicas = replicas
+        self.nodes = [
+            EmbeddedRedis(
+                data_dir / f"node-{n}",
+                binary=self.binary,
+                persist=False,
+                port=cluster_port(),
+                extra_args=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    str(CLUSTER_NODE_TIMEOUT_MS),
+                ),
+            )
+            for n in range(masters * (1 + replicas))
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        """Every node's URL; any one of them is a seed for a cluster client."""
+        return [node.url for node in self.nodes]
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start every node, join them, and wait until every node says the cluster is ok."""
+        try:
+            for node in self.nodes:
+                # A cluster's layout from an earlier run names other ports: start afresh.
+                (node.data_dir / "nodes.conf").unlink(missing_ok=True)
+                node.start()
+            addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+            # --cluster-yes takes the layout redis-cli proposes: each replica on another master.
+            joined = subprocess.run(  # noqa: S603 - a fixed argv, no shell
+                [
+                    self.cli,
+                    "--cluster",
+                    "create",
+                    *addresses,
+                    "--cluster-replicas",
+                    str(self.replicas),
+                    "--cluster-yes",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            if joined.returncode != 0:
+                raise EmbeddedServerError(f"joining the cluster failed: {joined.stdout[-500:]}")
+            self._wait_until_ok(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until_ok(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(self._is_ok(node) for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise EmbeddedServerError(f"the cluster was not ok within {timeout:g} s")
+            time.sleep(0.1)
+
+    def _is_ok(self, node: EmbeddedRedis) -> bool:
+        """The node says the cluster is ok, every slot served, and knows every replica as one
+        (a replica shows as a master to the others until gossip tells them otherwise)."""
+        client = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=1)
+        try:
+            info = client.execute_command("CLUSTER INFO")  # type: ignore[no-untyped-call]
+            nodes = client.execute_command("CLUSTER NODES")  # type: ignore[no-untyped-call]
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+        replicas = sum("slave" in known["flags"] for known in nodes.values())
+        slots = str(info.get("cluster_slots_ok"))
+        return bool(
+            info.get("cluster_state") == "ok"
+            and slots == "16384"
+            and replicas == len(self.nodes) - self.masters
+        )
+
+    def stop(self) -> None:
+        """Stop every node that runs (each a SIGTERM, a SIGKILL if it hangs)."""
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def run_dev_cluster(data_dir: Path) -> int:
+    """``ranker dev-cluster``: a local cluster until SIGINT or SIGTERM; its exit status."""
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    try:
+        cluster = LocalCluster(data_dir.resolve())
+        cluster.start()
+    except EmbeddedServerError as exc:
+        print(f"ranker dev-cluster: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print("cluster ok: " + " ".join(cluster.urls), flush=True)
+        print("Ctrl-C stops every node", flush=True)
+        stopped.wait()
+    finally:
+        cluster.stop()
+    return 0
