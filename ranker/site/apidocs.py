@@ -1,15 +1,16 @@
-"""The API browser at ``/docs``: Swagger UI over ``/openapi.json``, its assets served from the
-``swagger-ui-bundle`` package, so nothing is fetched from the internet at run time."""
+"""The API browser at ``/docs``: Swagger UI 5 over ``/openapi.json``, its assets served from the
+``swagger-ui-py`` package, so nothing is fetched from the internet at run time."""
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 from aiohttp import web
-from swagger_ui_bundle import swagger_ui_path
 
 from .assets import SITE_ASSETS, AssetFolder
 
 SWAGGER_ASSETS = AssetFolder(
-    swagger_ui_path,
+    files("swagger_ui").joinpath("static"),
     ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"),
 )
 """What the browser's page loads of Swagger UI, and nothing else of the package."""

@@ -143,3 +143,29 @@ async def test_the_boxes_are_the_api_lists_and_follow_them_live(
     ARTIFACTS.mkdir(exist_ok=True)
     await asyncio.sleep(3)  # past the moved items' highlight, for a screenshot of the page
     assert await in_browser(browser.save_screenshot, str(ARTIFACTS / "page.png"))
+
+
+async def test_the_api_browser_shows_the_openapi_document(
+    client: Client, browser: webdriver.Chrome
+) -> None:
+    await in_browser(browser.get, str(client.make_url("/docs")))
+
+    async def rendered() -> bool:
+        operations: int = await in_browser(
+            browser.execute_script, "return document.querySelectorAll('.opblock').length"
+        )
+        return operations > 0
+
+    await wait_for(rendered, "Swagger UI showing the document's operations")
+    title = await in_browser(
+        browser.execute_script,
+        "return document.querySelector('.swagger-ui .info .title').textContent",
+    )
+    assert title.startswith("ranker")
+    # Nothing the page needed was refused (its CSP) or missing.
+    errors = [
+        entry
+        for entry in await in_browser(browser.get_log, "browser")
+        if entry["level"] == "SEVERE"
+    ]
+    assert errors == []

@@ -1,5 +1,5 @@
 // The API browser at /docs: Swagger UI over ranker's own OpenAPI document, from the assets the
-// swagger-ui-bundle package ships (nothing is fetched from elsewhere).
+// swagger-ui-py package ships (nothing is fetched from elsewhere).
 "use strict";
 
 window.addEventListener("load", function () {
