@@ -157,7 +157,7 @@ async def _notices_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[NOTICES] = notices
     listener = asyncio.create_task(
-        notices.listen(cache.mark_written, lambda: cache.mark_written(settings.rankings)),
+        notices.listen(cache.mark_written, cache.mark_stale_for_refresh),
         name="ranker-notices",
     )
     yield

@@ -145,6 +145,17 @@ class RankingCache:
         if woken:
             self._wakeup.set()
 
+    def mark_stale_for_refresh(self) -> None:
+        """Refresh early every list still marked stale (its last read failed, or Redis was
+        found down since): once Redis is heard again, they need not wait for their timers. A
+        list read since is current, and is left alone."""
+        woken = False
+        for state in self._rankings.values():
+            if state.stale:
+                state.dirty = woken = True
+        if woken:
+            self._wakeup.set()
+
     async def refresh(
         self, rankings: Iterable[str] | None = None, *, listing: str | None = None
     ) -> None:

@@ -9,8 +9,8 @@ small message a flush, naming the rankings, sent by the one replica that knows t
 
 Best effort by design: a notice lost (Redis down, the subscription broken) costs freshness
 only, never a view, as every replica still refreshes every list at its timed interval. The
-subscription is re-made with a backoff, and every kept list is refreshed once it is, so nothing
-missed meanwhile waits for its timer.
+subscription is re-made with a backoff; once it is, the lists still marked stale (an outage
+broke it, most often) are refreshed at once, the others at their next timed refresh.
 """
 
 from __future__ import annotations
