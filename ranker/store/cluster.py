@@ -10,8 +10,11 @@ from collections.abc import Generator
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, ClusterPubSub, RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 class ScriptedClusterPipeline(ClusterPipeline):
@@ -46,6 +49,22 @@ class ScriptedClusterPipeline(ClusterPipeline):
         return await super().execute(raise_on_error, allow_redirections)
 
 
+class ClusterUnreachable(RedisConnectionError):
+    """No node of the cluster answered: an outage, as a single node that does not answer is
+    (redis-py raises a RedisClusterException, which is no ConnectionError, nor a RedisError)."""
+
+
+class DiscoveringPubSub(ClusterPubSub):
+    """A cluster subscription that learns the cluster's slots before its first command: redis-py
+    picks the node by the channel's slot, and fails with a KeyError (no RedisError, so no
+    retry) while the client has not asked the cluster for them yet."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self.cluster._initialize:
+            await self.cluster.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
 class ScriptedCluster(RedisCluster):
     """``RedisCluster`` whose pipelines are :class:`ScriptedClusterPipeline`, and which keeps
     the text of every script registered with it, to load it wherever it is missing."""
@@ -53,6 +72,15 @@ class ScriptedCluster(RedisCluster):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.scripts: dict[str, str] = {}
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> ScriptedCluster:
+        try:
+            await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            if isinstance(exc.__cause__, RedisConnectionError | RedisTimeoutError | OSError):
+                raise ClusterUnreachable(str(exc)) from exc
+            raise
+        return self
 
     def register_script(self, script: str | bytes) -> AsyncScript:  # type: ignore[override]
         registered = AsyncScript(self, script)
@@ -66,6 +94,11 @@ class ScriptedCluster(RedisCluster):
         # mypy takes ClusterPipeline for abstract (an attribute its base declares); redis-py
         # makes its own the same way.
         return ScriptedClusterPipeline(self, transaction)  # type: ignore[abstract]
+
+    def pubsub(  # type: ignore[override]
+        self, node: ClusterNode | None = None, **kwargs: Any
+    ) -> DiscoveringPubSub:
+        return DiscoveringPubSub(self, node=node, **kwargs)
 
     async def load_scripts(self, shas: list[str]) -> None:
         """Load on every master each of these scripts that some master lacks."""

@@ -23,6 +23,9 @@ from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.support.http import assert_error, redis_keys
 from tests.test_cli import serving
 
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
+
 EDITOR_TOKEN = "editor-token-kim-0123456789abcdef"
 WRITE_TOKEN = "test-write-token-0123456789abcdef"
 RANKINGS = ("all", "sports", "world")
