@@ -97,13 +97,11 @@ class RedisTarget:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # A test marked cluster_too runs twice: on the single node and on the local cluster.
+    # A test marked cluster_too runs twice: on the single node and on the local cluster; one on
+    # a private server of its own (single_node, or the private_redis fixture) once.
     marked = metafunc.definition.get_closest_marker
-    if (
-        "redis_target" in metafunc.fixturenames
-        and marked("cluster_too")
-        and not marked("single_node")
-    ):
+    private = marked("single_node") or "private_redis" in metafunc.fixturenames
+    if "redis_target" in metafunc.fixturenames and marked("cluster_too") and not private:
         metafunc.parametrize("redis_target", ["single", "cluster"], indirect=True)
 
 
