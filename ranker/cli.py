@@ -107,7 +107,7 @@ def serve(settings: Settings) -> int:
         return 1
     if settings.redis_url is not None:
         try:
-            check_redis(settings.redis_url, settings.redis_timeout_s)
+            check_redis(settings)
         except ConfigError as exc:
             print(f"ranker: configuration error: {exc}", file=sys.stderr)
             return 2
@@ -155,31 +155,49 @@ def _is_cluster_node(client: redis.Redis) -> bool:
     return False
 
 
-def check_redis(url: str, timeout_s: float) -> None:
-    """Raise :class:`ConfigError` when the Redis at ``url`` answers but refuses this service
-    for good: a wrong user or password (``WRONGPASS``, ``NOAUTH``), a database it does not have,
-    a command its ACL forbids. Retrying those, as the service retries an outage, would never
-    end; a Redis that does not answer is an outage, and start-up goes on."""
+def check_redis(settings: Settings) -> None:
+    """Raise :class:`ConfigError` when the Redis at ``RANKER_REDIS_URL`` answers but refuses
+    this service for good: a wrong user or password (``WRONGPASS``, ``NOAUTH``), a database it
+    does not have, a command its ACL forbids; or a cluster node without
+    ``RANKER_REDIS_CLUSTER=true`` (most writes would be refused with ``MOVED``), or a Redis
+    without cluster mode with it. Retrying those, as the service retries an outage, would never
+    end; a Redis that does not answer is an outage, and start-up goes on. In cluster mode the
+    first node that answers is checked."""
+    for url in settings.redis_urls:
+        if _check_node(url, settings):
+            return
+
+
+def _check_node(url: str, settings: Settings) -> bool:
+    """Check the Redis at ``url``; False when it does not answer."""
     client = redis.Redis.from_url(
         url,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
         retry=Retry(NoBackoff(), 0),
     )
     try:
         client.ping()
-        if _is_cluster_node(client):
-            raise ConfigError(
-                f"RANKER_REDIS_URL: {url} is a Redis Cluster node (cluster_enabled:1), where "
-                "every write of ranker's would be refused (MOVED): ranker runs on a standalone "
-                "Redis (alone or a primary with replicas) and has no cluster mode yet"
-            )
+        cluster = _is_cluster_node(client)
     except redis.AuthenticationError as exc:  # a ConnectionError, but no outage
         raise ConfigError(f"RANKER_REDIS_URL: Redis refused the credentials: {exc}") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         log.warning("Redis does not answer yet (%s); starting anyway", exc)
+        return False
     except redis.ResponseError as exc:
         # Connecting selects the database, and may authenticate: either can be refused.
         raise ConfigError(f"RANKER_REDIS_URL: Redis refused the connection: {exc}") from None
     finally:
         client.close()
+    # The URL is not echoed: it may hold a password.
+    if cluster and not settings.redis_cluster:
+        raise ConfigError(
+            "RANKER_REDIS_URL is a Redis Cluster node (cluster_enabled:1), where most of "
+            "ranker's writes would be refused (MOVED): set RANKER_REDIS_CLUSTER=true"
+        )
+    if settings.redis_cluster and not cluster:
+        raise ConfigError(
+            "RANKER_REDIS_CLUSTER=true, but RANKER_REDIS_URL is a Redis without cluster mode "
+            "(cluster_enabled:0): unset RANKER_REDIS_CLUSTER"
+        )
+    return True

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import pytest
 from aiohttp import web
@@ -24,6 +25,7 @@ from ranker.app import create_app
 from ranker.config import Settings
 from ranker.runtime.cluster import LocalCluster
 from ranker.runtime.embedded import EmbeddedRedis
+from ranker.store.cluster import open_cluster
 from ranker.store.keys import Keys
 
 Client = TestClient[web.Request, web.Application]
@@ -85,13 +87,47 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
         yield cluster
 
 
+@dataclass(frozen=True)
+class RedisTarget:
+    """The Redis a test runs against: the single node, or the local cluster (``url`` then
+    names every node, as ``RANKER_REDIS_URL`` may in cluster mode)."""
+
+    url: str
+    cluster: bool
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A test marked cluster_too runs twice: on the single node and on the local cluster; one on
+    # a private server of its own (single_node, or the private_redis fixture) once.
+    marked = metafunc.definition.get_closest_marker
+    private = marked("single_node") or "private_redis" in metafunc.fixturenames
+    if "redis_target" in metafunc.fixturenames and marked("cluster_too") and not private:
+        metafunc.parametrize("redis_target", ["single", "cluster"], indirect=True)
+
+
 @pytest.fixture
-async def redis(redis_url: str, key_prefix: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
+def redis_target(request: pytest.FixtureRequest, redis_url: str) -> RedisTarget:
+    if getattr(request, "param", "single") == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("local_cluster")
+        return RedisTarget(",".join(cluster.urls), cluster=True)
+    return RedisTarget(redis_url, cluster=False)
+
+
+@pytest.fixture
+async def redis(redis_target: RedisTarget, key_prefix: str) -> AsyncIterator[Redis]:
+    """A client of the test's Redis; its keys are deleted afterwards (on a cluster, SCAN runs
+    on every master). On a cluster it is ranker's own cluster client: typed as a Redis, as
+    the tests use only what both have."""
+    if redis_target.cluster:
+        urls = tuple(redis_target.url.split(","))
+        client = cast(Redis, open_cluster(urls, decode_responses=True))
+    else:
+        client = Redis.from_url(redis_target.url, decode_responses=True)
     yield client
     pattern = Keys(key_prefix).pattern()
     keys = [key async for key in client.scan_iter(match=pattern, count=1000)]
     if keys:
+        # A cluster client deletes them slot by slot.
         await client.delete(*keys)
     await client.aclose()
 
@@ -102,11 +138,16 @@ def key_prefix() -> str:
 
 
 @pytest.fixture
-def make_settings(redis_url: str, key_prefix: str) -> Callable[..., Settings]:
-    """Settings for a test: its own key prefix, the test Redis, anything else overridden."""
+def make_settings(redis_target: RedisTarget, key_prefix: str) -> Callable[..., Settings]:
+    """Settings for a test: its own key prefix, the test Redis (the cluster, in cluster mode,
+    for a test marked ``cluster_too``), anything else overridden."""
 
     def make(**overrides: Any) -> Settings:
-        fields: dict[str, Any] = {"redis_url": redis_url, "key_prefix": key_prefix}
+        fields: dict[str, Any] = {
+            "redis_url": redis_target.url,
+            "redis_cluster": redis_target.cluster,
+            "key_prefix": key_prefix,
+        }
         fields.update(overrides)
         return Settings(**fields)
 

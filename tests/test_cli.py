@@ -115,6 +115,7 @@ def test_a_redis_cluster_node_is_refused_at_start_up(local_cluster: LocalCluster
     assert result.returncode == 2
     assert "RANKER_REDIS_URL" in result.stderr
     assert "Redis Cluster node" in result.stderr
+    assert "set RANKER_REDIS_CLUSTER=true" in result.stderr
 
 
 def test_a_bad_setting_stops_start_up_naming_the_variable() -> None:
@@ -246,3 +247,40 @@ def test_credentials_redis_refuses_are_a_configuration_error(
     assert "RANKER_REDIS_URL" in result.stderr
     assert "Traceback" not in result.stderr
     assert "the-wrong-password" not in result.stderr
+
+
+def test_cluster_mode_on_a_redis_without_it_is_refused_at_start_up(redis_url: str) -> None:
+    result = serve_until_it_stops(redis_url, RANKER_REDIS_CLUSTER="true")
+    assert result.returncode == 2, result.stderr
+    assert "unset RANKER_REDIS_CLUSTER" in result.stderr
+
+
+def test_cluster_mode_serves_from_the_nodes_that_answer(
+    local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    # The first seed is down (nothing listens there): the others give the topology.
+    seeds = ",".join([f"redis://127.0.0.1:{free_port()}", *local_cluster.urls])
+    prefix = f"cli-{os.getpid()}-{time.monotonic_ns()}"
+    with serving(
+        tmp_path, RANKER_REDIS_CLUSTER="true", RANKER_REDIS_URL=seeds, RANKER_KEY_PREFIX=prefix
+    ) as base:
+        views = [
+            {"article_id": "a", "section": "world"},
+            {"article_id": "b", "section": "entertainment"},
+        ]
+        answer = http_json(f"{base}/v1/events", orjson.dumps(views))
+        assert answer == {"accepted": 2, "rejected": []}
+        for ranking, articles in (("all", {"a", "b"}), ("world", {"a"}), ("entertainment", {"b"})):
+            assert _listed(f"{base}/v1/rankings/{ranking}", len(articles)) == articles
+
+
+def _listed(url: str, count: int) -> set[str]:
+    """The ids in the list at ``url``, once it has ``count`` (or after 5 s)."""
+    for _ in range(100):
+        listed = http_json(url)
+        assert isinstance(listed, dict)
+        ids = {item["article_id"] for item in listed["items"]}
+        if len(ids) >= count:
+            break
+        time.sleep(0.05)
+    return ids

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from ranker.config import Settings
 from ranker.ingest.admission import Admission
@@ -14,12 +13,13 @@ from ranker.ingest.flusher import Ingestor
 from ranker.lists.cache import RankingCache
 from ranker.metrics import Metrics
 from ranker.store import RankingStore
+from ranker.store.base import Client
 from ranker.store.notices import ChangeNotices
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
-REDIS = web.AppKey("redis", Redis)
+REDIS: web.AppKey[Client] = web.AppKey("redis")
 STORE = web.AppKey("store", RankingStore)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CACHE = web.AppKey("cache", RankingCache)

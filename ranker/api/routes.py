@@ -22,14 +22,14 @@ from typing import NamedTuple
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import MaxConnectionsError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ranker.api import articles, editorial, events, ops, rankings
 from ranker.errors import NotFound, Overloaded, RankerError, RedisRefusesWrites, RequestTimeout
 from ranker.logs import CURRENT_REQUEST, REQUEST_ID_HEADER, request_id
 from ranker.metrics import RequestLatency
-from ranker.store.base import PoolExhausted, refuses_writes
+from ranker.store.base import refuses_writes
 
 from .appkeys import METRICS, SETTINGS
 from .auth import Access, EditorGuard, WriteGuard
@@ -251,7 +251,7 @@ async def _not_found(request: web.Request) -> web.StreamResponse:
 def _redis_error_response(request: web.Request, route: str, exc: RedisError) -> web.Response:
     """The answer to a request that Redis failed: too much of ranker's own work at once (503
     overloaded), Redis unreachable (503), Redis refusing writes (503), or an error (500)."""
-    if isinstance(exc, PoolExhausted):
+    if isinstance(exc, MaxConnectionsError):  # PoolExhausted, or a cluster node's pool full
         # Ranker's own back-pressure, not a Redis error: Redis may be fine.
         log.debug("no Redis connection for %s %s: %s", request.method, request.path, exc)
         overloaded = Overloaded("too many requests are waiting for Redis; try again shortly")

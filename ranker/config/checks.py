@@ -47,8 +47,7 @@ def check_settings(settings: Settings) -> None:
     """Raise :class:`~ranker.config.ConfigError` for the first value out of bounds."""
     var = variables(type(settings))
     check_sections(settings.sections, var["sections"])
-    if settings.redis_url is not None:
-        check_redis_url(settings.redis_url, var["redis_url"])
+    _check_redis(settings, var)
     _check_windows(settings, var)
     _check_per_ranking(
         settings, settings.section_half_lives, var["section_half_lives"], _check_half_life
@@ -216,6 +215,31 @@ def check_sections(sections: tuple[str, ...], name: str) -> None:
             raise ConfigError(f"{name}: {SITE_WIDE!r} is reserved for the site-wide ranking")
     if len(set(sections)) != len(sections):
         raise ConfigError(f"{name}: a section is listed twice")
+
+
+def _check_redis(settings: Settings, var: Mapping[str, str]) -> None:
+    name = var["redis_url"]
+    if not settings.redis_cluster:
+        if settings.redis_url is not None:
+            if "," in settings.redis_url:
+                raise ConfigError(f"{name}: a list of nodes needs {var['redis_cluster']}=true")
+            check_redis_url(settings.redis_url, name)
+        return
+    if settings.redis_url is None:
+        # The embedded server is one node.
+        raise ConfigError(f"{var['redis_cluster']}: needs {name}, a node of the cluster")
+    if settings.redis_wait_replicas:
+        # WAIT counts one connection's writes to one master; a flush writes to several.
+        raise ConfigError(
+            f"{var['redis_wait_replicas']}: not supported with {var['redis_cluster']}=true yet"
+        )
+    for url in settings.redis_urls:
+        check_redis_url(url, name)
+        parts = urlsplit(url)
+        if parts.scheme == "unix":
+            raise ConfigError(f"{name}: a cluster's nodes are reached over TCP, not unix://")
+        if parts.path.strip("/") not in ("", "0"):
+            raise ConfigError(f"{name}: a cluster has database 0 only")
 
 
 def check_redis_url(url: str, name: str) -> None:

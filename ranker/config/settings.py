@@ -52,6 +52,10 @@ class Settings:
     redis_url: str | None = field(
         default=None, metadata=setting("RANKER_REDIS_URL", p.parse_redis_url)
     )
+    redis_cluster: bool = field(
+        default=False, metadata=setting("RANKER_REDIS_CLUSTER", p.parse_bool)
+    )
+    """``RANKER_REDIS_URL`` names nodes of a Redis Cluster (any of them, comma-separated)."""
     host: str = field(default="127.0.0.1", metadata=setting("RANKER_HOST", p.parse_str))
     port: int = field(default=8080, metadata=setting("RANKER_PORT", p.parse_int))
     half_life_s: float = field(
@@ -258,6 +262,15 @@ class Settings:
         object.__setattr__(self, "section_set", frozenset(self.sections))
         object.__setattr__(self, "profiles", (None, *self.windows))
         check_settings(self)
+
+    @property
+    def redis_urls(self) -> tuple[str, ...]:
+        """The Redis URLs: one, or in cluster mode each node ``RANKER_REDIS_URL`` names."""
+        if self.redis_url is None:
+            return ()
+        if not self.redis_cluster:
+            return (self.redis_url,)
+        return tuple(url.strip() for url in self.redis_url.split(",") if url.strip())
 
     @property
     def cache_control(self) -> str:

@@ -183,6 +183,10 @@ def run_dev_cluster(data_dir: Path) -> int:
         return 1
     try:
         print("cluster ok: " + " ".join(cluster.urls), flush=True)
+        print(
+            "ranker on it: RANKER_REDIS_CLUSTER=true RANKER_REDIS_URL=" + ",".join(cluster.urls),
+            flush=True,
+        )
         print("Ctrl-C stops every node", flush=True)
         stopped.wait()
     finally:

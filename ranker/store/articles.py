@@ -9,14 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 from redis.typing import EncodableT, FieldT
 
 from ranker.config import SITE_WIDE
 from ranker.decay import decayed
 
-from .base import PoolExhausted, StoreBase, observed
+from .base import Pipe, PoolExhausted, StoreBase, observed
 from .editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
 
 
@@ -187,7 +186,7 @@ class ArticleMetadata(StoreBase):
 
     def _index_published(
         self,
-        pipe: Pipeline,
+        pipe: Pipe,
         article_id: str,
         old_section: str | None,
         section: str | None,

@@ -16,9 +16,11 @@ import re
 import time
 from collections.abc import Callable, Coroutine
 from importlib.resources import files
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,7 +30,22 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ranker.config import Settings
 from ranker.metrics import Metrics
 
+from .cluster import ScriptedCluster, open_cluster
 from .keys import Keys
+
+Client = Redis | ScriptedCluster
+"""A single node's client, or a cluster's (``RANKER_REDIS_CLUSTER``): the store uses only what
+both have."""
+
+Pipe = Pipeline | ClusterPipeline
+"""A pipeline of either client."""
+
+
+def script_client(pipe: Pipe) -> Redis:
+    """``pipe`` as redis-py types the client a script is called with. A pipeline of either kind
+    queues the script's EVALSHA (a cluster's: see ``ScriptedClusterPipeline.__await__``)."""
+    return cast(Redis, pipe)
+
 
 # The name its log lines have always carried (the module was ranker/store_base.py).
 log = logging.getLogger("ranker.store_base")
@@ -98,9 +115,21 @@ _KEEP = _lua("keep.lua")
 _METADATA = _lua("metadata.lua")
 
 
-def open_client(settings: Settings, max_connections: int, retry: Retry) -> Redis:
-    """A client with a pool of its own, of at most ``max_connections`` connections."""
+def open_client(settings: Settings, max_connections: int, retry: Retry) -> Client:
+    """A client with a pool of its own, of at most ``max_connections`` connections (in cluster
+    mode, to each node)."""
     assert settings.redis_url is not None  # checked in create_app
+    if settings.redis_cluster:
+        # redis-py's cluster pools do not wait for a free connection: past the cap a command
+        # fails at once with MaxConnectionsError, which is no sign of an outage either.
+        return open_cluster(
+            settings.redis_urls,
+            max_connections=max_connections,
+            decode_responses=True,
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+            retry=retry,
+        )
     pool = WaitingPool.from_url(
         settings.redis_url,
         # Past the cap a request waits for a connection (up to the timeout) instead of failing;
@@ -120,11 +149,11 @@ class StoreBase:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Client,
         settings: Settings,
         *,
-        flush_redis: Redis | None = None,
-        article_redis: Redis | None = None,
+        flush_redis: Client | None = None,
+        article_redis: Client | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics if metrics is not None else Metrics()
@@ -199,8 +228,10 @@ def observed(
             started = time.perf_counter()
             try:
                 result = await method(self, *args, **kwargs)
-            except PoolExhausted:
-                raise  # too much of ranker's own work at once: Redis may well be fine
+            except MaxConnectionsError:
+                # PoolExhausted, or a cluster node's pool full: too much of ranker's own work at
+                # once, Redis may well be fine.
+                raise
             except (RedisConnectionError, RedisTimeoutError):
                 if self.available:
                     self.available = False

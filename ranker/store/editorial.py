@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import orjson
-from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from ranker.config import SITE_WIDE
 
-from .base import StoreBase, observed
+from .base import Pipe, StoreBase, observed, script_client
 
 FOREVER = math.inf
 """The ``until`` of a hide or pin that lasts until it is removed."""
@@ -158,7 +157,7 @@ class EditorialStore(StoreBase):
             await self._pin(
                 keys=[self.keys.pins(pin.ranking)],
                 args=[pin.slot, orjson.dumps([pin.article_id, until]), pin.article_id, now],
-                client=pipe,
+                client=script_client(pipe),
             )
             self._record(pipe, change)
             (replaced, moved_from), _ = await pipe.execute()
@@ -223,7 +222,7 @@ class EditorialStore(StoreBase):
         known = await self._redis.smembers(self.keys.hidden_rankings())
         return sorted(set(self._settings.rankings) | {str(name) for name in known})
 
-    def _record(self, pipe: Pipeline, change: Change) -> None:
+    def _record(self, pipe: Pipe, change: Change) -> None:
         pipe.xadd(
             self.keys.audit(),
             change.fields(),

@@ -20,12 +20,13 @@ import logging
 import secrets
 from collections.abc import Callable, Collection, Iterable
 
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ranker.metrics import Metrics
+
+from .base import Client
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,8 @@ class ChangeNotices:
 
     def __init__(
         self,
-        publisher: Redis,
-        subscriber: Redis,
+        publisher: Client,
+        subscriber: Client,
         channel: str,
         rankings: Collection[str],
         metrics: Metrics,

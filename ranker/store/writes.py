@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from itertools import chain
 
 import orjson
-from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -19,7 +18,7 @@ from ranker.errors import ReplicationUnconfirmed
 from ranker.ingest.idempotency import FINGERPRINT_LENGTH
 from ranker.ingest.plan import FlushPlan, ranking_call
 
-from .base import StoreBase, observed
+from .base import Pipe, StoreBase, observed, script_client
 
 __all__ = ["FLUSH_IDLE_CHECK_S", "FlushNotSent", "Writes"]
 
@@ -118,7 +117,7 @@ class Writes(StoreBase):
                             spec,
                             *half_lives,
                         ],
-                        client=pipe,
+                        client=script_client(pipe),
                     )
                 await self._fill_metadata(pipe, metadata)
                 metadata = {}  # set once; the calls sent again carry counts only
@@ -199,7 +198,7 @@ class Writes(StoreBase):
         }
 
     async def _fill_metadata(
-        self, pipe: Pipeline, metadata: Mapping[str, tuple[str | None, str | None]]
+        self, pipe: Pipe, metadata: Mapping[str, tuple[str | None, str | None]]
     ) -> None:
         """Queue the titles and urls events carried, each set only where unset. What events
         alone made expires ``RANKER_EVENT_METADATA_TTL_S`` after the last event that carried
@@ -218,7 +217,7 @@ class Writes(StoreBase):
                 fields += ["title", title]
             if url is not None:
                 fields += ["url", url]
-            await self._event_metadata(keys=[key], args=fields, client=pipe)
+            await self._event_metadata(keys=[key], args=fields, client=script_client(pipe))
 
     @observed("dedup")
     async def claim_views(self, marks: Mapping[int, list[str]], token: str) -> set[str]:
@@ -229,7 +228,7 @@ class Writes(StoreBase):
         async with self._redis.pipeline(transaction=False) as pipe:
             for shard, digests in marks.items():
                 keys = [self.keys.seen(shard, digest) for digest in digests]
-                await self._seen(keys=keys, args=[token, window], client=pipe)
+                await self._seen(keys=keys, args=[token, window], client=script_client(pipe))
             results = await pipe.execute()
         return {
             digest
@@ -248,7 +247,7 @@ class Writes(StoreBase):
             (kept,) = await pipe.execute()
         return bool(kept)
 
-    async def _keep(self, pipe: Pipeline, token: str, record: str) -> None:
+    async def _keep(self, pipe: Pipe, token: str, record: str) -> None:
         # A record is the body's fingerprint, then the answer (IdempotencyKey.record).
         await self._keep_answer(
             keys=[self.keys.idempotency(token)],
@@ -257,7 +256,7 @@ class Writes(StoreBase):
                 record[FINGERPRINT_LENGTH:],
                 self._settings.idempotency_window_s,
             ],
-            client=pipe,
+            client=script_client(pipe),
         )
 
     @observed("idempotency_get")

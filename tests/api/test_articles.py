@@ -50,6 +50,9 @@ from tests.support.strategies import (
     titles,
 )
 
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
+
 
 @pytest.mark.parametrize("article_id", ["bad%20id", "x" * 129, "%ED%95%9C", "a+b", "a!b", "a%2Cb"])
 async def test_bad_article_id_is_400(client: Client, article_id: str) -> None:

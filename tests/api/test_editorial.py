@@ -19,9 +19,12 @@ from redis.asyncio import Redis
 from ranker.api.appkeys import STORE
 from ranker.app import create_app
 from ranker.config import Settings
-from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
+from tests.conftest import AiohttpClient, Client, FakeClock, RedisTarget, refreshed
 from tests.support.http import assert_error, redis_keys
 from tests.test_cli import serving
+
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
 
 EDITOR_TOKEN = "editor-token-kim-0123456789abcdef"
 WRITE_TOKEN = "test-write-token-0123456789abcdef"
@@ -518,11 +521,13 @@ async def test_a_remote_client_may_not_edit_without_editor_tokens(
 # ---------------------------------------------------------------------------------------------
 
 
-def serving_on(tmp_path: Path, redis_url: str, key_prefix: str) -> AbstractContextManager[str]:
-    """A ``ranker serve`` on the test's Redis and key prefix, ready; yields its base URL."""
+def serving_on(tmp_path: Path, target: RedisTarget, key_prefix: str) -> AbstractContextManager[str]:
+    """A ``ranker serve`` on the test's Redis (or cluster) and key prefix, ready; yields its
+    base URL."""
     return serving(
         tmp_path,
-        RANKER_REDIS_URL=redis_url,
+        RANKER_REDIS_URL=target.url,
+        RANKER_REDIS_CLUSTER=str(target.cluster).lower(),
         RANKER_KEY_PREFIX=key_prefix,
         RANKER_SECTIONS="sports,world",
         RANKER_REFRESH_INTERVAL_S="0.2",
@@ -558,11 +563,11 @@ async def until_served(
 
 
 async def test_two_servers_on_one_redis_show_hides_pins_and_their_ends(
-    redis_url: str, key_prefix: str, redis: Redis, tmp_path: Path
+    redis_target: RedisTarget, key_prefix: str, redis: Redis, tmp_path: Path
 ) -> None:
     with (
-        serving_on(tmp_path / "first", redis_url, key_prefix) as first,
-        serving_on(tmp_path / "second", redis_url, key_prefix) as second,
+        serving_on(tmp_path / "first", redis_target, key_prefix) as first,
+        serving_on(tmp_path / "second", redis_target, key_prefix) as second,
     ):
         bases = (first, second)
         async with aiohttp.ClientSession() as session:

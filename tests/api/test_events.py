@@ -28,6 +28,9 @@ from tests.support.http import (
     redis_keys,
 )
 
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
+
 MIB = 1024 * 1024
 SEED = {"article_id": "seed", "section": "national", "weight": 5}
 

@@ -23,6 +23,9 @@ from ranker.lists.kept import ANSWERS_KEPT
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.support.http import assert_error, get_json, get_ranking, ingest, item
 
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
+
 
 @pytest.mark.parametrize("section", ["weather", "ALL", "Sports", "x" * 200])
 async def test_unknown_ranking_is_404(client: Client, section: str) -> None:

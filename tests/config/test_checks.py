@@ -199,3 +199,34 @@ def test_an_override_for_a_window_that_is_not_configured_names_the_configured_on
         Settings(window_half_lives={"weekly": {"sports": 60.0}})
     with pytest.raises(ConfigError, match=r"RANKER_WINDOW_SECTION_HALF_LIVES.*configured: none"):
         Settings(windows={}, window_half_lives={"trending": {"sports": 60.0}})
+
+
+def test_cluster_mode_takes_any_number_of_nodes() -> None:
+    nodes = "redis://:pw@10.0.0.1:7000, redis://10.0.0.2:7001/0"
+    settings = config.from_env({"RANKER_REDIS_CLUSTER": "true", "RANKER_REDIS_URL": nodes})
+    assert settings.redis_urls == ("redis://:pw@10.0.0.1:7000", "redis://10.0.0.2:7001/0")
+    single = config.from_env({"RANKER_REDIS_URL": "redis://10.0.0.1:7000/2"})
+    assert single.redis_urls == ("redis://10.0.0.1:7000/2",)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"RANKER_REDIS_URL": "redis://a:1,redis://b:2"}, "RANKER_REDIS_CLUSTER=true"),
+        ({"RANKER_REDIS_CLUSTER": "true"}, "RANKER_REDIS_URL"),
+        ({"RANKER_REDIS_CLUSTER": "true", "RANKER_REDIS_URL": "unix:///tmp/r.sock"}, "unix"),
+        ({"RANKER_REDIS_CLUSTER": "true", "RANKER_REDIS_URL": "redis://a:1/3"}, "database 0"),
+        ({"RANKER_REDIS_CLUSTER": "true", "RANKER_REDIS_URL": "redis://a:1,b:2"}, "redis://"),
+        (
+            {
+                "RANKER_REDIS_CLUSTER": "true",
+                "RANKER_REDIS_URL": "redis://a:1",
+                "RANKER_REDIS_WAIT_REPLICAS": "1",
+            },
+            "RANKER_REDIS_WAIT_REPLICAS",
+        ),
+    ],
+)
+def test_a_cluster_setting_that_cannot_work_is_an_error(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        config.from_env(env)

@@ -17,6 +17,9 @@ from ranker.ingest.dedup import DUPLICATE_READER, SHARDS, count_once, mark
 from ranker.ingest.idempotency import HEADER, REPLAYED_HEADER, idempotency_key
 from tests.conftest import AiohttpClient, Client, FakeClock
 
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
+
 WINDOW = 600
 
 

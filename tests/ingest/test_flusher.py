@@ -29,6 +29,9 @@ from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.ingest.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS
 from tests.support.oracle import Oracle, assert_list_matches
 
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
+
 SECTIONS = ("national", "business", "sports", "entertainment", "world")
 DAY = 86_400.0
 

@@ -19,6 +19,9 @@ from ranker.ingest.plan import FlushPlan, KeyedBatch
 from tests.conftest import AiohttpClient, Client, FakeClock
 from tests.ingest.test_bots import CRAWLERS
 
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
+
 JSON = "application/json"
 
 EVENTS = [

@@ -33,6 +33,9 @@ from ranker.store import Ranking
 from ranker.store.lists import Metadata
 from tests.conftest import AiohttpClient, Client, FakeClock
 
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
+
 Reads = dict[str, int]
 
 
@@ -286,6 +289,7 @@ async def test_age_and_members_are_reported(
     assert registry.get_sample_value("ranker_ranking_age_seconds", world) is None
 
 
+@pytest.mark.single_node
 async def test_lists_keep_answering_from_memory_while_redis_is_down(
     aiohttp_client: AiohttpClient,
     make_settings: Callable[..., Settings],
@@ -552,6 +556,8 @@ def top_reads(client: Client) -> float:
     return value or 0.0
 
 
+# Once: it weighs what a refresh leaves held, which a cluster client's own caches would blur.
+@pytest.mark.single_node
 async def test_every_limit_asked_costs_no_more_to_keep_and_refresh_than_the_deepest_alone(
     aiohttp_client: AiohttpClient,
     make_settings: Callable[..., Settings],

@@ -21,6 +21,9 @@ from ranker.runtime.embedded import EmbeddedRedis
 from ranker.store.keys import Keys
 from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
+
 HOUR = 3600.0
 START = 1_800_000_000.0  # the default FakeClock's time: the start of an hour-long interval
 Move = tuple[str, str, int | None]
@@ -175,6 +178,7 @@ async def test_each_process_records_and_reads_once_an_interval(
     assert calls == [movement_period(START, HOUR), movement_period(START, HOUR) + 1]
 
 
+@pytest.mark.single_node
 async def test_a_list_is_served_when_redis_refuses_to_record_it(
     aiohttp_client: AiohttpClient,
     make_settings: Callable[..., Settings],

@@ -22,6 +22,9 @@ from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
 from tests.ingest.test_flusher import SECTIONS, batches, make_events, post
 from tests.support.oracle import Oracle, assert_list_matches
 
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
+
 HOUR = 3600.0
 PROFILES = (None, "trending", "popular")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from ranker.api.appkeys import STORE
@@ -14,6 +15,9 @@ from ranker.ingest.plan import FlushPlan
 from ranker.store import Ranking, RankingStore
 from tests.conftest import AiohttpClient, Client, FakeClock
 from tests.support.store import T0
+
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
 
 
 async def test_metadata_from_events_never_overwrites_the_cms(

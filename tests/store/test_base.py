@@ -23,7 +23,9 @@ async def test_running_out_of_pooled_connections_is_no_redis_outage(
     settings = make_settings(redis_max_connections=2, redis_timeout_s=0.2)
     client = await aiohttp_client(create_app(settings))
     assert (await client.get("/readyz")).status == 200
-    pool = client.app[REDIS].connection_pool
+    app_redis = client.app[REDIS]
+    assert isinstance(app_redis, Redis)
+    pool = app_redis.connection_pool
     taken = [await pool.get_connection() for _ in range(2)]  # type: ignore[no-untyped-call]
     try:
         # A list never read needs a connection of that pool: none comes free.

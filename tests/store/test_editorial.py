@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from ranker.config import Settings
 from ranker.ingest.plan import FlushPlan
 from ranker.store import RankingStore
 from ranker.store.editorial import FOREVER, Change, Pin
+
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
 
 T0 = 1_800_000_000.0
 

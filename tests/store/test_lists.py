@@ -13,6 +13,9 @@ from ranker.store import RankedItem, Ranking, RankingStore
 from ranker.store.editorial import FOREVER, Change
 from tests.support.store import T0, view
 
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
+
 
 async def hide(store: RankingStore, article_id: str) -> None:
     await store.hide(article_id, FOREVER, Change("hide", "test", T0, article_id), T0)

@@ -17,6 +17,9 @@ from ranker.runtime.embedded import EmbeddedRedis
 from tests.conftest import AiohttpClient, Client, FakeClock
 from tests.support.http import ingest
 
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
+
 # So long that only a notice can make a replica read a list again within a test.
 NEVER_S = 3600.0
 
@@ -111,6 +114,7 @@ def private_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
         yield server
 
 
+@pytest.mark.single_node
 async def test_a_broken_subscription_is_made_again(
     aiohttp_client: AiohttpClient,
     make_settings: Callable[..., Settings],
@@ -142,6 +146,7 @@ async def _is(value: bool) -> bool:
     return value
 
 
+@pytest.mark.single_node
 async def test_a_quiet_subscription_costs_a_ping_now_and_then(
     aiohttp_client: AiohttpClient,
     make_settings: Callable[..., Settings],

@@ -16,6 +16,9 @@ from ranker.ingest.plan import FlushPlan, KeyedBatch
 from ranker.store import RankingStore
 from tests.support.store import T0, view
 
+# On the single node and on the local Redis Cluster (conftest.py)
+pytestmark = pytest.mark.cluster_too
+
 
 async def scores(store: RankingStore, ranking: str, now: float) -> dict[str, float]:
     return {item.article_id: item.score for item in (await store.top(ranking, 100, now)).items}
