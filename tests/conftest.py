@@ -79,6 +79,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A server of the test's own, to stop, pause or break the subscriptions of (never the
+    shared one)."""
+    with EmbeddedRedis(tmp_path / "redis", persist=False) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """A real Redis Cluster of 3 masters and 3 replicas, for the whole run (a few seconds to

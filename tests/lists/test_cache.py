@@ -8,7 +8,7 @@ import os
 import re
 import signal
 import tracemalloc
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from ranker.runtime.embedded import EmbeddedRedis
 from ranker.store import Ranking
 from ranker.store.lists import Metadata
 from tests.conftest import AiohttpClient, Client, FakeClock
+from tests.support.waiting import eventually
 
 # On the single node and on the local Redis Cluster (conftest.py)
 pytestmark = pytest.mark.cluster_too
@@ -68,16 +69,6 @@ async def ids(client: Client, path: str) -> list[str]:
     response = await client.get(path)
     assert response.status == 200
     return [item["article_id"] for item in (await response.json())["items"]]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], deadline_s: float = 20.0) -> None:
-    """Wait for a condition the background refresh makes true; a generous deadline, since
-    shared machines stall, and never an assertion on how long it took."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + deadline_s
-    while not await check():
-        assert loop.time() < give_up, "the condition never became true"
-        await asyncio.sleep(0.02)
 
 
 async def test_concurrent_requests_share_one_read_and_repeat_requests_read_nothing(
@@ -376,13 +367,6 @@ async def test_a_put_waits_for_a_read_that_started_after_its_write(
     assert (await put).status == 200
     await in_flight
     assert await ids(client, "/v1/rankings/sports") == ["b"]
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A server of the test's own, to stop or pause (never the shared one)."""
-    with EmbeddedRedis(tmp_path / "redis", persist=False) as server:
-        yield server
 
 
 @contextlib.contextmanager

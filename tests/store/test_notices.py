@@ -4,8 +4,7 @@ once, not at its next timed refresh; a broken subscription is made again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -16,21 +15,13 @@ from ranker.config import Settings
 from ranker.runtime.embedded import EmbeddedRedis
 from tests.conftest import AiohttpClient, Client, FakeClock
 from tests.support.http import ingest
+from tests.support.waiting import eventually
 
 # On the single node and on the local Redis Cluster (conftest.py)
 pytestmark = pytest.mark.cluster_too
 
 # So long that only a notice can make a replica read a list again within a test.
 NEVER_S = 3600.0
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], deadline_s: float = 20.0) -> None:
-    """A generous deadline, since shared machines stall, and never an assertion on how long."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + deadline_s
-    while not await check():
-        assert loop.time() < give_up, "the condition never became true"
-        await asyncio.sleep(0.02)
 
 
 async def listed(client: Client, path: str) -> list[str]:
@@ -105,13 +96,6 @@ async def test_an_editorial_change_through_one_replica_shows_in_the_other(
     hidden = await one.put("/v1/editorial/hides/p0", json={})
     assert hidden.status == 200, await hidden.text()
     await eventually(lambda: listing(["p2", "p1"]))
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A server of the test's own, whose subscriptions it may break (never the shared one's)."""
-    with EmbeddedRedis(tmp_path / "redis", persist=False) as server:
-        yield server
 
 
 @pytest.mark.single_node
