@@ -19,6 +19,7 @@ from ranker.ingest.idempotency import FINGERPRINT_LENGTH
 from ranker.ingest.plan import FlushPlan, ranking_call
 
 from .base import Pipe, StoreBase, observed, script_client
+from .keys import unsharded
 
 __all__ = ["FLUSH_IDLE_CHECK_S", "FlushNotSent", "Writes"]
 
@@ -77,6 +78,9 @@ class Writes(StoreBase):
         """
         settings = self._settings
         await self._prove_flush_connection()
+        # The site-wide amounts, when it is sharded, as each sub-ranking's: a ranking of its
+        # own to the script (see ranker/store/shards.py).
+        plan = self.shards.split(plan)
         # Each ranking's script call, as the keyed batches it carries and its merged amounts
         # per profile. A call that finds some of its batches counted already applies nothing
         # and is sent again without them, until none is left over.
@@ -99,7 +103,7 @@ class Writes(StoreBase):
                             self.keys.scores(ranking, window),
                             self.keys.decay(ranking, window),
                         ]
-                        half_lives.append(settings.half_life_for(ranking, window))
+                        half_lives.append(settings.half_life_for(unsharded(ranking), window))
                     # orjson writes the shortest text that reads back as the same double.
                     spec = orjson.dumps(
                         [tokens, *(list(chain.from_iterable(a.items())) for a in amounts)]
