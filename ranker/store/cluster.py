@@ -6,7 +6,8 @@ pipeline (``transaction=False``) into one per node, so nothing else changes in t
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+import asyncio
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -150,6 +151,33 @@ class ScriptedCluster(RedisCluster):
         for sha, everywhere in zip(shas, held, strict=True):
             if not everywhere and sha in self.scripts:
                 await self.script_load(self.scripts[sha])
+
+
+async def wait_on_masters(
+    cluster: ScriptedCluster, keys: Iterable[str], replicas: int, timeout_ms: int
+) -> int:
+    """``WAIT replicas timeout_ms`` on the master of each of ``keys``' slots, all at once;
+    the fewest replicas any of them reached. Each goes over the client's connection to that
+    master, so a client of one connection per node waits for all the writes it sent there."""
+    with cluster_outages():
+        masters = {node.name: node for node in map(cluster.get_node_from_key, keys) if node}
+    if not masters:
+        return replicas
+    # Every WAIT settles before an error is raised: one still running would hold its
+    # master's only connection when the next flush wants it.
+    replies = await asyncio.gather(
+        *(
+            cluster.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
+            for node in masters.values()
+        ),
+        return_exceptions=True,
+    )
+    reached = replicas
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+        reached = min(reached, int(reply))
+    return reached
 
 
 def open_cluster(urls: tuple[str, ...], **options: Any) -> ScriptedCluster:
