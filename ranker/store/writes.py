@@ -18,6 +18,7 @@ from ranker.ingest.idempotency import FINGERPRINT_LENGTH
 from ranker.ingest.plan import FlushPlan, ranking_call
 
 from .base import Pipe, StoreBase, observed, script_client
+from .cluster import ScriptedCluster, wait_on_masters
 from .keys import unsharded
 
 __all__ = ["FLUSH_IDLE_CHECK_S", "FlushNotSent", "Writes"]
@@ -152,7 +153,7 @@ class Writes(StoreBase):
                         retry[ranking] = (tokens, amounts)
             calls = retry
         self._flush_proven_at = time.monotonic()
-        await self._wait_for_replicas()
+        await self._wait_for_replicas(plan)
         if plan.keyed:
             # Only now, with every count applied: a kept answer promises a retry that much.
             async with self._flush_redis.pipeline(transaction=False) as pipe:
@@ -161,24 +162,43 @@ class Writes(StoreBase):
                 await pipe.execute()
         return frozenset(replayed)
 
-    async def _wait_for_replicas(self) -> None:
+    async def _wait_for_replicas(self, plan: FlushPlan) -> None:
         """With ``redis_wait_replicas``, wait until the flush's writes reached that many
         replicas (``WAIT`` on the flush's own connection, which counts every write sent on it
         so far), else raise :class:`~ranker.errors.ReplicationUnconfirmed`. Before a keyed
         batch's answer is kept: a retry of an unconfirmed one finds its views counted, waits
-        again, and is answered once they are confirmed."""
+        again, and is answered once they are confirmed.
+
+        On a cluster, ``WAIT`` goes to every master the flush wrote to, each over the flush
+        client's one connection to it (``max_connections=1`` per node): the connection its
+        writes went over, as ``WAIT`` counts the writes of one connection to one master."""
         wanted = self._settings.redis_wait_replicas
         if not wanted:
             return
         timeout_ms = self._settings.redis_wait_timeout_ms
-        reached = await self._flush_redis.wait(wanted, timeout_ms)
-        if int(reached) < wanted:
+        client = self._flush_redis
+        if isinstance(client, ScriptedCluster):
+            reached = await wait_on_masters(client, self._written_keys(plan), wanted, timeout_ms)
+        else:
+            reached = int(await client.wait(wanted, timeout_ms))
+        if reached < wanted:
             self.metrics.redis_errors.labels(operation="replication").inc()
             raise ReplicationUnconfirmed(
                 f"the batch was counted, but reached {reached} of the {wanted} Redis replicas "
                 f"asked for (RANKER_REDIS_WAIT_REPLICAS) within {timeout_ms} ms: retry with "
                 "the same Idempotency-Key to have it confirmed, and counted once"
             )
+
+    def _written_keys(self, plan: FlushPlan) -> list[str]:
+        """A key in each slot the flush wrote to: each ranking's (its script call's keys share
+        one slot), the articles' metadata, and the keyed batches' idempotency records
+        (:meth:`claim_keys`)."""
+        keys = self.keys
+        return [
+            *(keys.applied(ranking) for ranking in plan.rankings()),
+            *(keys.article(article_id) for article_id in plan.metadata),
+            *(keys.idempotency(batch.token) for batch in plan.keyed),
+        ]
 
     async def _prove_flush_connection(self) -> None:
         """After an idle spell or a failure, PING the flush connection (twice: the first finds
