@@ -150,12 +150,24 @@ class Ingestor:
             self._task = None
 
     async def _run(self) -> None:
-        while self._queue or not self._closing:
-            if not self._queue:
+        # Up to the store's flushes_at_once flushes in flight: on a single Redis the next one
+        # is planned and written while Redis applies the one before, on one connection, so
+        # Redis applies them in order (see ranker/store/line.py).
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while self._queue or in_flight or not self._closing:
+                if self._queue and len(in_flight) < self._store.flushes_at_once:
+                    flush = asyncio.create_task(self._flush(self._take_batch()))
+                    in_flight.add(flush)
+                    flush.add_done_callback(in_flight.discard)
+                    flush.add_done_callback(lambda _: self._wakeup.set())
+                    continue
                 self._wakeup.clear()
                 await self._wakeup.wait()
-                continue
-            await self._flush(self._take_batch())
+        finally:
+            # Cancelled (close() lets them finish): they end with the loop.
+            for flush in in_flight:
+                flush.cancel()
 
     def _take_batch(self) -> list[_Request]:
         """Whole requests, oldest first, up to MAX_FLUSH_VIEWS (at least one request)."""

@@ -32,6 +32,7 @@ from ranker.metrics import Metrics
 
 from .cluster import ScriptedCluster, open_cluster
 from .keys import Keys
+from .line import FlushLine
 from .shards import Shards
 
 Client = Redis | ScriptedCluster
@@ -191,6 +192,17 @@ class StoreBase:
         self._pin = redis.register_script(_PIN)
         self._event_metadata = self._flush_redis.register_script(_METADATA)
         self._flush_proven_at = -math.inf
+        self._line = (
+            None if isinstance(self._flush_redis, ScriptedCluster) else FlushLine(self._flush_redis)
+        )
+        """On a single Redis, the flush client's one connection, on which flushes are sent back
+        to back (see ranker/store/line.py); on a cluster, flushes go one at a time."""
+
+    @property
+    def flushes_at_once(self) -> int:
+        """How many flushes may be in flight at once: two on the flush line (the next one is
+        written while Redis applies the one before), one on a cluster."""
+        return 1 if self._line is None else 2
 
     def writes_refused(self, error: BaseException) -> None:
         """Redis refused a write: say so, once, and have the background check look again (then

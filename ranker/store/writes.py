@@ -7,9 +7,12 @@ import math
 import time
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 import msgpack
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ranker.decay import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES
@@ -141,7 +144,7 @@ class Writes(StoreBase):
                     )
                 await self._fill_metadata(pipe, metadata)
                 metadata = {}  # set once; the calls sent again carry counts only
-                results = await pipe.execute()
+                results = await self._send(pipe)
             retry: dict[str, tuple[list[str], list[dict[str, float]]]] = {}
             for ranking, (members, found) in zip(calls, results, strict=False):
                 if members == -1:
@@ -159,7 +162,7 @@ class Writes(StoreBase):
             async with self._flush_redis.pipeline(transaction=False) as pipe:
                 for batch in plan.keyed:
                     await self._keep(pipe, batch.token, batch.record)
-                await pipe.execute()
+                await self._send(pipe)
         return frozenset(replayed)
 
     async def _wait_for_replicas(self, plan: FlushPlan) -> None:
@@ -180,7 +183,10 @@ class Writes(StoreBase):
         if isinstance(client, ScriptedCluster):
             reached = await wait_on_masters(client, self._written_keys(plan), wanted, timeout_ms)
         else:
-            reached = int(await client.wait(wanted, timeout_ms))
+            async with client.pipeline(transaction=False) as pipe:
+                # On the line: the connection every write of this flush went over.
+                pipe.execute_command("WAIT", wanted, timeout_ms)
+                (reached,) = await self._send(pipe)
         if reached < wanted:
             self.metrics.redis_errors.labels(operation="replication").inc()
             raise ReplicationUnconfirmed(
@@ -204,15 +210,42 @@ class Writes(StoreBase):
         """After an idle spell or a failure, PING the flush connection (twice: the first finds
         a connection Redis closed and drops it); then count it unproven until the caller's
         work succeeds. Raises :class:`FlushNotSent`."""
-        if time.monotonic() - self._flush_proven_at > FLUSH_IDLE_CHECK_S:
+        if self._line is not None:
+            # The line knows when Redis last answered on it, whatever flush that was for: a
+            # flush in flight does not make the next one PING (which would wait its turn
+            # behind it, and so end the overlap).
+            proven_at = self._line.answered_at
+        else:
+            proven_at, self._flush_proven_at = self._flush_proven_at, -math.inf
+        if time.monotonic() - proven_at > FLUSH_IDLE_CHECK_S:
             try:
                 try:
-                    await self._flush_redis.ping()
+                    await self._ping_flush_connection()
                 except RedisConnectionError:
-                    await self._flush_redis.ping()
+                    await self._ping_flush_connection()
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 raise FlushNotSent(f"the flush was not sent: {exc}") from exc
-        self._flush_proven_at = -math.inf
+
+    async def _ping_flush_connection(self) -> None:
+        if self._line is None:
+            await self._flush_redis.ping()
+            return
+        async with self._flush_redis.pipeline(transaction=False) as pipe:
+            pipe.ping()
+            await self._send(pipe)
+
+    async def _send(self, pipe: Pipe) -> list[Any]:
+        """Run a pipeline of flush work: on the flush line, or (on a cluster) as it is. Raises
+        the first error reply, as ``execute`` does."""
+        if self._line is None:
+            results: list[Any] = await pipe.execute()
+            return results
+        assert isinstance(pipe, Pipeline)
+        replies = await self._line.execute(pipe)
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return replies
 
     @observed("idempotency_set")
     async def claim_keys(self, bodies: Mapping[str, str]) -> dict[str, str]:
@@ -224,13 +257,20 @@ class Writes(StoreBase):
         Kept before the counts, and for the whole key (not per ranking): a body whose flush
         failed after Redis applied it in some rankings still holds its key, so another body
         can neither be counted in the others, nor be taken for its retry."""
-        await self._prove_flush_connection()
         window = self._settings.idempotency_window_s
-        async with self._flush_redis.pipeline(transaction=False) as pipe:
+        # On a cluster, over the flush connections: the ones WAIT asks about. On the flush
+        # line the answer would wait for the flushes in flight: the counts are sent only once
+        # these are kept all the same, and a WAIT on the line covers them (a replica takes one
+        # stream, in order).
+        client = self._flush_redis if self._line is None else self._redis
+        if self._line is None:
+            await self._prove_flush_connection()
+        async with client.pipeline(transaction=False) as pipe:
             for token, fingerprint in bodies.items():
                 pipe.set(self.keys.idempotency(token), fingerprint, ex=window, nx=True, get=True)
             results = await pipe.execute()
-        self._flush_proven_at = time.monotonic()
+        if self._line is None:
+            self._flush_proven_at = time.monotonic()
         return {
             token: fingerprint if kept is None else str(kept)[:FINGERPRINT_LENGTH]
             for (token, fingerprint), kept in zip(bodies.items(), results, strict=True)
@@ -283,7 +323,7 @@ class Writes(StoreBase):
         False when an answer was kept for its key already (that one stays)."""
         async with self._flush_redis.pipeline(transaction=False) as pipe:
             await self._keep(pipe, token, record)
-            (kept,) = await pipe.execute()
+            (kept,) = await self._send(pipe)
         return bool(kept)
 
     async def _keep(self, pipe: Pipe, token: str, record: str) -> None:

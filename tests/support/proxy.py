@@ -20,6 +20,11 @@ class ReplyLosingProxy:
         self.redis_port = redis_port
         self.port = free_port()
         self.lose_script_replies = False
+        self.losing_pattern = b"EVALSHA"
+        """What a connection must send to lose its replies: any script call, or (say) one
+        script's SHA1 only."""
+        self.lost_calls = 0
+        """How many times ``losing_pattern`` was sent on connections losing their replies."""
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -34,6 +39,13 @@ class ReplyLosingProxy:
         if self._server is not None:
             self._server.close()
         for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def cut(self) -> None:
+        """Close every connection through the proxy, as a network fault or a Redis restart
+        would."""
+        for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -62,8 +74,11 @@ class ReplyLosingProxy:
     ) -> None:
         with contextlib.suppress(ConnectionError):
             while data := await reader.read(65536):
-                if requests and self.lose_script_replies and b"EVALSHA" in data.upper():
-                    losing.set()
+                if requests and self.lose_script_replies:
+                    calls = data.upper().count(self.losing_pattern.upper())
+                    self.lost_calls += calls
+                    if calls:
+                        losing.set()
                 if not requests and losing.is_set():
                     continue  # Redis answered; the answer is lost on the way
                 writer.write(data)

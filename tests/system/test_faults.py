@@ -7,12 +7,14 @@ exact counts here: the clock stands still, so every view is worth exactly 1.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
+from importlib.resources import files
 from pathlib import Path
 from typing import cast
 
@@ -292,6 +294,54 @@ async def test_a_keyed_retry_after_its_marks_were_set_and_the_answer_lost_counts
         "excluded": {"duplicate_reader": 1},
     }
     assert await redis_client.zscore(Keys("faults").scores("sports"), "read") == 1.0
+
+
+async def test_two_flushes_cut_off_in_flight_are_503_and_their_retries_count_once(
+    proxied: Client, proxy: ReplyLosingProxy, redis_client: Redis
+) -> None:
+    # The second flush is written on the flush line while Redis has not answered the first;
+    # then the connection is cut with both in flight. Neither can say what was counted, and
+    # each retried with its key is counted exactly once.
+    client = proxied
+    assert client.app[STORE].flushes_at_once == 2
+    proxy.losing_pattern = INCREMENT_SHA.encode()
+    proxy.lose_script_replies = True
+    batches = {
+        key: [{"article_id": article, "section": "sports"}]
+        for key, article in (("first", "a"), ("second", "b"))
+    }
+
+    async def post(key: str) -> aiohttp.ClientResponse:
+        return await client.post("/v1/events", json=batches[key], headers={"Idempotency-Key": key})
+
+    first = asyncio.create_task(post("first"))
+    await eventually(lambda: at_least(proxy, 2))  # sports and all: the first flush is written
+    second = asyncio.create_task(post("second"))
+    await eventually(lambda: at_least(proxy, 4))  # and the second, behind it
+    await proxy.cut()
+    for answer in await asyncio.gather(first, second):
+        assert answer.status == 503
+        assert "may still have been counted" in (await answer.json())["error"]["message"]
+    proxy.lose_script_replies = False
+    await seconds_until_ready(client, limit=10)
+    for key in batches:
+        retry = await post(key)
+        assert retry.status == 200, await retry.text()
+        # Redis had applied both before the cut: the retries are found counted.
+        assert retry.headers["Idempotent-Replayed"] == "true"
+    keys = Keys("faults")
+    for ranking in ("sports", "all"):
+        assert await redis_client.zscore(keys.scores(ranking), "a") == 1.0
+        assert await redis_client.zscore(keys.scores(ranking), "b") == 1.0
+
+
+INCREMENT_SHA = hashlib.sha1(
+    files("ranker.store").joinpath("lua", "increment.lua").read_bytes()
+).hexdigest()
+
+
+async def at_least(proxy: ReplyLosingProxy, calls: int) -> bool:
+    return proxy.lost_calls >= calls
 
 
 async def test_a_request_waiting_on_a_stalled_redis_ends_at_the_request_timeout(
