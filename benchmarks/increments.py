@@ -384,7 +384,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--members", default="2000-5000", help="members per set, low-high")
     parser.add_argument("--forms", default=",".join(FORMS), help=f"of {', '.join(FORMS)}")
     parser.add_argument("--servers", default="redis,valkey")
-    parser.add_argument("--min", type=int, default=12_000, help="updates measured per run")
+    parser.add_argument("--min", type=int, default=6000, help="updates measured per run")
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",")]
     low, _, high = args.members.partition("-")
