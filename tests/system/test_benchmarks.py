@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from benchmarks import bare, harness, hostile, naive
+from benchmarks import bare, harness, hostile, increments, naive
 from benchmarks.ingest import WithUserAgents, in_app_user_agent, parse_redis_benchmark
 from benchmarks.report import Report, percentile
 from ranker.config import DEFAULT_SECTIONS
@@ -196,3 +197,27 @@ def test_hostile_batches_fit_the_default_body_limit_and_hold_what_they_say() -> 
             assert len(set(agents)) == len(agents) > 900, name
         else:
             assert body.count(b"\n") > 500_000
+
+
+def test_increment_forms_store_what_the_current_script_stores() -> None:
+    # Private servers of its own (redis-server and the wheel's Valkey), tiny sets and flushes.
+    args = increments.parse_args(
+        ["--runs", "1", "--sizes", "10,40", "--rankings", "3", "--members", "30-60", "--min", "1"]
+    )
+    reports: list[Report] = []
+    rows = increments.run(args, reports.append)
+    assert {row.server for row in rows} == {"redis", "valkey"}
+    assert len(rows) == 2 * 2 * len(increments.FORMS)
+    for row in rows:
+        if row.form == "a":
+            # The current script's sums are Python's: old + amount * factor, every one.
+            counted = re.fullmatch(
+                r"\(reference; (\d+) of (\d+) equal to Python's sums\)", row.exact
+            )
+            assert counted is not None, row
+            assert counted[1] == counted[2] != "0", row
+        elif row.form in ("y", "z"):  # no sums: measures of parts, not forms
+            assert row.exact.startswith("no"), row
+        else:
+            assert row.exact == "yes", row
+    assert "| server | form | increments |" in "\n".join(reports[0].lines)
