@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.ingest [--runs 3] [--duration 10] [--senders 8] [--workers 1]
         [--keyed] [--visitors N] [--windows none] [--user-agents distinct|repeated]
+        [--also-workers 2]
 
 ``--senders`` concurrent senders (asyncio tasks in one process, or spread over ``--procs``
 processes) POST pre-encoded batches of 500-1,000 Zipf-distributed views (exponent 1.1 over
@@ -16,6 +17,7 @@ the named windows the first one keeps by default. ``--user-agents distinct`` als
 same views with a ``user_agent`` on each, every one different (in-app browsers' shapes, with
 their per-device, build and version parts, 130-270 characters: no verdict is ever cached), and
 ``repeated`` with one of 2,000 such user agents, Zipf-drawn, as a day's traffic repeats them.
+``--also-workers N`` also runs a ranker with ``--workers N`` in the same alternation.
 """
 
 from __future__ import annotations
@@ -292,6 +294,12 @@ def _parser() -> argparse.ArgumentParser:
         "time (distinct) or one of 2,000 (repeated)",
     )
     parser.add_argument(
+        "--also-workers",
+        type=int,
+        metavar="N",
+        help="also a ranker with --workers N (e.g. 2), against the one with --workers",
+    )
+    parser.add_argument(
         "--windows",
         metavar="SPEC",
         help="also a ranker with RANKER_WINDOWS=SPEC (e.g. none), against the default windows",
@@ -321,6 +329,11 @@ def _report_ratios(
     if args.user_agents:
         a = median(run.rate for run in results[agents_name])
         report.add(f"ranker with user agents ({args.user_agents}) / without: {ratio(a, r)}")
+    if args.also_workers:
+        m = median(run.rate for run in results[f"ranker --workers {args.also_workers}"])
+        report.add(
+            f"ranker --workers {args.also_workers} / --workers {args.workers}: {ratio(m, r)}"
+        )
     if args.windows is not None:
         w = median(run.rate for run in results[windows_name])
         report.add(
@@ -329,7 +342,11 @@ def _report_ratios(
 
 
 def _variants(
-    args: argparse.Namespace, ranker: Server, naive: Server, other: Server | None
+    args: argparse.Namespace,
+    ranker: Server,
+    naive: Server,
+    other: Server | None,
+    more_workers: Server | None = None,
 ) -> list[tuple[str, Server, Zipf, bool]]:
     """What each run sends where, in the order runs alternate: (name, server, views, keyed)."""
     zipf = Zipf(seed=1)
@@ -347,6 +364,8 @@ def _variants(
         variants.append((f"ranker user agents {args.user_agents}", ranker, agents, False))
     if other is not None:
         variants.append((f"ranker RANKER_WINDOWS={args.windows}", other, zipf, False))
+    if more_workers is not None:
+        variants.append((f"ranker --workers {args.also_workers}", more_workers, zipf, False))
     return variants
 
 
@@ -359,8 +378,9 @@ def main() -> None:
     ranker_prefix, naive_prefix = harness.unique_prefix("ingest"), harness.unique_prefix("naive")
     windows_name = f"ranker RANKER_WINDOWS={args.windows}"
     windows_prefix = harness.unique_prefix("windows")
+    workers_prefix = harness.unique_prefix("workers")
     with contextlib.ExitStack() as stack:
-        for prefix in (ranker_prefix, naive_prefix, windows_prefix):
+        for prefix in (ranker_prefix, naive_prefix, windows_prefix, workers_prefix):
             stack.callback(harness.delete_keys, args.redis_url, prefix)
         # Pass --workers only to a ranker that knows it; without it ranker runs one process.
         workers = args.workers if harness.ranker_has_workers() else None
@@ -382,7 +402,17 @@ def main() -> None:
                     name=windows_name,
                 )
             )
-        variants = _variants(args, ranker, naive, other)
+        more_workers = None
+        if args.also_workers:
+            more_workers = stack.enter_context(
+                harness.ranker_server(
+                    args.redis_url,
+                    workers_prefix,
+                    args.also_workers,
+                    name=f"ranker --workers {args.also_workers}",
+                )
+            )
+        variants = _variants(args, ranker, naive, other, more_workers)
         results: dict[str, list[Run]] = {name: [] for name, *_ in variants}
         for number in range(1, args.runs + 1):
             for name, target, source, keyed in variants:
