@@ -2,14 +2,16 @@
 and the memory an article takes in Redis.
 
     .venv/bin/python -m benchmarks.capacity [--only ingest|read|memory] [--runs 3]
-        [--duration 10] [--senders 8] [--connections 64] [--articles 5000]
+        [--duration 10] [--senders 8] [--catalog 5000] [--connections 64] [--articles 5000]
 
 ``ingest`` and ``read`` start two private Redis of the same ``redis-server`` binary, neither
 persisting: one node, and a local cluster of 3 masters with a replica each
 (``ranker.runtime.cluster.LocalCluster``), with one ``ranker serve`` on each (the cluster's with
 ``RANKER_REDIS_CLUSTER=true`` and every node's URL). ``ingest``: the load of
-``benchmarks.ingest`` (8 senders posting batches of 500-1,000 Zipf-distributed views over 5,000
-articles in every default section), runs alternating between the two; views/s are the views
+``benchmarks.ingest`` (8 senders posting batches of 500-1,000 Zipf-distributed views over
+``--catalog`` articles, 5,000 by default, in every default section; a flush counts the views of
+one article once per ranking, so the fewer articles, the fewer updates per view), runs
+alternating between the two; views/s are the views
 acknowledged over wall time, with the CPU seconds of ranker, of each master and of the load
 generator. ``read``: ``wrk`` polling ``GET /v1/rankings/all?limit=10`` of each, alternating,
 with ranker's and Redis's CPU. ``memory``: one ``ranker serve`` with its default settings on a
@@ -105,7 +107,7 @@ def site_wide_master(private: PrivateRedis) -> int:
 
 
 def ingest_section(report: Report, found: list[Target], args: argparse.Namespace) -> None:
-    zipf = Zipf(seed=1)
+    zipf = Zipf(seed=1, articles=args.catalog)
     results: dict[str, list[IngestRun]] = {t.redis.name: [] for t in found}
     for number in range(1, args.runs + 1):
         for target in found:
@@ -114,9 +116,10 @@ def ingest_section(report: Report, found: list[Target], args: argparse.Namespace
             results[target.redis.name].append(run)
     report.add(
         "## Ingest: 1 node vs 3-master cluster",
-        f"{args.senders} senders in {args.procs} process(es), a pool of {args.pool} bodies per "
-        f"run, {args.duration:g} s per run, `ranker serve` (one process) on each; runs alternate "
-        "1 node, cluster, ... Redis CPU s: each master's (INFO cpu).",
+        f"{args.senders} senders in {args.procs} process(es), views of {args.catalog:,} "
+        f"articles, a pool of {args.pool} bodies per run, {args.duration:g} s per run, "
+        "`ranker serve` (one process) on each; runs alternate 1 node, cluster, ... Redis CPU s: "
+        "each master's (INFO cpu).",
     )
     header = ["Redis", "run", "views/s", "ranker CPU s", "Redis CPU s", "generator CPU s"]
     rows = [
@@ -293,6 +296,7 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=1, help="load-generator processes")
     parser.add_argument("--pool", type=int, default=300, help="distinct bodies per ingest run")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    parser.add_argument("--catalog", type=int, default=5000, help="articles the views are of")
     parser.add_argument("--articles", type=int, default=5000, help="articles for memory")
     parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL, help=argparse.SUPPRESS)
     args = parser.parse_args()

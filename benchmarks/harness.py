@@ -31,7 +31,12 @@ import redis
 
 from ranker.config import DEFAULT_SECTIONS
 from ranker.runtime.cluster import LocalCluster
-from ranker.runtime.embedded import EmbeddedRedis, find_server_binary, free_port
+from ranker.runtime.embedded import (
+    EmbeddedRedis,
+    EmbeddedServerError,
+    find_server_binary,
+    free_port,
+)
 
 RANKER = str(Path(sys.executable).with_name("ranker"))
 DEFAULT_REDIS_URL = os.environ.get("RANKER_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -366,10 +371,13 @@ def private_redis(cluster: bool, masters: int = 3) -> Iterator[PrivateRedis]:
     binary = find_server_binary(shutil.which("redis-server"))
     with tempfile.TemporaryDirectory(prefix="ranker-bench-") as data:
         if cluster:
-            with LocalCluster(Path(data), masters=masters, binary=binary) as nodes:
+            nodes = _started_cluster(Path(data), masters, binary)
+            try:
                 found = tuple(url for url in nodes.urls if _role(url) == "master")
                 name = f"{masters}-master cluster"
                 yield PrivateRedis(name, ",".join(nodes.urls), found, cluster=True)
+            finally:
+                nodes.stop()
             return
         node = EmbeddedRedis(Path(data), binary=binary, persist=False)
         node.start()
@@ -377,6 +385,20 @@ def private_redis(cluster: bool, masters: int = 3) -> Iterator[PrivateRedis]:
             yield PrivateRedis("1 node", node.url, (node.url,), cluster=False)
         finally:
             node.stop()
+
+
+def _started_cluster(data: Path, masters: int, binary: str) -> LocalCluster:
+    # LocalCluster picks each node's port before the node binds it: on a busy machine another
+    # process can take one in between, and that node fails to start. Pick again.
+    for attempt in range(3):
+        nodes = LocalCluster(data / str(attempt), masters=masters, binary=binary)
+        try:
+            nodes.start()
+        except EmbeddedServerError as exc:
+            log(f"the cluster did not start ({str(exc)[:200]}); again")
+            continue
+        return nodes
+    raise EmbeddedServerError("the cluster did not start in 3 tries")
 
 
 def _role(url: str) -> str:
