@@ -373,9 +373,8 @@ def private_redis(cluster: bool, masters: int = 3) -> Iterator[PrivateRedis]:
         if cluster:
             nodes = _started_cluster(Path(data), masters, binary)
             try:
-                found = tuple(url for url in nodes.urls if _role(url) == "master")
-                name = f"{masters}-master cluster"
-                yield PrivateRedis(name, ",".join(nodes.urls), found, cluster=True)
+                found = tuple(url for url in nodes.urls if redis_info(url)["role"] == "master")
+                yield PrivateRedis(f"{masters}-master cluster", ",".join(nodes.urls), found, True)
             finally:
                 nodes.stop()
             return
@@ -396,10 +395,6 @@ def _started_cluster(data: Path, masters: int, binary: str) -> LocalCluster:
             nodes.start()
         except EmbeddedServerError as exc:
             log(f"the cluster did not start ({str(exc)[:200]}); again")
-            continue
-        return nodes
+        else:
+            return nodes
     raise EmbeddedServerError("the cluster did not start in 3 tries")
-
-
-def _role(url: str) -> str:
-    return str(redis_info(url)["role"])
