@@ -228,11 +228,6 @@ def _check_redis(settings: Settings, var: Mapping[str, str]) -> None:
     if settings.redis_url is None:
         # The embedded server is one node.
         raise ConfigError(f"{var['redis_cluster']}: needs {name}, a node of the cluster")
-    if settings.redis_wait_replicas:
-        # WAIT counts one connection's writes to one master; a flush writes to several.
-        raise ConfigError(
-            f"{var['redis_wait_replicas']}: not supported with {var['redis_cluster']}=true yet"
-        )
     for url in settings.redis_urls:
         check_redis_url(url, name)
         parts = urlsplit(url)

@@ -95,6 +95,13 @@ class Settings:
         default=5000,
         metadata=setting("RANKER_MAX_SET_SIZE", p.parse_int, bounds=Range(100, 1_000_000)),
     )
+    site_shards: int = field(
+        default=1,
+        metadata=setting("RANKER_SITE_SHARDS", p.parse_int, bounds=Range(1, 64)),
+    )
+    """How many sub-rankings, each in a hash slot of its own, the site-wide ranking is spread
+    over (an article always in the same one), so that on a Redis Cluster its writes, which every
+    view makes, are not all one node's. Its lists merge the sub-rankings' tops, exactly."""
     max_pending_events: int = field(
         default=200_000, metadata=setting("RANKER_MAX_PENDING_EVENTS", p.parse_int)
     )

@@ -85,6 +85,10 @@ class LocalCluster:
                     "nodes.conf",
                     "--cluster-node-timeout",
                     str(CLUSTER_NODE_TIMEOUT_MS),
+                    # A replica (a new one, or a failed master back) syncs at once, not after
+                    # the 5 s Redis waits by default for more replicas to share the transfer.
+                    "--repl-diskless-sync-delay",
+                    "0",
                 ),
             )
             for n in range(masters * (1 + replicas))
@@ -134,23 +138,23 @@ class LocalCluster:
             time.sleep(0.1)
 
     def _is_ok(self, node: EmbeddedRedis) -> bool:
-        """The node says the cluster is ok, every slot served, and knows every replica as one
-        (a replica shows as a master to the others until gossip tells them otherwise)."""
+        """The node says the cluster is ok, every slot served, knows every replica as one (a
+        replica shows as a master to the others until gossip tells them otherwise), and, a
+        replica, is in sync with its master."""
         client = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=1)
         try:
             info = client.execute_command("CLUSTER INFO")  # type: ignore[no-untyped-call]
             nodes = client.execute_command("CLUSTER NODES")  # type: ignore[no-untyped-call]
+            replication = client.info("replication")
         except redis.RedisError:
             return False
         finally:
             client.close()
         replicas = sum("slave" in known["flags"] for known in nodes.values())
-        slots = str(info.get("cluster_slots_ok"))
-        return bool(
-            info.get("cluster_state") == "ok"
-            and slots == "16384"
-            and replicas == len(self.nodes) - self.masters
-        )
+        slots = str(info.get("cluster_state") == "ok" and info.get("cluster_slots_ok"))
+        # A replica counts once it holds its master's data (WAIT counts only such replicas).
+        synced = replication.get("role") != "slave" or replication.get("master_link_status") == "up"
+        return bool(slots == "16384" and replicas == len(self.nodes) - self.masters and synced)
 
     def stop(self) -> None:
         """Stop every node that runs (each a SIGTERM, a SIGKILL if it hangs)."""

@@ -99,12 +99,10 @@ class ArticleMetadata(StoreBase):
             async with self._article_redis.pipeline(transaction=False) as pipe:
                 pipe.hgetall(self.keys.article(article_id))
                 for ranking in self._settings.rankings:
+                    home = self.shards.home(ranking, article_id)
                     keys: list[str] = []
                     for window in profiles:
-                        keys += [
-                            self.keys.scores(ranking, window),
-                            self.keys.decay(ranking, window),
-                        ]
+                        keys += [self.keys.scores(home, window), self.keys.decay(home, window)]
                     pipe.evalsha(sha, len(keys), *keys, article_id)
                 try:
                     meta, *states = await pipe.execute()

@@ -32,6 +32,7 @@ from ranker.metrics import Metrics
 
 from .cluster import ScriptedCluster, open_cluster
 from .keys import Keys
+from .shards import Shards
 
 Client = Redis | ScriptedCluster
 """A single node's client, or a cluster's (``RANKER_REDIS_CLUSTER``): the store uses only what
@@ -181,6 +182,7 @@ class StoreBase:
         self._unsent_article_reads: dict[str, asyncio.Future[Any]] = {}
         self._settings = settings
         self.keys = Keys(settings.key_prefix)
+        self.shards = Shards(settings.site_shards)
         self._increment = self._flush_redis.register_script(_INCREMENT)
         self._keep_answer = self._flush_redis.register_script(_KEEP)
         self._top = redis.register_script(_TOP)

@@ -6,14 +6,22 @@ pipeline (``transaction=False``) into one per node, so nothing else changes in t
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import asyncio
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, ClusterPubSub, RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    ClusterError,
+    RedisClusterException,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
@@ -44,14 +52,44 @@ class ScriptedClusterPipeline(ClusterPipeline):
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
         queue = self._execution_strategy._command_queue  # type: ignore[attr-defined]
         shas = list(dict.fromkeys(str(cmd.args[1]) for cmd in queue if cmd.args[0] == "EVALSHA"))
-        if shas:
-            await self.cluster_client.load_scripts(shas)
-        return await super().execute(raise_on_error, allow_redirections)
+        with cluster_outages():
+            if shas:
+                await self.cluster_client.load_scripts(shas)
+            return await super().execute(raise_on_error, allow_redirections)
 
 
 class ClusterUnreachable(RedisConnectionError):
     """No node of the cluster answered: an outage, as a single node that does not answer is
     (redis-py raises a RedisClusterException, which is no ConnectionError, nor a RedisError)."""
+
+
+class ClusterUnavailable(ClusterUnreachable):
+    """The cluster answers, but cannot serve a slot now: down (``CLUSTERDOWN``, a master
+    failed and no replica took over yet), ``MASTERDOWN``, ``TRYAGAIN`` (a slot migrating), or
+    no node known for the slot. As for a node that does not answer, the work is refused
+    (503, ``Retry-After``) until the cluster is whole again, which a failover makes it within
+    seconds; and a pipeline that failed so may have been applied in part, as one cut off."""
+
+
+# What redis-py raises, out of its own retries, while the cluster cannot serve a slot
+# (ClusterError: CLUSTERDOWN, MASTERDOWN, and the redirections' limit reached).
+_OUTAGES = (ClusterError, TryAgainError, SlotNotCoveredError)
+
+
+@contextmanager
+def cluster_outages() -> Iterator[None]:
+    """Raise a cluster that cannot serve (:data:`_OUTAGES`) or that no node of answers
+    (``RedisClusterUnreachableError``, no RedisError) as :class:`ClusterUnavailable` or
+    :class:`ClusterUnreachable`: a ``ConnectionError``, which the store counts as Redis
+    unavailable, and the routes answer with 503."""
+    try:
+        yield
+    except ClusterUnreachable:
+        raise
+    except RedisClusterUnreachableError as exc:
+        raise ClusterUnreachable(str(exc)) from exc
+    except _OUTAGES as exc:
+        raise ClusterUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
 class DiscoveringPubSub(ClusterPubSub):
@@ -75,12 +113,17 @@ class ScriptedCluster(RedisCluster):
 
     async def initialize(self, *args: Any, **kwargs: Any) -> ScriptedCluster:
         try:
-            await super().initialize(*args, **kwargs)
+            with cluster_outages():
+                await super().initialize(*args, **kwargs)
         except RedisClusterException as exc:
             if isinstance(exc.__cause__, RedisConnectionError | RedisTimeoutError | OSError):
                 raise ClusterUnreachable(str(exc)) from exc
             raise
         return self
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with cluster_outages():
+            return await super().execute_command(*args, **kwargs)
 
     def register_script(self, script: str | bytes) -> AsyncScript:  # type: ignore[override]
         registered = AsyncScript(self, script)
@@ -108,6 +151,33 @@ class ScriptedCluster(RedisCluster):
         for sha, everywhere in zip(shas, held, strict=True):
             if not everywhere and sha in self.scripts:
                 await self.script_load(self.scripts[sha])
+
+
+async def wait_on_masters(
+    cluster: ScriptedCluster, keys: Iterable[str], replicas: int, timeout_ms: int
+) -> int:
+    """``WAIT replicas timeout_ms`` on the master of each of ``keys``' slots, all at once;
+    the fewest replicas any of them reached. Each goes over the client's connection to that
+    master, so a client of one connection per node waits for all the writes it sent there."""
+    with cluster_outages():
+        masters = {node.name: node for node in map(cluster.get_node_from_key, keys) if node}
+    if not masters:
+        return replicas
+    # Every WAIT settles before an error is raised: one still running would hold its
+    # master's only connection when the next flush wants it.
+    replies = await asyncio.gather(
+        *(
+            cluster.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
+            for node in masters.values()
+        ),
+        return_exceptions=True,
+    )
+    reached = replicas
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+        reached = min(reached, int(reply))
+    return reached
 
 
 def open_cluster(urls: tuple[str, ...], **options: Any) -> ScriptedCluster:

@@ -127,7 +127,8 @@ class EditorialStore(StoreBase):
             pipe.exists(self.keys.article(article_id))
             for window in self._settings.profiles:
                 for ranking in self._settings.rankings:
-                    pipe.zscore(self.keys.scores(ranking, window), article_id)
+                    home = self.shards.home(ranking, article_id)
+                    pipe.zscore(self.keys.scores(home, window), article_id)
             exists, *scores = await pipe.execute()
         return bool(exists) or any(score is not None for score in scores)
 

@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+SHARD_SEPARATOR = "#"
+"""Between a sharded ranking's name and a shard's number, in the name its keys are kept under:
+never in a section slug (see ranker/config/checks.py), so no section's keys can be a shard's."""
+
+
+def shard_ranking(ranking: str, shard: int) -> str:
+    """The name the ``shard``-th sub-ranking of a sharded ranking keeps its scores, decay state
+    and counted tokens under (``all#2``): a hash tag of its own (``{r:all#2}``), so a slot of
+    its own. The ranking's pins, hides and fill index stay under the ranking's own name."""
+    return f"{ranking}{SHARD_SEPARATOR}{shard}"
+
+
+def unsharded(name: str) -> str:
+    """The ranking a name keys are kept under belongs to: itself, or a shard's ranking."""
+    return name.partition(SHARD_SEPARATOR)[0]
+
 
 class Keys:
     """Key names under one prefix.

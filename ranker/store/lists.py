@@ -4,14 +4,14 @@ published when short, and the record movement compares each list with."""
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
 from ranker.config import SITE_WIDE
 from ranker.decay import decayed
 
-from .base import StoreBase, observed
+from .base import StoreBase, observed, script_client
 from .editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
 
 
@@ -57,6 +57,42 @@ def _published_at(published: str | None) -> float | None:
     return None if published is None else float(published)
 
 
+def _decay(landmark: str | None, half_life: str | None) -> tuple[float, float] | None:
+    """A ranking's (landmark, half-life) as its script read them; None when it holds no score."""
+    if landmark is None or half_life is None:
+        return None
+    return float(landmark), float(half_life)
+
+
+Pin = tuple[int, str, float]
+"""A pin in force: its slot, its article, the article's score (0.0: none)."""
+
+
+class _Candidates(NamedTuple):
+    """What a list is made of, read from a ranking's sets: its pins in force, its best
+    unpinned members (article id, score) best first, whether those are all its members, its
+    half-life (None: it holds no score) and how many articles it holds."""
+
+    pins: list[Pin]
+    ranked: list[tuple[str, float]]
+    complete: bool
+    half_life: float | None
+    members: int
+
+
+def _parse_top(reply: list[Any], now: float) -> _Candidates:
+    """The read script's reply (see ranker/store/lua/top.lua), scored as of ``now``; not known
+    to be complete."""
+    landmark, half_life, members, pin_count, *flat = reply
+    decay = _decay(landmark, half_life)
+    pin_end = 3 * int(pin_count)
+    pins = [
+        (int(flat[i]), flat[i + 1], _score(flat[i + 2], decay, now)) for i in range(0, pin_end, 3)
+    ]
+    ranked = [(flat[i], _score(flat[i + 1], decay, now)) for i in range(pin_end, len(flat), 2)]
+    return _Candidates(pins, ranked, False, None if decay is None else decay[1], int(members))
+
+
 _FIELDS = ["title", "url", LEGACY_HIDDEN, HIDDEN_UNTIL, "section", "published_at"]
 """What a list reads of each article it may list: what an item shows, and whether it may."""
 
@@ -91,12 +127,6 @@ class ListReads(StoreBase):
         listed once, at its slot, whatever its score, even with none; only a hide takes it
         out. Hides and pins are the ranking's, the same in every window.
         """
-        keys = [
-            self.keys.scores(ranking, window),
-            self.keys.decay(ranking, window),
-            self.keys.hides(ranking),
-            self.keys.pins(ranking),
-        ]
         max_age_s = self._settings.max_age_s_for(ranking)
         fields = _FIELDS
         published_after = -math.inf if max_age_s is None else now - max_age_s
@@ -106,45 +136,38 @@ class ListReads(StoreBase):
         extra = 0
         while True:
             wanted = limit + extra
-            landmark, half_life, members, pin_count, *flat = await self._top(
-                keys=keys, args=[wanted, now]
-            )
-            pin_end = 3 * int(pin_count)
-            # (slot, article id, stored score or None)
-            pins = [(int(flat[i]), flat[i + 1], flat[i + 2]) for i in range(0, pin_end, 3)]
-            candidates = [(flat[i], float(flat[i + 1])) for i in range(pin_end, len(flat), 2)]
+            found = await self._candidates(ranking, window, wanted, now)
             read = await self._metadata(
-                [*(pin[1] for pin in pins), *(c[0] for c in candidates)], fields, metadata
+                [*(pin[1] for pin in found.pins), *(c[0] for c in found.ranked)], fields, metadata
             )
-            pinned_metadata, listed_metadata = read[: len(pins)], read[len(pins) :]
+            pinned_metadata, listed_metadata = read[: len(found.pins)], read[len(found.pins) :]
             visible = [
-                (article_id, stored, title, url, section, published)
-                for (article_id, stored), (title, url, hidden, until, section, published) in zip(
-                    candidates, listed_metadata, strict=True
+                (article_id, score, title, url, section, published)
+                for (article_id, score), (title, url, hidden, until, section, published) in zip(
+                    found.ranked, listed_metadata, strict=True
                 )
                 if not hidden_at(hidden, until, now) and not _too_old(published, published_after)
             ]
-            if landmark is None or len(visible) >= limit or len(candidates) < wanted:
+            if found.complete or len(visible) >= limit:
                 break
-            extra = max(2 * extra, extra + len(candidates) - len(visible))
-        decay = None if landmark is None else (float(landmark), float(half_life))
+            extra = max(2 * extra, extra + wanted - len(visible))
         items = [
             RankedItem(
                 article_id,
-                _score(stored, decay, now),
+                score,
                 title,
                 url,
                 section=section,
                 published_at=_published_at(published),
             )
-            for article_id, stored, title, url, section, published in visible[:limit]
+            for article_id, score, title, url, section, published in visible[:limit]
         ]
         pinned = [
             (
                 slot,
                 RankedItem(
                     article_id,
-                    _score(stored, decay, now),
+                    score,
                     title,
                     url,
                     pinned=True,
@@ -152,8 +175,8 @@ class ListReads(StoreBase):
                     published_at=_published_at(published),
                 ),
             )
-            for (slot, article_id, stored), (title, url, hidden, until, section, published) in zip(
-                pins, pinned_metadata, strict=True
+            for (slot, article_id, score), (title, url, hidden, until, section, published) in zip(
+                found.pins, pinned_metadata, strict=True
             )
             if not hidden_at(hidden, until, now)
         ]
@@ -163,7 +186,86 @@ class ListReads(StoreBase):
             items += await self._fill(ranking, limit - len(items), listed, published_after, now)
         for slot, item in sorted(pinned, key=lambda pin: pin[0]):
             items.insert(slot - 1, item)
-        return Ranking(None if decay is None else decay[1], items[:limit], int(members))
+        return Ranking(found.half_life, items[:limit], found.members)
+
+    def _top_keys(self, name: str, window: str | None) -> list[str]:
+        """The read script's keys of the ranking (or sub-ranking) kept under ``name``."""
+        return [
+            self.keys.scores(name, window),
+            self.keys.decay(name, window),
+            self.keys.hides(name),
+            self.keys.pins(name),
+        ]
+
+    async def _candidates(
+        self, ranking: str, window: str | None, wanted: int, now: float
+    ) -> _Candidates:
+        """The ranking's pins in force and its ``wanted`` best unpinned members, scored as of
+        ``now``: one script call, or one per sub-ranking when it is sharded."""
+        if self.shards.sharded(ranking):
+            return await self._sharded_candidates(ranking, window, wanted, now)
+        reply = await self._top(keys=self._top_keys(ranking, window), args=[wanted, now])
+        found = _parse_top(reply, now)
+        return found._replace(complete=len(found.ranked) < wanted)
+
+    async def _sharded_candidates(
+        self, ranking: str, window: str | None, wanted: int, now: float
+    ) -> _Candidates:
+        """:meth:`_candidates` of a sharded ranking: the ``wanted`` best of each sub-ranking,
+        merged (exact: an article lives in one sub-ranking only), and the pins kept under the
+        ranking's own name, each scored from its article's sub-ranking."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            client = script_client(pipe)
+            # The ranking's own keys hold its pins and hides, and no scores: nothing wanted.
+            await self._top(keys=self._top_keys(ranking, window), args=[0, now], client=client)
+            for part in self.shards.parts(ranking):
+                await self._top(
+                    keys=self._top_keys(part, window), args=[wanted, now], client=client
+                )
+            own, *replies = await pipe.execute()
+        pins = _parse_top(own, now).pins
+        parts = [_parse_top(reply, now) for reply in replies]
+        pinned = {article_id for _, article_id, _ in pins}
+        merged = sorted(
+            (candidate for part in parts for candidate in part.ranked),
+            key=lambda candidate: (candidate[1], candidate[0]),
+            reverse=True,
+        )
+        complete = all(len(part.ranked) < wanted for part in parts)
+        if not complete:
+            # Only this far is every sub-ranking read deep enough for the order to be exact.
+            merged = merged[:wanted]
+        if pins:
+            pins = await self._pin_scores(ranking, window, pins, now)
+        half_lives = [part.half_life for part in parts if part.half_life is not None]
+        return _Candidates(
+            pins,
+            [candidate for candidate in merged if candidate[0] not in pinned],
+            complete,
+            half_lives[0] if half_lives else None,
+            sum(part.members for part in parts),
+        )
+
+    async def _pin_scores(
+        self, ranking: str, window: str | None, pins: list[Pin], now: float
+    ) -> list[Pin]:
+        """``pins`` of a sharded ranking, each with its article's score in its sub-ranking."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            client = script_client(pipe)
+            for _, article_id, _ in pins:
+                home = self.shards.home(ranking, article_id)
+                await self._score(
+                    keys=[self.keys.scores(home, window), self.keys.decay(home, window)],
+                    args=[article_id],
+                    client=client,
+                )
+            states = await pipe.execute()
+        return [
+            (slot, article_id, _score(stored, _decay(landmark, half_life), now))
+            for (slot, article_id, _), (landmark, half_life, stored) in zip(
+                pins, states, strict=True
+            )
+        ]
 
     async def _metadata(
         self, ids: list[str], fields: list[str], metadata: Metadata | None

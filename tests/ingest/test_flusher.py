@@ -76,19 +76,26 @@ async def check_all_lists(client: Client, oracle: Oracle, settings: Settings) ->
             assert_list_matches(oracle, ranking, limit, await response.json())
 
 
+SHARDED_OR_NOT = pytest.mark.parametrize("site_shards", [1, 4], ids=["unsharded", "4-shards"])
+"""The site-wide ranking kept in one set, and spread over four sub-rankings merged at read
+(``RANKER_SITE_SHARDS``): the same exact sums either way."""
+
+
 def oracle_settings(make_settings: Callable[..., Settings], **overrides: Any) -> Settings:
     # One section with its own half-life, so per-section overrides are checked too.
     return make_settings(sections=SECTIONS, section_half_lives={"sports": 3600.0}, **overrides)
 
 
+@SHARDED_OR_NOT
 async def test_concurrent_shuffled_two_day_stream_matches_exact_sums(
     aiohttp_client: AiohttpClient,
     make_settings: Callable[..., Settings],
     clock: FakeClock,
     redis: Redis,
+    site_shards: int,
 ) -> None:
     # Pruning set as low as it goes: what remains to check is the decay arithmetic itself.
-    settings = oracle_settings(make_settings, prune_below=1e-12)
+    settings = oracle_settings(make_settings, prune_below=1e-12, site_shards=site_shards)
     client = await aiohttp_client(create_app(settings, clock=clock))
     rng = random.Random(20261128)
     events = make_events(rng, 20_000, 400, clock.now - 2 * DAY, clock.now + 200)
@@ -103,6 +110,13 @@ async def test_concurrent_shuffled_two_day_stream_matches_exact_sums(
             await post(client, batch)
 
     await asyncio.gather(*(send(batch) for batch in batches(events, 400)))
+    store = client.app[STORE]
+    # Each sub-ranking holds its share of the site-wide ranking, and the ranking's own set none.
+    sizes = [await redis.zcard(store.keys.scores(part)) for part in store.shards.parts("all")]
+    assert all(sizes)
+    assert sum(sizes) == len({event["article_id"] for event in events})
+    if site_shards > 1:
+        assert not await redis.exists(store.keys.scores("all"))
 
     for ranking in ("all", *SECTIONS):
         top = oracle.ranked(ranking, clock.now)[:20]
@@ -114,13 +128,15 @@ async def test_concurrent_shuffled_two_day_stream_matches_exact_sums(
     assert count < len(events) / 400
 
 
+@SHARDED_OR_NOT
 async def test_sequential_batches_match_exact_sums_with_default_pruning(
     aiohttp_client: AiohttpClient,
     make_settings: Callable[..., Settings],
     clock: FakeClock,
     redis: Redis,
+    site_shards: int,
 ) -> None:
-    settings = oracle_settings(make_settings)
+    settings = oracle_settings(make_settings, site_shards=site_shards)
     assert settings.prune_below == 0.01
     client = await aiohttp_client(create_app(settings, clock=clock))
     rng = random.Random(7)
@@ -134,14 +150,16 @@ async def test_sequential_batches_match_exact_sums_with_default_pruning(
     await check_all_lists(client, oracle, settings)
 
 
+@SHARDED_OR_NOT
 async def test_eight_hours_at_one_minute_half_life_rebases_and_stays_exact(
     aiohttp_client: AiohttpClient,
     make_settings: Callable[..., Settings],
     clock: FakeClock,
     redis: Redis,
     key_prefix: str,
+    site_shards: int,
 ) -> None:
-    settings = make_settings(sections=SECTIONS, half_life_s=60.0)
+    settings = make_settings(sections=SECTIONS, half_life_s=60.0, site_shards=site_shards)
     client = await aiohttp_client(create_app(settings, clock=clock))
     rng = random.Random(480)
     start = clock.now
@@ -156,11 +174,12 @@ async def test_eight_hours_at_one_minute_half_life_rebases_and_stays_exact(
         oracle.prune(clock.now, settings.prune_below, batch)
 
     store = client.app[STORE]
-    landmark = float(await redis.hget(store.keys.decay("all"), "landmark") or "nan")
-    # 480 half-lives passed: the landmark must have been moved forward past the rebase bound.
-    assert landmark > start + 256 * 60
+    for part in store.shards.parts("all"):
+        landmark = float(await redis.hget(store.keys.decay(part), "landmark") or "nan")
+        # 480 half-lives passed: the landmark must have been moved forward past the rebase bound.
+        assert landmark > start + 256 * 60, part
     await check_all_lists(client, oracle, settings)
-    for ranking in ("all", *SECTIONS):
+    for ranking in (*store.shards.parts("all"), *SECTIONS):
         pairs = cast(
             "list[tuple[str, float]]",
             await redis.zrange(store.keys.scores(ranking), 0, -1, withscores=True),

@@ -3,19 +3,38 @@ master lost, seeds that are down."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from ranker.api.appkeys import METRICS
+from ranker.app import create_app
 from ranker.config import Settings
 from ranker.runtime.cluster import LocalCluster
 from ranker.runtime.embedded import free_port
 from ranker.store import RankingStore
-from ranker.store.cluster import ClusterUnreachable, ScriptedCluster, open_cluster
+from ranker.store.cluster import (
+    ClusterUnavailable,
+    ClusterUnreachable,
+    ScriptedCluster,
+    cluster_outages,
+    open_cluster,
+)
 from ranker.store.editorial import FOREVER, Change
-from tests.conftest import RedisTarget
+from ranker.store.keys import Keys
+from tests.conftest import AiohttpClient, FakeClock, RedisTarget
 from tests.support.store import T0, view
+from tests.support.waiting import eventually
 
 # The test Redis is the cluster (in cluster mode) here, and only the cluster.
 pytestmark = pytest.mark.parametrize("redis_target", ["cluster"], indirect=True)
@@ -64,3 +83,87 @@ async def test_a_cluster_no_seed_of_which_answers_is_an_outage(redis_target: Red
             await client.ping()
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ClusterDownError("CLUSTERDOWN The cluster is down"),
+        MasterDownError("MASTERDOWN Link with MASTER is down"),
+        TryAgainError("TRYAGAIN Multiple keys request during rehashing of slot"),
+        SlotNotCoveredError('Slot "7" is not covered by the cluster.'),
+        RedisClusterUnreachableError("no node of the cluster answered"),
+    ],
+)
+def test_a_cluster_that_cannot_serve_is_an_outage(
+    error: Exception, redis_target: RedisTarget
+) -> None:
+    with pytest.raises(RedisConnectionError) as raised, cluster_outages():
+        raise error
+    unreachable = isinstance(error, RedisClusterUnreachableError)
+    assert type(raised.value) is (ClusterUnreachable if unreachable else ClusterUnavailable)
+    assert raised.value.__cause__ is error
+
+
+@pytest.fixture
+def small_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A private cluster of three masters, to take a slot from (never the session's)."""
+    with LocalCluster(tmp_path / "cluster", replicas=0) as cluster:
+        yield cluster
+
+
+async def test_a_slot_not_served_answers_503_and_a_keyed_retry_counts_once(
+    aiohttp_client: AiohttpClient, small_cluster: LocalCluster, redis_target: RedisTarget
+) -> None:
+    """The site-wide ranking's slot taken from its master: the cluster answers CLUSTERDOWN
+    for it (as while a failed master waits for its replica to take over). A flush that
+    counted in the other ranking and failed in that one is a 503 that may have counted; its
+    retry with the same key, once the slot is served again, counts it exactly once."""
+    keys = Keys("down")
+    settings = Settings(
+        redis_url=",".join(small_cluster.urls),
+        redis_cluster=True,
+        key_prefix="down",
+        redis_timeout_s=0.5,
+    )
+    client = await aiohttp_client(create_app(settings, clock=FakeClock(T0)))
+    admin = open_cluster(tuple(small_cluster.urls), decode_responses=True)
+    try:
+        await admin.initialize()
+        slot = admin.keyslot(keys.scores("all"))
+        owner = admin.get_node_from_key(keys.scores("all"))
+        # A key whose idempotency record lives elsewhere: its claim is taken, its counts fail.
+        token = next(
+            f"batch-{n}"
+            for n in range(100)
+            if admin.get_node_from_key(keys.idempotency(f"batch-{n}")) != owner
+        )
+        batch = [{"article_id": "a", "section": "sports", "ts": T0}]
+        first = await client.post("/v1/events", json=batch)
+        assert first.status == 200, await first.text()
+        await admin.execute_command("CLUSTER DELSLOTS", slot, target_nodes=owner)
+
+        failed = await client.post("/v1/events", json=batch, headers={"Idempotency-Key": token})
+        assert failed.status == 503
+        assert "Retry-After" in failed.headers
+        error = (await failed.json())["error"]
+        assert error["code"] == "redis_unavailable"
+        assert "may still have been counted" in error["message"]
+        article = await client.get("/v1/articles/a")
+        assert article.status == 503
+        assert (await article.json())["error"]["code"] == "redis_unavailable"
+
+        await admin.execute_command("CLUSTER ADDSLOTS", slot, target_nodes=owner)
+
+        async def retried() -> bool:
+            again = await client.post("/v1/events", json=batch, headers={"Idempotency-Key": token})
+            return again.status == 200
+
+        await eventually(retried)
+        scores = (await (await client.get("/v1/articles/a")).json())["scores"]
+        # Two batches of one view each, at the clock's time: the failed one and its retry
+        # counted once between them, in both rankings.
+        assert scores == {"sports": pytest.approx(2.0), "all": pytest.approx(2.0)}
+        assert client.app[METRICS].redis_up._value.get() == 1
+    finally:
+        await admin.aclose()

@@ -149,6 +149,23 @@ async def test_a_flush_of_thousands_of_articles_adds_exactly_like_zincrby(
     assert mismatched == []
 
 
+async def test_a_profile_without_an_article_of_another_is_left_alone(
+    make_store: Callable[..., RankingStore], redis: Redis
+) -> None:
+    # The default profile has two articles, one window one, the other none: the script is sent
+    # the ids once, and each profile must count its own amounts only, an empty one nothing.
+    store = make_store(windows={"trending": 3600.0, "popular": 86_400.0})
+    plan = FlushPlan(
+        T0, {"sports": {"a": 1.0, "b": 2.0}}, windows={"trending": {"sports": {"b": 0.5}}}
+    )
+    await store.apply(plan, T0)
+    assert await scores(store, "sports", T0) == {"b": 2.0, "a": 1.0}
+    trending = await store.top("sports", 10, T0, "trending")
+    assert [(item.article_id, item.score) for item in trending.items] == [("b", 0.5)]
+    assert not await redis.exists(store.keys.scores("sports", "popular"))
+    assert not await redis.exists(store.keys.decay("sports", "popular"))
+
+
 def body(token: str) -> str:
     """A made-up fingerprint of the body a token was first sent with."""
     return token.ljust(FINGERPRINT_LENGTH, "f")

@@ -3,10 +3,13 @@ checking JSON errors."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import ClientResponse
 from redis.asyncio import Redis
@@ -112,3 +115,25 @@ def item(rank: int, article_id: str, score: float, **meta: Any) -> dict[str, Any
 
 async def redis_keys(redis: Redis, key_prefix: str) -> set[str]:
     return {key async for key in redis.scan_iter(match=Keys(key_prefix).pattern())}
+
+
+async def send_until_acknowledged(
+    client: Client, events: list[dict[str, Any]], key: str, statuses: Counter[int]
+) -> int:
+    """POST a batch with its Idempotency-Key until it is answered 200, counting each answer's
+    status in ``statuses`` (0: no answer); how many tries it took."""
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            response = await client.post(
+                "/v1/events", json=events, headers={"Idempotency-Key": key}
+            )
+            await response.read()
+            statuses[response.status] += 1
+        except (aiohttp.ClientError, TimeoutError):
+            statuses[0] += 1
+        else:
+            if response.status == 200:
+                return tries
+        await asyncio.sleep(0.05)  # Retry-After says 1 s; the tests have no time for that

@@ -31,6 +31,7 @@ from ranker.store import watch as watch_module
 from ranker.store.base import refuses_writes
 from ranker.store.keys import Keys
 from tests.conftest import AiohttpClient, Client, FakeClock
+from tests.support.http import send_until_acknowledged
 from tests.support.proxy import ReplyLosingProxy
 
 SECTIONS = ("sports", "world", "business")
@@ -85,20 +86,7 @@ async def keyed_sender(client: Client, name: str, load: Load, stop: asyncio.Even
     number = 0
     while not stop.is_set():
         events = batch(name, number)
-        headers = {"Idempotency-Key": f"{name}-{number}"}
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                response = await client.post("/v1/events", json=events, headers=headers)
-                load.statuses[response.status] += 1
-                await response.read()
-            except (aiohttp.ClientError, TimeoutError):
-                load.statuses[0] += 1
-            else:
-                if response.status == 200:
-                    break
-            await asyncio.sleep(0.05)  # Retry-After says 1 s; the test has no time for that
+        tries = await send_until_acknowledged(client, events, f"{name}-{number}", load.statuses)
         load.retried_batches += tries > 1
         load.acknowledged.update(event["article_id"] for event in events)
         number += 1

@@ -4,15 +4,17 @@
 --         expiry), then per profile: its scores (zset), its decay state (hash: landmark,
 --         half_life, changed_at). All in the ranking's one slot.
 -- ARGV: reference_ts, now, rebase_after, prune_below, max_members, settle_s, the seconds a token
---       is remembered, a JSON [tokens, amounts of profile 1, amounts of profile 2, ...] where
---       each profile's amounts are [article_id, amount, article_id, amount, ...], then each
---       profile's half-life. An amount is the sum of w * 2^((t - reference_ts) / half_life)
---       over the flush's views, those of the keyed batches (the tokens) included. The amounts
---       are applied only if this ranking has counted none of the tokens, and the tokens are
---       recorded in the same step: a batch retried with its Idempotency-Key is counted once
---       here, in every profile, whatever became of the first try. One JSON argument instead
---       of thousands: redis-py encodes each argument in Python, which cost a third of
---       ingest's CPU.
+--       is remembered, the flush's data as MessagePack: [tokens, article ids, amounts of
+--       profile 1, amounts of profile 2, ...], each profile's amounts in the order of the ids
+--       (false where the profile has none for an article), then each profile's half-life. An
+--       amount is the sum of w * 2^((t - reference_ts) / half_life) over the flush's views,
+--       those of the keyed batches (the tokens) included. The amounts are applied only if this
+--       ranking has counted none of the tokens, and the tokens are recorded in the same step: a
+--       batch retried with its Idempotency-Key is counted once here, in every profile,
+--       whatever became of the first try. One argument instead of thousands: redis-py encodes
+--       each argument in Python, which cost a third of ingest's CPU; MessagePack rather than
+--       JSON, as cmsgpack reads each amount's 8 bytes back as the same double, where text
+--       would have to be parsed (ranker/store/writes.py, increment_spec).
 -- Returns {members of the first profile after the update, {}}, or {-1, {tokens counted here
 -- before}} with nothing applied.
 local applied = KEYS[1]
@@ -32,8 +34,8 @@ end
 -- The tokens first: if any was counted here already, nothing is applied and they are returned,
 -- for the caller to send this ranking's amounts again without those batches' share. Retries
 -- are rare, so the usual flush is one merged set of amounts, as cheap as one without keys.
-local spec = cjson.decode(ARGV[8])
-local tokens = spec[1]
+local spec = cmsgpack.unpack(ARGV[8])
+local tokens, ids = spec[1], spec[2]
 if #tokens > 0 then
   redis.call('ZREMRANGEBYSCORE', applied, '-inf', num(now))
   local replayed = {}
@@ -54,8 +56,17 @@ if #tokens > 0 then
 end
 
 -- One profile's update: returns the members its set holds after it.
-local function apply(scores, decay, half_life, increments)
-  if #increments == 0 then
+local function apply(scores, decay, half_life, amounts)
+  -- The profile's own articles: those it has an amount for (false: none, though another
+  -- profile of the ranking has).
+  local counted, mine = {}, {}
+  for i, id in ipairs(ids) do
+    if amounts[i] then
+      counted[id] = amounts[i]
+      mine[#mine + 1] = id
+    end
+  end
+  if #mine == 0 then
     return redis.call('ZCARD', scores)
   end
   local state = redis.call('HMGET', decay, 'landmark', 'half_life', 'changed_at')
@@ -96,24 +107,19 @@ local function apply(scores, decay, half_life, increments)
   -- The sums are the same double arithmetic ZINCRBY does, and Redis turns a Lua number into a
   -- command argument with %.17g, so they arrive exact. Chunks stay well under Lua's limit on
   -- unpacked values.
-  local counted = {}
   local chunk = 1000
-  for first = 1, #increments, 2 * chunk do
-    local members = {}
-    for i = first, math.min(first + 2 * chunk - 1, #increments), 2 do
-      members[#members + 1] = increments[i]
-    end
+  for first = 1, #mine, chunk do
+    local members = {unpack(mine, first, math.min(first + chunk - 1, #mine))}
     local current = redis.call('ZMSCORE', scores, unpack(members))
     local updates = {}
     for j, member in ipairs(members) do
-      local amount = increments[first + 2 * j - 1] * factor
+      local amount = counted[member] * factor
       local old = current[j]
       if old then
         amount = tonumber(old) + amount
       end
       updates[2 * j - 1] = amount
       updates[2 * j] = member
-      counted[member] = true
     end
     redis.call('ZADD', scores, unpack(updates))
   end
@@ -136,9 +142,9 @@ local function apply(scores, decay, half_life, increments)
 end
 
 local first
-for profile = 1, #spec - 1 do
+for profile = 1, #spec - 2 do
   local members = apply(
-    KEYS[2 * profile], KEYS[2 * profile + 1], tonumber(ARGV[8 + profile]), spec[profile + 1]
+    KEYS[2 * profile], KEYS[2 * profile + 1], tonumber(ARGV[8 + profile]), spec[profile + 2]
   )
   first = first or members
 end
