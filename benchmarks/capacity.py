@@ -3,6 +3,7 @@ and the memory an article takes in Redis.
 
     .venv/bin/python -m benchmarks.capacity [--only ingest|read|memory] [--runs 3]
         [--duration 10] [--senders 8] [--catalog 5000] [--connections 64] [--articles 5000]
+        [--also RANKER_SITE_SHARDS=3]
 
 ``ingest`` and ``read`` start two private Redis of the same ``redis-server`` binary, neither
 persisting: one node, and a local cluster of 3 masters with a replica each
@@ -18,7 +19,10 @@ with ranker's and Redis's CPU. ``memory``: one ``ranker serve`` with its default
 private node is sent ``--articles`` distinct articles (ids of 18 characters, a title and a url
 each) in one section; then ``MEMORY USAGE ... SAMPLES 0`` of every scores key the views landed
 in (the section's and the site-wide ranking, each in the default profile and every default
-window) and of each article's metadata hash, per article.
+window) and of each article's metadata hash, per article. ``--also NAME=VALUE`` adds a third
+``ranker serve`` to ingest and read, on the same cluster with that setting (under keys of its
+own), to the alternation: ``RANKER_SITE_SHARDS=3`` spreads the site-wide ranking's writes,
+which every view makes, over three slots.
 """
 
 from __future__ import annotations
@@ -39,9 +43,11 @@ from redis.crc import key_slot
 from benchmarks import harness, ingest, read
 from benchmarks.harness import RANKING_PATH, PrivateRedis, Server, Zipf, log
 from benchmarks.report import Report, median, ratio
+from ranker import config
 from ranker.config import DEFAULT_WINDOWS, SITE_WIDE
 from ranker.runtime.embedded import find_server_binary
 from ranker.store.keys import Keys
+from ranker.store.shards import Shards
 
 MODULE = "benchmarks.capacity"
 PREFIX = "bench-capacity"
@@ -50,22 +56,33 @@ MEMORY_SECTION = "national"
 
 @dataclass(frozen=True)
 class Target:
+    name: str
     redis: PrivateRedis
     ranker: Server
+    prefix: str
+    settings: dict[str, str]
 
 
 @contextlib.contextmanager
-def targets() -> Iterator[list[Target]]:
-    """One ranker on a private node, one on a private 3-master cluster."""
+def targets(also: dict[str, str]) -> Iterator[list[Target]]:
+    """One ranker on a private node, one on a private 3-master cluster, and with ``also``, a
+    second one on the same cluster with those settings (keys of its own)."""
     with contextlib.ExitStack() as stack:
         found = []
         for cluster in (False, True):
             private = stack.enter_context(harness.private_redis(cluster))
             log(f"{private.name} up: {private.url}")
-            server = stack.enter_context(
-                harness.ranker_server(private.url, PREFIX, settings=private.settings)
-            )
-            found.append(Target(private, server))
+            variants: list[tuple[str, str, dict[str, str]]] = [(private.name, PREFIX, {})]
+            if cluster and also:
+                named = ", ".join(f"{k}={v}" for k, v in also.items())
+                variants.append((f"{private.name}, {named}", f"{PREFIX}-also", also))
+            for name, prefix, settings in variants:
+                server = stack.enter_context(
+                    harness.ranker_server(
+                        private.url, prefix, settings=private.settings | settings, name=name
+                    )
+                )
+                found.append(Target(name, private, server, prefix, settings))
         yield found
 
 
@@ -93,27 +110,34 @@ def ingest_once(target: Target, zipf: Zipf, args: argparse.Namespace) -> IngestR
     )
 
 
-def site_wide_master(private: PrivateRedis) -> int:
-    """The index in ``private.masters`` of the master holding the site-wide ranking's slot."""
-    slot = key_slot(Keys(PREFIX).scores(SITE_WIDE).encode())
-    for index, url in enumerate(private.masters):
+def site_wide_masters(target: Target) -> list[int]:
+    """The indexes in ``masters`` of the masters holding the site-wide ranking's scores (its
+    sub-rankings' with ``RANKER_SITE_SHARDS``), one per sub-ranking."""
+    shards = Shards(config.from_env(target.settings).site_shards)
+    slots = [
+        key_slot(Keys(target.prefix).scores(part).encode()) for part in shards.parts(SITE_WIDE)
+    ]
+    owners = []
+    for index, url in enumerate(target.redis.masters):
         client = redis.Redis.from_url(url)
         try:
-            if client.execute_command("CLUSTER COUNTKEYSINSLOT", slot):  # type: ignore[no-untyped-call]
-                return index
+            nodes = client.execute_command("CLUSTER NODES")  # type: ignore[no-untyped-call]
         finally:
             client.close()
-    raise RuntimeError("no master holds the site-wide ranking")
+        (myself,) = (node for node in nodes.values() if "myself" in node["flags"])
+        ranges = [(int(start), int(end)) for start, end, *_ in myself["slots"]]
+        owners += [index for slot in slots if any(a <= slot <= b for a, b in ranges)]
+    return sorted(owners)
 
 
 def ingest_section(report: Report, found: list[Target], args: argparse.Namespace) -> None:
     zipf = Zipf(seed=1, articles=args.catalog)
-    results: dict[str, list[IngestRun]] = {t.redis.name: [] for t in found}
+    results: dict[str, list[IngestRun]] = {t.name: [] for t in found}
     for number in range(1, args.runs + 1):
         for target in found:
             run = ingest_once(target, zipf, args)
-            log(f"  ingest run {number} {target.redis.name}: {run.rate:,.0f} views/s")
-            results[target.redis.name].append(run)
+            log(f"  ingest run {number} {target.name}: {run.rate:,.0f} views/s")
+            results[target.name].append(run)
     report.add(
         "## Ingest: 1 node vs 3-master cluster",
         f"{args.senders} senders in {args.procs} process(es), views of {args.catalog:,} "
@@ -140,43 +164,49 @@ def ingest_section(report: Report, found: list[Target], args: argparse.Namespace
     ]
     report.table(header, rows)
     failures = sum(sum(r.load.failures.values()) for runs in results.values() for r in runs)
-    single, cluster = (results[t.redis.name] for t in found)
+    rates = {name: median(r.rate for r in runs) for name, runs in results.items()}
+    single, *others = rates
     report.add(
-        f"cluster/1 node views/s: "
-        f"{ratio(median(r.rate for r in cluster), median(r.rate for r in single))}; failed "
-        f"requests in all runs: {failures}"
-    )
-    hot = site_wide_master(found[1].redis)
-    lines = []
-    for target, runs in zip(found, (single, cluster), strict=True):
-        views = sum(r.load.accepted for r in runs)
-        ranker_cpu = sum(r.ranker_cpu_s for r in runs)
-        redis_cpu = [sum(r.redis_cpu_s[m] for r in runs) for m in range(len(runs[0].redis_cpu_s))]
-        lines.append(
-            f"- {target.redis.name}: {views / ranker_cpu:,.0f} views per ranker CPU second, "
-            f"{views / sum(redis_cpu):,.0f} views per Redis CPU second (all masters)"
+        "; ".join(
+            f"{name}/{single} views/s: {ratio(rates[name], rates[single])}" for name in others
         )
-    redis_cpu = [sum(r.redis_cpu_s[m] for r in cluster) for m in range(len(found[1].redis.masters))]
-    views = sum(r.load.accepted for r in cluster)
-    lines.append(
-        f"- cluster, the master holding the site-wide ranking (`{{r:{SITE_WIDE}}}`): "
-        f"{views / redis_cpu[hot]:,.0f} views per its CPU second; the others: "
-        + ", ".join(f"{views / s:,.0f}" for m, s in enumerate(redis_cpu) if m != hot)
+        + f"; failed requests in all runs: {failures}"
     )
+    lines = [per_cpu_second(target, results[target.name]) for target in found]
     report.add("Per CPU second, over every run:\n\n" + "\n".join(lines))
+
+
+def per_cpu_second(target: Target, runs: list[IngestRun]) -> str:
+    """What one CPU second of ranker and of Redis took, over ``runs``; on a cluster, how the
+    masters shared the work and what the busiest one took."""
+    views = sum(r.load.accepted for r in runs)
+    ranker_cpu = sum(r.ranker_cpu_s for r in runs)
+    redis_cpu = [sum(r.redis_cpu_s[m] for r in runs) for m in range(len(target.redis.masters))]
+    line = (
+        f"- {target.name}: {views / ranker_cpu:,.0f} views per ranker CPU second, "
+        f"{views / sum(redis_cpu):,.0f} views per Redis CPU second (all masters)"
+    )
+    if not target.redis.cluster:
+        return line
+    shares = " / ".join(f"{cpu / sum(redis_cpu):.0%}" for cpu in redis_cpu)
+    holders = ", ".join(str(m + 1) for m in site_wide_masters(target))
+    return line + (
+        f"; each master's share of their CPU: {shares} (the site-wide ranking's scores on "
+        f"master {holders}); the busiest: {views / max(redis_cpu):,.0f} views per its CPU second"
+    )
 
 
 def read_section(report: Report, found: list[Target], args: argparse.Namespace) -> None:
     for target in found:
         harness.seed_views(target.ranker.base)
-    results: dict[str, list[tuple[read.Run, float]]] = {t.redis.name: [] for t in found}
+    results: dict[str, list[tuple[read.Run, float]]] = {t.name: [] for t in found}
     for number in range(1, args.runs + 1):
         for target in found:
             before = sum(target.redis.cpu_seconds())
             run = read.measure(target.ranker, args.connections, args, 0, RANKING_PATH)
             redis_cpu = sum(target.redis.cpu_seconds()) - before
-            log(f"  read run {number} {target.redis.name}: {run.wrk.rps:,.0f} polls/s")
-            results[target.redis.name].append((run, redis_cpu))
+            log(f"  read run {number} {target.name}: {run.wrk.rps:,.0f} polls/s")
+            results[target.name].append((run, redis_cpu))
     report.add(
         "## Reads: 1 node vs 3-master cluster",
         f"`wrk -t2 -c{args.connections} -d{args.duration}s --latency <ranker>{RANKING_PATH}` after "
@@ -204,12 +234,15 @@ def read_section(report: Report, found: list[Target], args: argparse.Namespace) 
         for name in results
     ]
     report.table(header, rows)
-    single, cluster = (t.redis.name for t in found)
+    single, *others = medians
     report.add(
-        f"cluster/1 node polls/s: {ratio(medians[cluster], medians[single])}. Polls per ranker "
-        f"CPU second (1e6 / median µs per poll): 1 node {1e6 / cpu[single]:,.0f}, cluster "
-        f"{1e6 / cpu[cluster]:,.0f}. Polls are answered from each replica's list cache; Redis "
-        "sees each list's refresh (every 1 s), however many polls there are."
+        "; ".join(
+            f"{name}/{single} polls/s: {ratio(medians[name], medians[single])}" for name in others
+        )
+        + ". Polls per ranker CPU second (1e6 / median µs per poll): "
+        + ", ".join(f"{name} {1e6 / cpu[name]:,.0f}" for name in medians)
+        + ". Polls are answered from each replica's list cache; Redis sees each list's refresh "
+        "(every 1 s), however many polls there are."
     )
 
 
@@ -298,6 +331,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     parser.add_argument("--catalog", type=int, default=5000, help="articles the views are of")
     parser.add_argument("--articles", type=int, default=5000, help="articles for memory")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="RANKER_NAME=VALUE",
+        help="also a ranker with this setting (repeat for more) on the cluster, in the same "
+        "alternation (e.g. RANKER_SITE_SHARDS=3)",
+    )
     parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL, help=argparse.SUPPRESS)
     args = parser.parse_args()
     report = Report("Capacity benchmark", MODULE, args.redis_url)
@@ -307,7 +348,7 @@ def main() -> None:
     ).stdout.strip()  # fmt: skip
     report.add(f"Redis here: private servers of this run's own, not the one above: `{version}`.")
     if args.only in (None, "ingest", "read"):
-        with targets() as found:
+        with targets(dict(setting.split("=", 1) for setting in args.also)) as found:
             if args.only in (None, "ingest"):
                 ingest_section(report, found, args)
             if args.only in (None, "read"):
