@@ -218,12 +218,16 @@ def run_benchmark(module: str, *args: str) -> str:
 def test_the_capacity_benchmark_compares_a_node_and_a_cluster_and_prices_an_article() -> None:
     report = run_benchmark(
         "benchmarks.capacity", "--runs", "1", "--duration", "1", "--warmup", "0",
-        "--articles", "200",
+        "--articles", "200", "--also", "RANKER_SITE_SHARDS=2",
     )  # fmt: skip
     for heading in ("## Ingest: 1 node vs 3-master cluster", "## Reads:", "## Memory per"):
         assert heading in report
     assert "failed requests in all runs: 0" in report
-    assert re.search(r"\| 3-master cluster \| 1 \| [\d,]+ \| [\d.]+ \| [\d.]+ / [\d.]+ / ", report)
+    for name in ("3-master cluster", "3-master cluster, RANKER_SITE_SHARDS=2"):
+        assert re.search(rf"\| {name} \| 1 \| [\d,]+ \| [\d.]+ \| [\d.]+ / [\d.]+ / ", report)
+    # Where the site-wide ranking's scores are: one master, then the two of its sub-rankings.
+    assert re.search(r"scores on master \d\)", report)
+    assert re.search(r"scores on master \d, \d\)", report)
     # Every scores key of the section and the site-wide ranking holds every article.
     assert len(re.findall(r"^\| `(national|all)` \w+ \| 200 \|", report, re.M)) == 6
     assert "| article metadata hashes | 200 |" in report

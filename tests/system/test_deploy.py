@@ -628,13 +628,14 @@ def test_cluster_env_puts_the_compose_ranker_on_the_profile_s_cluster() -> None:
     # What Compose makes of the ranker's Redis settings with and without these lines.
     for given, cluster in ((values, True), ({}, False)):
         env = {}
-        for name in ("RANKER_REDIS_URL", "RANKER_REDIS_CLUSTER"):
+        for name in ("RANKER_REDIS_URL", "RANKER_REDIS_CLUSTER", "RANKER_SITE_SHARDS"):
             match = re.fullmatch(r"\$\{(\w+):-([^}]*)\}", environment[name])
             assert match is not None
             assert match[1] == name
             env[name] = given.get(name, match[2])
         settings = config.from_env(env)
         assert settings.redis_cluster is cluster
+        assert settings.site_shards == (3 if cluster else 1)
     seeds = values["RANKER_REDIS_URL"].split(",")
     assert {seed.split("//")[1].split(":")[0] for seed in seeds} <= set(compose["services"])
 
@@ -652,7 +653,8 @@ def test_the_k8s_cluster_overlay_patches_the_configmap_into_valid_settings() -> 
     data = base["data"] | document["data"]
     settings = config.from_env(data)
     assert settings.redis_cluster
-    assert settings.redis_wait_replicas == 0
+    assert settings.redis_wait_replicas == 1
+    assert settings.site_shards == 3
     assert len(data["RANKER_REDIS_URL"].split(",")) == 3
     if shutil.which("kubectl") is not None:
         built = subprocess.run(
