@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import json
 import os
 import re
@@ -597,14 +598,17 @@ def test_the_compose_cluster_profile_joins_six_nodes_into_three_masters_with_a_r
     nodes = {name: s for name, s in services.items() if name.startswith("redis-cluster-")}
     create = nodes.pop("redis-cluster-create")
     assert len(nodes) == 6
-    subnet = compose["networks"]["redis-cluster"]["ipam"]["config"][0]["subnet"]
+    (ipam,) = compose["networks"]["redis-cluster"]["ipam"]["config"]
+    subnet, others = ipaddress.ip_network(ipam["subnet"]), ipaddress.ip_network(ipam["ip_range"])
     addresses = []
     for name, node in nodes.items():
         assert node["profiles"] == ["cluster"]
         assert "--cluster-enabled" in node["command"]
         assert node["volumes"] == [f"{name}-data:/data"]
         address = node["networks"]["redis-cluster"]["ipv4_address"]
-        assert address.rsplit(".", 1)[0] == subnet.split("/")[0].rsplit(".", 1)[0]
+        # In the subnet, and never an address Docker may give another container (a replica).
+        assert ipaddress.ip_address(address) in subnet
+        assert ipaddress.ip_address(address) not in others
         addresses.append(address)
     assert len(set(addresses)) == 6
     # The one-shot job joins exactly these nodes, once every one of them answers.
