@@ -1,6 +1,6 @@
 """Freshness benchmark: how long after a 200 to ``POST /v1/events`` the Top 10 shows it.
 
-    .venv/bin/python -m benchmarks.freshness [--samples 100] [--poll-ms 5]
+    .venv/bin/python -m benchmarks.freshness [--samples 100] [--poll-ms 5] [--cluster]
 
 Against ``ranker serve`` with its default settings (lists refreshed every 1 s), twice: read
 from the replica that took the views (it refreshes the rankings it wrote early), then from a
@@ -12,6 +12,8 @@ with ``If-None-Match``) every ``--poll-ms`` until the article is listed; the del
 they fall at every phase of a refresh cycle, not one.
 
 The delay can never be below one poll round trip: the first poll is sent right after the 200.
+``--cluster``: the same on a private local Redis Cluster of 3 masters with a replica each
+(``LocalCluster``), both replicas with ``RANKER_REDIS_CLUSTER=true``, instead of ``--redis-url``.
 """
 
 from __future__ import annotations
@@ -92,15 +94,24 @@ def main() -> None:
     parser.add_argument("--max-gap", type=float, default=1.5, help="longest random pause, s")
     parser.add_argument("--timeout", type=float, default=30.0, help="give up on a sample, s")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--cluster", action="store_true", help="on a private local 3-master Redis Cluster"
+    )
     args = parser.parse_args()
-    report = Report("Freshness benchmark", MODULE, args.redis_url)
     prefix = harness.unique_prefix("fresh")
     with contextlib.ExitStack() as stack:
-        stack.callback(harness.delete_keys, args.redis_url, prefix)
-        ranker = stack.enter_context(harness.ranker_server(args.redis_url, prefix))
+        url, settings = args.redis_url, {}
+        if args.cluster:
+            cluster = stack.enter_context(harness.private_redis(cluster=True))
+            url, settings = cluster.url, cluster.settings
+            report = Report("Freshness benchmark", MODULE, cluster.masters[0])
+        else:
+            report = Report("Freshness benchmark", MODULE, args.redis_url)
+            stack.callback(harness.delete_keys, args.redis_url, prefix)
+        ranker = stack.enter_context(harness.ranker_server(url, prefix, settings=settings))
         # A second replica on the same Redis: it learns of the views by the first one's change
         # notice (or, failing that, its own timed refresh).
-        replica = stack.enter_context(harness.ranker_server(args.redis_url, prefix))
+        replica = stack.enter_context(harness.ranker_server(url, prefix, settings=settings))
         # A realistic list to climb: every article of the Top 10 has views and metadata.
         harness.seed_views(ranker.base)
         cases = [
@@ -115,7 +126,8 @@ def main() -> None:
         f"{args.samples} samples per case against `ranker serve` (default settings: lists "
         f"refreshed every 1 s), polling every {args.poll_ms:g} ms, a random 0-{args.max_gap:g} s "
         "between samples. Views are posted to one replica; the Top 10 is read from it, then "
-        "from a second replica sharing its Redis.",
+        "from a second replica sharing its Redis"
+        + (", a private 3-master Redis Cluster (3+3 nodes)." if args.cluster else "."),
     )
     header = ["delay from 200 to listed, ms", *(name for name, _ in results)]
     columns = []

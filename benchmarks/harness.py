@@ -12,9 +12,11 @@ import os
 import random
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -28,7 +30,13 @@ import orjson
 import redis
 
 from ranker.config import DEFAULT_SECTIONS
-from ranker.runtime.embedded import free_port
+from ranker.runtime.cluster import LocalCluster
+from ranker.runtime.embedded import (
+    EmbeddedRedis,
+    EmbeddedServerError,
+    find_server_binary,
+    free_port,
+)
 
 RANKER = str(Path(sys.executable).with_name("ranker"))
 DEFAULT_REDIS_URL = os.environ.get("RANKER_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -334,3 +342,59 @@ def redis_cpu_seconds(redis_url: str) -> float:
 
 def unique_prefix(name: str) -> str:
     return f"bench-{name}-{os.getpid()}-{int(time.time())}"
+
+
+@dataclass(frozen=True)
+class PrivateRedis:
+    """A Redis of a benchmark's own, thrown away after it: one node, or a local cluster.
+    ``url`` is what ``RANKER_REDIS_URL`` takes (every node, comma-separated, for a cluster)."""
+
+    name: str
+    url: str
+    masters: tuple[str, ...]  # the URL of each master: one per shard
+    cluster: bool
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """The ``RANKER_*`` settings a ranker on it needs besides its URL."""
+        return {"RANKER_REDIS_CLUSTER": "true"} if self.cluster else {}
+
+    def cpu_seconds(self) -> list[float]:
+        """Each master's CPU time so far (INFO cpu), in the order of ``masters``."""
+        return [redis_cpu_seconds(url) for url in self.masters]
+
+
+@contextmanager
+def private_redis(cluster: bool, masters: int = 3) -> Iterator[PrivateRedis]:
+    """A private ``redis-server`` without persistence, or a cluster of ``masters`` masters with a
+    replica each (``LocalCluster``) of the same binary and settings, so the two compare."""
+    binary = find_server_binary(shutil.which("redis-server"))
+    with tempfile.TemporaryDirectory(prefix="ranker-bench-") as data:
+        if cluster:
+            nodes = _started_cluster(Path(data), masters, binary)
+            try:
+                found = tuple(url for url in nodes.urls if redis_info(url)["role"] == "master")
+                yield PrivateRedis(f"{masters}-master cluster", ",".join(nodes.urls), found, True)
+            finally:
+                nodes.stop()
+            return
+        node = EmbeddedRedis(Path(data), binary=binary, persist=False)
+        node.start()
+        try:
+            yield PrivateRedis("1 node", node.url, (node.url,), cluster=False)
+        finally:
+            node.stop()
+
+
+def _started_cluster(data: Path, masters: int, binary: str) -> LocalCluster:
+    # LocalCluster picks each node's port before the node binds it: on a busy machine another
+    # process can take one in between, and that node fails to start. Pick again.
+    for attempt in range(3):
+        nodes = LocalCluster(data / str(attempt), masters=masters, binary=binary)
+        try:
+            nodes.start()
+        except EmbeddedServerError as exc:
+            log(f"the cluster did not start ({str(exc)[:200]}); again")
+        else:
+            return nodes
+    raise EmbeddedServerError("the cluster did not start in 3 tries")

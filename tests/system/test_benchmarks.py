@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import random
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -221,3 +223,43 @@ def test_increment_forms_store_what_the_current_script_stores() -> None:
         else:
             assert row.exact == "yes", row
     assert "| server | form | increments |" in "\n".join(reports[0].lines)
+
+
+def run_benchmark(module: str, *args: str) -> str:
+    """A benchmark run end to end, briefly: its Markdown report (stdout)."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_the_capacity_benchmark_compares_a_node_and_a_cluster_and_prices_an_article() -> None:
+    report = run_benchmark(
+        "benchmarks.capacity", "--runs", "1", "--duration", "1", "--warmup", "0",
+        "--articles", "200", "--also", "RANKER_SITE_SHARDS=2",
+    )  # fmt: skip
+    for heading in ("## Ingest: 1 node vs 3-master cluster", "## Reads:", "## Memory per"):
+        assert heading in report
+    assert "failed requests in all runs: 0" in report
+    for name in ("3-master cluster", "3-master cluster, RANKER_SITE_SHARDS=2"):
+        assert re.search(rf"\| {name} \| 1 \| [\d,]+ \| [\d.]+ \| [\d.]+ / [\d.]+ / ", report)
+    # Where the site-wide ranking's scores are: one master, then the two of its sub-rankings.
+    assert re.search(r"scores on master \d\)", report)
+    assert re.search(r"scores on master \d, \d\)", report)
+    # Every scores key of the section and the site-wide ranking holds every article.
+    assert len(re.findall(r"^\| `(national|all)` \w+ \| 200 \|", report, re.M)) == 6
+    assert "| article metadata hashes | 200 |" in report
+
+
+def test_the_freshness_benchmark_runs_on_a_cluster() -> None:
+    report = run_benchmark(
+        "benchmarks.freshness", "--cluster", "--samples", "3", "--max-gap", "0.2"
+    )
+    assert "a private 3-master Redis Cluster" in report
+    assert "| samples listed | 3 of 3 | 3 of 3 |" in report

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import json
 import os
 import re
@@ -573,3 +574,96 @@ def test_the_files_say_what_is_true_of_authentication_and_health_checks() -> Non
     deploy_doc = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     image_section = deploy_doc.split("### The image", 1)[1].split("\n### ", 1)[0]
     assert "--format docker" in image_section
+
+
+# ---------------------------------------------------------------------------------------------
+# On a Redis Cluster: the compose profile and the Kubernetes overlay
+# ---------------------------------------------------------------------------------------------
+
+CLUSTER_ENV = DEPLOY / "cluster.env"
+K8S_CLUSTER = DEPLOY / "k8s-cluster"
+
+
+def env_file(path: Path) -> dict[str, str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    pairs = [line.split("=", 1) for line in lines if line and not line.startswith("#")]
+    return {pair[0]: pair[1] for pair in pairs}
+
+
+def test_the_compose_cluster_profile_joins_six_nodes_into_three_masters_with_a_replica_each() -> (
+    None
+):
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    services = compose["services"]
+    nodes = {name: s for name, s in services.items() if name.startswith("redis-cluster-")}
+    create = nodes.pop("redis-cluster-create")
+    assert len(nodes) == 6
+    (ipam,) = compose["networks"]["redis-cluster"]["ipam"]["config"]
+    subnet, others = ipaddress.ip_network(ipam["subnet"]), ipaddress.ip_network(ipam["ip_range"])
+    addresses = []
+    for name, node in nodes.items():
+        assert node["profiles"] == ["cluster"]
+        assert "--cluster-enabled" in node["command"]
+        assert node["volumes"] == [f"{name}-data:/data"]
+        address = node["networks"]["redis-cluster"]["ipv4_address"]
+        # In the subnet, and never an address Docker may give another container (a replica).
+        assert ipaddress.ip_address(address) in subnet
+        assert ipaddress.ip_address(address) not in others
+        addresses.append(address)
+    assert len(set(addresses)) == 6
+    # The one-shot job joins exactly these nodes, once every one of them answers.
+    script = create["command"][-1]
+    assert create["profiles"] == ["cluster"]
+    assert re.findall(r"(\d+\.\d+\.\d+\.\d+):6379", script.split("--cluster create", 1)[1]) == (
+        addresses
+    )
+    assert "--cluster-replicas 1" in script
+    assert set(create["depends_on"]) == set(nodes)
+    # Nothing outside the profile needs the cluster: without it, the stack is as before.
+    assert "profiles" not in services["ranker"]
+    assert "redis-cluster" in services["ranker"]["networks"]
+
+
+def test_cluster_env_puts_the_compose_ranker_on_the_profile_s_cluster() -> None:
+    values = env_file(CLUSTER_ENV)
+    assert values["COMPOSE_PROFILES"] == "cluster"
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    environment = compose["services"]["ranker"]["environment"]
+    # What Compose makes of the ranker's Redis settings with and without these lines.
+    for given, cluster in ((values, True), ({}, False)):
+        env = {}
+        for name in ("RANKER_REDIS_URL", "RANKER_REDIS_CLUSTER", "RANKER_SITE_SHARDS"):
+            match = re.fullmatch(r"\$\{(\w+):-([^}]*)\}", environment[name])
+            assert match is not None
+            assert match[1] == name
+            env[name] = given.get(name, match[2])
+        settings = config.from_env(env)
+        assert settings.redis_cluster is cluster
+        assert settings.site_shards == (3 if cluster else 1)
+    seeds = values["RANKER_REDIS_URL"].split(",")
+    assert {seed.split("//")[1].split(":")[0] for seed in seeds} <= set(compose["services"])
+
+
+def test_the_k8s_cluster_overlay_patches_the_configmap_into_valid_settings() -> None:
+    kustomization = yaml.safe_load((K8S_CLUSTER / "kustomization.yaml").read_text("utf-8"))
+    assert kustomization["resources"] == ["../k8s"]
+    (patch,) = kustomization["patches"]
+    document = yaml.safe_load((K8S_CLUSTER / patch["path"]).read_text(encoding="utf-8"))
+    base = k8s_documents()["ConfigMap"]
+    assert (document["kind"], document["metadata"]["name"]) == (
+        "ConfigMap",
+        base["metadata"]["name"],
+    )
+    data = base["data"] | document["data"]
+    settings = config.from_env(data)
+    assert settings.redis_cluster
+    assert settings.redis_wait_replicas == 1
+    assert settings.site_shards == 3
+    assert len(data["RANKER_REDIS_URL"].split(",")) == 3
+    if shutil.which("kubectl") is not None:
+        built = subprocess.run(
+            ["kubectl", "kustomize", str(K8S_CLUSTER)], capture_output=True, text=True, check=True
+        ).stdout
+        documents = {d["kind"]: d for d in yaml.safe_load_all(built)}
+        assert documents["ConfigMap"]["data"] == data
+        assert set(documents) == set(k8s_documents()) - {"Kustomization"}
