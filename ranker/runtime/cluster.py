@@ -101,11 +101,23 @@ class LocalCluster:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start every node, join them, and wait until every node says the cluster is ok."""
+        self.start_nodes()
+        self.join(timeout)
+
+    def start_nodes(self) -> None:
+        """Start every node, not joined yet: each a cluster of its own with no slots."""
         try:
             for node in self.nodes:
                 # A cluster's layout from an earlier run names other ports: start afresh.
                 (node.data_dir / "nodes.conf").unlink(missing_ok=True)
                 node.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def join(self, timeout: float = 30.0) -> None:
+        """Join the started nodes into one cluster, and wait until every node says it is ok."""
+        try:
             addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
             # --cluster-yes takes the layout redis-cli proposes: each replica on another master.
             joined = subprocess.run(  # noqa: S603 - a fixed argv, no shell

@@ -118,7 +118,10 @@ class ScriptedCluster(RedisCluster):
         except RedisClusterException as exc:
             if isinstance(exc.__cause__, RedisConnectionError | RedisTimeoutError | OSError):
                 raise ClusterUnreachable(str(exc)) from exc
-            raise
+            # The nodes answered but do not make a whole cluster yet (not joined: "All slots
+            # are not covered"), or no more: an outage until they do, as the next command
+            # asks them again (redis-py initializes again after a failed attempt).
+            raise ClusterUnavailable(f"the cluster cannot serve: {exc}") from exc
         return self
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:

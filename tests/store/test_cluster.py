@@ -3,6 +3,7 @@ master lost, seeds that are down."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -167,3 +168,46 @@ async def test_a_slot_not_served_answers_503_and_a_keyed_retry_counts_once(
         assert client.app[METRICS].redis_up._value.get() == 1
     finally:
         await admin.aclose()
+
+
+async def test_a_cluster_not_joined_yet_is_not_ready_and_is_taken_up_once_it_is(
+    aiohttp_client: AiohttpClient, tmp_path: Path, redis_target: RedisTarget
+) -> None:
+    """Nodes that answer but are not joined cover no slot: ranker is not ready (503, never a
+    500) and refuses views with a 503; once the cluster is made, it is ready, takes views,
+    and hears the other replicas' change notices, without a restart."""
+    cluster = LocalCluster(tmp_path / "cluster", replicas=0)
+    cluster.start_nodes()
+    try:
+        settings = Settings(
+            redis_url=",".join(cluster.urls),
+            redis_cluster=True,
+            key_prefix="forming",
+            redis_timeout_s=0.5,
+        )
+        client = await aiohttp_client(create_app(settings, clock=FakeClock(T0)))
+        batch = [{"article_id": "a", "section": "sports", "ts": T0}]
+        not_ready = await client.get("/readyz")
+        assert not_ready.status == 503
+        refused = await client.post("/v1/events", json=batch)
+        assert refused.status == 503
+        assert (await refused.json())["error"]["code"] == "redis_unavailable"
+
+        await asyncio.to_thread(cluster.join)
+
+        async def ready() -> bool:
+            return (await client.get("/readyz")).status == 200
+
+        async def hearing() -> bool:
+            up = client.app[METRICS].registry.get_sample_value("ranker_change_subscription_up")
+            return up == 1
+
+        await eventually(ready)
+        await eventually(hearing)
+
+        async def taken() -> bool:
+            return (await client.post("/v1/events", json=batch)).status == 200
+
+        await eventually(taken)
+    finally:
+        cluster.stop()
