@@ -106,6 +106,16 @@ def test_a_cluster_that_cannot_serve_is_an_outage(
     assert raised.value.__cause__ is error
 
 
+def on(cluster: LocalCluster, key_prefix: str) -> Settings:
+    """Settings of a ranker on a private cluster, quick to give up on a node."""
+    return Settings(
+        redis_url=",".join(cluster.urls),
+        redis_cluster=True,
+        key_prefix=key_prefix,
+        redis_timeout_s=0.5,
+    )
+
+
 @pytest.fixture
 def small_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     """A private cluster of three masters, to take a slot from (never the session's)."""
@@ -121,13 +131,7 @@ async def test_a_slot_not_served_answers_503_and_a_keyed_retry_counts_once(
     counted in the other ranking and failed in that one is a 503 that may have counted; its
     retry with the same key, once the slot is served again, counts it exactly once."""
     keys = Keys("down")
-    settings = Settings(
-        redis_url=",".join(small_cluster.urls),
-        redis_cluster=True,
-        key_prefix="down",
-        redis_timeout_s=0.5,
-    )
-    client = await aiohttp_client(create_app(settings, clock=FakeClock(T0)))
+    client = await aiohttp_client(create_app(on(small_cluster, "down"), clock=FakeClock(T0)))
     admin = open_cluster(tuple(small_cluster.urls), decode_responses=True)
     try:
         await admin.initialize()
@@ -179,13 +183,7 @@ async def test_a_cluster_not_joined_yet_is_not_ready_and_is_taken_up_once_it_is(
     cluster = LocalCluster(tmp_path / "cluster", replicas=0)
     cluster.start_nodes()
     try:
-        settings = Settings(
-            redis_url=",".join(cluster.urls),
-            redis_cluster=True,
-            key_prefix="forming",
-            redis_timeout_s=0.5,
-        )
-        client = await aiohttp_client(create_app(settings, clock=FakeClock(T0)))
+        client = await aiohttp_client(create_app(on(cluster, "forming"), clock=FakeClock(T0)))
         batch = [{"article_id": "a", "section": "sports", "ts": T0}]
         not_ready = await client.get("/readyz")
         assert not_ready.status == 503
