@@ -32,7 +32,6 @@ from itertools import chain
 from pathlib import Path
 from typing import cast
 
-import orjson
 import redis
 
 from benchmarks.harness import log
@@ -41,6 +40,7 @@ from ranker.config import DEFAULT_SECTIONS, DEFAULT_WINDOWS, SITE_WIDE
 from ranker.decay import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES
 from ranker.runtime.embedded import EmbeddedRedis, find_server_binary
 from ranker.store.keys import Keys
+from ranker.store.writes import increment_spec
 
 MODULE = "benchmarks.increments"
 HALF_LIFE_S = 7200.0
@@ -51,7 +51,7 @@ REMEMBER_S = 86_400
 NOW = 1_796_371_200.625  # 2026-12-04, with a fraction as real clocks have
 REFERENCE_TS = NOW - 0.371  # the flush's newest view
 FORMS = {
-    "a": ("the current increment.lua (JSON spec)", None),
+    "a": ("the current increment.lua (its spec as writes.py packs it)", None),
     "b": ("ARGV amounts, ZMSCORE + ZADD", "b_argv.lua"),
     "b3": ("(b) with ZMSCORE in RESP3", "b3_resp3.lua"),
     "c": ("ZINCRBY per (article, profile)", "c_zincrby.lua"),
@@ -168,11 +168,8 @@ def call_args(form: str, ranking: Ranking, amounts: Amounts) -> tuple[list[str],
     head += [HALF_LIFE_SETTLE_S, REMEMBER_S]
     half_lives = [h for _, h in PROFILES]
     if form == "a":
-        per_profile = [
-            list(chain.from_iterable((a, v[p]) for a, v in amounts.items()))
-            for p in range(len(PROFILES))
-        ]
-        return keys, [*head, orjson.dumps([[], *per_profile]), *half_lives]
+        per_profile = [{a: v[p] for a, v in amounts.items()} for p in range(len(PROFILES))]
+        return keys, [*head, increment_spec([], per_profile), *half_lives]
     ids = list(amounts)
     args: list[Arg] = [*head, 0, len(PROFILES), len(ids), *half_lives, *ids]
     for p in range(len(PROFILES)):
