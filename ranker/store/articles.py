@@ -16,6 +16,7 @@ from ranker.config import SITE_WIDE
 from ranker.decay import decayed
 
 from .base import Pipe, PoolExhausted, StoreBase, observed
+from .cluster import ScriptedClusterPipeline
 from .editorial import HIDDEN_UNTIL, LEGACY_HIDDEN, hidden_at
 
 
@@ -97,6 +98,9 @@ class ArticleMetadata(StoreBase):
             # EVALSHA directly: a script passed to a pipeline makes redis-py ask SCRIPT EXISTS
             # first, a round trip more for every read.
             async with self._article_redis.pipeline(transaction=False) as pipe:
+                if isinstance(pipe, ScriptedClusterPipeline):
+                    # Reads only: a master without the script refuses its call, handled below.
+                    pipe.check_scripts = False
                 pipe.hgetall(self.keys.article(article_id))
                 for ranking in self._settings.rankings:
                     home = self.shards.home(ranking, article_id)

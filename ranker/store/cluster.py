@@ -34,6 +34,11 @@ class ScriptedClusterPipeline(ClusterPipeline):
     dropped."""
 
     cluster_client: ScriptedCluster
+    check_scripts = True
+    """Whether :meth:`execute` first makes sure every master holds the scripts it calls (a
+    round trip to every master). A pipeline of reads may do without: a master that lost a
+    script refuses that call only, which changes nothing, and the caller loads it and reads
+    again."""
 
     def __await__(self) -> Generator[Any, None, ScriptedClusterPipeline]:
         # redis-py's Script.__call__ awaits what ``pipe.evalsha`` returns: the pipeline itself,
@@ -53,7 +58,7 @@ class ScriptedClusterPipeline(ClusterPipeline):
         queue = self._execution_strategy._command_queue  # type: ignore[attr-defined]
         shas = list(dict.fromkeys(str(cmd.args[1]) for cmd in queue if cmd.args[0] == "EVALSHA"))
         with cluster_outages():
-            if shas:
+            if shas and self.check_scripts:
                 await self.cluster_client.load_scripts(shas)
             return await super().execute(raise_on_error, allow_redirections)
 

@@ -65,6 +65,34 @@ async def test_a_flush_after_every_master_lost_its_scripts_loads_them_and_counts
     assert [(item.article_id, item.score) for item in top.items] == [("a", 2.0)]
 
 
+async def script_checks(client: ScriptedCluster) -> int:
+    """SCRIPT EXISTS calls the masters have answered so far."""
+    stats = await client.info("commandstats", target_nodes=ScriptedCluster.PRIMARIES)
+    return sum(
+        int(node_stats.get("cmdstat_script|exists", {}).get("calls", 0))
+        for node_stats in stats.values()
+    )
+
+
+async def test_article_reads_ask_no_master_for_its_scripts_and_load_one_lost(
+    cluster_store: RankingStore,
+) -> None:
+    await view(cluster_store, "a", T0, T0)
+    client = cluster_store._article_redis
+    assert isinstance(client, ScriptedCluster)
+    before = await script_checks(client)
+    for _ in range(5):
+        article = await cluster_store.get_article("a", T0)
+        assert article is not None
+        assert article.scores == {"sports": 1.0, "all": 1.0}
+    # A round trip to every master per read saved: the script is called, not checked first.
+    assert await script_checks(client) == before
+    await client.script_flush()
+    article = await cluster_store.get_article("a", T0)
+    assert article is not None
+    assert article.scores == {"sports": 1.0, "all": 1.0}
+
+
 async def test_any_seed_that_answers_is_enough(
     local_cluster: LocalCluster, redis_target: RedisTarget
 ) -> None:
