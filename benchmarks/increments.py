@@ -169,7 +169,9 @@ def call_args(form: str, ranking: Ranking, amounts: Amounts) -> tuple[list[str],
     half_lives = [h for _, h in PROFILES]
     if form == "a":
         per_profile = [{a: v[p] for a, v in amounts.items()} for p in range(len(PROFILES))]
-        return keys, [*head, increment_spec([], per_profile), *half_lives]
+        keys.append(live.queued(ranking.name))
+        spec = increment_spec([], per_profile)
+        return keys, [*head, *spec, *half_lives, "apply"]
     ids = list(amounts)
     args: list[Arg] = [*head, 0, len(PROFILES), len(ids), *half_lives, *ids]
     for p in range(len(PROFILES)):

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.ingest [--runs 3] [--duration 10] [--senders 8] [--workers 1]
         [--keyed] [--visitors N] [--windows none] [--user-agents distinct|repeated]
-        [--also-workers 2]
+        [--also-workers 2] [--also-setting RANKER_APPLY_INTERVAL_S=0]
 
 ``--senders`` concurrent senders (asyncio tasks in one process, or spread over ``--procs``
 processes) POST pre-encoded batches of 500-1,000 Zipf-distributed views (exponent 1.1 over
@@ -17,7 +17,9 @@ the named windows the first one keeps by default. ``--user-agents distinct`` als
 same views with a ``user_agent`` on each, every one different (in-app browsers' shapes, with
 their per-device, build and version parts, 130-270 characters: no verdict is ever cached), and
 ``repeated`` with one of 2,000 such user agents, Zipf-drawn, as a day's traffic repeats them.
-``--also-workers N`` also runs a ranker with ``--workers N`` in the same alternation.
+``--also-workers N`` also runs a ranker with ``--workers N`` in the same alternation, and
+``--also-setting NAME=VALUE`` one with that ``RANKER_*`` setting (e.g.
+``RANKER_APPLY_INTERVAL_S=0``: every flush applied as it is counted, none queued).
 """
 
 from __future__ import annotations
@@ -300,11 +302,28 @@ def _parser() -> argparse.ArgumentParser:
         help="also a ranker with --workers N (e.g. 2), against the one with --workers",
     )
     parser.add_argument(
+        "--also-setting",
+        metavar="NAME=VALUE",
+        type=_setting,
+        help="also a ranker with this RANKER_* setting, against the default one",
+    )
+    parser.add_argument(
         "--windows",
         metavar="SPEC",
         help="also a ranker with RANKER_WINDOWS=SPEC (e.g. none), against the default windows",
     )
     return parser
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.startswith("RANKER_"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not RANKER_NAME=VALUE")
+    return name, value
+
+
+def _setting_name(args: argparse.Namespace) -> str:
+    return "ranker {}={}".format(*args.also_setting)
 
 
 def _report_ratios(
@@ -334,6 +353,9 @@ def _report_ratios(
         report.add(
             f"ranker --workers {args.also_workers} / --workers {args.workers}: {ratio(m, r)}"
         )
+    if args.also_setting:
+        a = median(run.rate for run in results[_setting_name(args)])
+        report.add(f"{_setting_name(args)} / ranker: {ratio(a, r)}")
     if args.windows is not None:
         w = median(run.rate for run in results[windows_name])
         report.add(
@@ -347,6 +369,7 @@ def _variants(
     naive: Server,
     other: Server | None,
     more_workers: Server | None = None,
+    with_setting: Server | None = None,
 ) -> list[tuple[str, Server, Zipf, bool]]:
     """What each run sends where, in the order runs alternate: (name, server, views, keyed)."""
     zipf = Zipf(seed=1)
@@ -366,6 +389,8 @@ def _variants(
         variants.append((f"ranker RANKER_WINDOWS={args.windows}", other, zipf, False))
     if more_workers is not None:
         variants.append((f"ranker --workers {args.also_workers}", more_workers, zipf, False))
+    if with_setting is not None:
+        variants.append((_setting_name(args), with_setting, zipf, False))
     return variants
 
 
@@ -379,8 +404,10 @@ def main() -> None:
     windows_name = f"ranker RANKER_WINDOWS={args.windows}"
     windows_prefix = harness.unique_prefix("windows")
     workers_prefix = harness.unique_prefix("workers")
+    setting_prefix = harness.unique_prefix("setting")
+    prefixes = (ranker_prefix, naive_prefix, windows_prefix, workers_prefix, setting_prefix)
     with contextlib.ExitStack() as stack:
-        for prefix in (ranker_prefix, naive_prefix, windows_prefix, workers_prefix):
+        for prefix in prefixes:
             stack.callback(harness.delete_keys, args.redis_url, prefix)
         # Pass --workers only to a ranker that knows it; without it ranker runs one process.
         workers = args.workers if harness.ranker_has_workers() else None
@@ -391,28 +418,23 @@ def main() -> None:
                 "--key-prefix", naive_prefix, workers=args.workers,
             )
         )  # fmt: skip
-        other = None
+
+        def also(prefix: str, name: str, n: int | None, **settings: str) -> Server:
+            return stack.enter_context(
+                harness.ranker_server(args.redis_url, prefix, n, settings=settings, name=name)
+            )
+
+        other = more_workers = with_setting = None
         if args.windows is not None:
-            other = stack.enter_context(
-                harness.ranker_server(
-                    args.redis_url,
-                    windows_prefix,
-                    workers,
-                    settings={"RANKER_WINDOWS": args.windows},
-                    name=windows_name,
-                )
-            )
-        more_workers = None
+            other = also(windows_prefix, windows_name, workers, RANKER_WINDOWS=args.windows)
         if args.also_workers:
-            more_workers = stack.enter_context(
-                harness.ranker_server(
-                    args.redis_url,
-                    workers_prefix,
-                    args.also_workers,
-                    name=f"ranker --workers {args.also_workers}",
-                )
+            name = f"ranker --workers {args.also_workers}"
+            more_workers = also(workers_prefix, name, args.also_workers)
+        if args.also_setting:
+            with_setting = also(
+                setting_prefix, _setting_name(args), workers, **dict([args.also_setting])
             )
-        variants = _variants(args, ranker, naive, other, more_workers)
+        variants = _variants(args, ranker, naive, other, more_workers, with_setting)
         results: dict[str, list[Run]] = {name: [] for name, *_ in variants}
         for number in range(1, args.runs + 1):
             for name, target, source, keyed in variants:

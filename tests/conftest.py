@@ -20,7 +20,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
 
-from ranker.api.appkeys import CACHE
+from ranker.api.appkeys import CACHE, INGESTOR
 from ranker.app import create_app
 from ranker.config import Settings
 from ranker.runtime.cluster import LocalCluster
@@ -67,6 +67,12 @@ class FakeClock:
 async def refreshed(client: Client) -> None:
     """Bring the app's cached lists up to date with Redis now, as its next refresh would."""
     await client.app[CACHE].refresh()
+
+
+async def applied(client: Client) -> None:
+    """Wait until every view the app took is applied to the scores: flushes sent while others
+    were in flight are counted at once and applied a little later (ranker/ingest/applier.py)."""
+    await client.app[INGESTOR].applied()
 
 
 @pytest.fixture(scope="session")

@@ -127,11 +127,11 @@ async def test_shutdown_stops_accepting_finishes_in_flight_requests_then_flushes
     real_apply = store.apply
     entered, release = asyncio.Event(), asyncio.Event()
 
-    async def held_apply(plan: FlushPlan, now: float) -> None:
+    async def held_apply(plan: FlushPlan, now: float, *, queue: bool = False) -> None:
         # Holds the first flush until the test lets it go: a request is in flight meanwhile.
         entered.set()
         await release.wait()
-        await real_apply(plan, now)
+        await real_apply(plan, now, queue=queue)
 
     monkeypatch.setattr(store, "apply", held_apply)
     async with aiohttp.ClientSession() as session:

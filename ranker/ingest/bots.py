@@ -31,10 +31,9 @@ The patterns' translation for Hyperscan and the fast path lives in :mod:`.patter
 
 from __future__ import annotations
 
+import importlib
 import re
 from functools import lru_cache
-from re import _constants as sre
-from re import _parser as sre_parse
 from typing import Any, Final
 
 import hyperscan
@@ -54,6 +53,11 @@ from .patterns import (
     matchable,
     tail,
 )
+
+# re's own parser, which these patterns are written for. Imported by name: typeshed has no stubs
+# for re's private modules, so a type checker sees them or not by version.
+sre = importlib.import_module("re._constants")
+sre_parse = importlib.import_module("re._parser")
 
 CRAWLER: Final = "crawler"
 HEADLESS_BROWSER: Final = "headless_browser"

@@ -21,6 +21,7 @@ from ranker.errors import FlushFailed, Overloaded, ReplicationUnconfirmed, Store
 from ranker.metrics import Metrics
 from ranker.store import FlushNotSent, RankingStore
 
+from .applier import QueuedFlushes
 from .idempotency import IdempotencyKey, key_reused
 from .parse import View, merge_metadata
 from .plan import FlushPlan, plan_flush
@@ -76,6 +77,9 @@ class Ingestor:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._queued = QueuedFlushes(store, settings, metrics, clock, on_applied, self._wakeup.set)
+        self._settled = asyncio.Event()
+        """Set while nothing is queued here, in flight, or counted and not applied."""
 
     def check_room(self) -> None:
         """Refuse at once, before a body is read and parsed, when the queue is already full:
@@ -89,6 +93,7 @@ class Ingestor:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ranker-flush")
+        self._queued.start()
 
     async def submit(
         self,
@@ -129,6 +134,7 @@ class Ingestor:
             )
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.append(_Request(views, metadata, key, future))
+        self._settled.clear()
         self._queued_views += len(views)
         self._metrics.flush_queue_events.set(self._queued_views)
         self._wakeup.set()
@@ -141,10 +147,17 @@ class Ingestor:
             future.add_done_callback(_discard_outcome)
             raise
 
+    async def applied(self) -> None:
+        """Wait until every view submitted so far is applied to the scores (none waits for a
+        flush, nor is counted and queued): what a reader of the lists then sees includes them.
+        Waits as long as Redis refuses them."""
+        await self._settled.wait()
+
     async def close(self) -> None:
-        """Refuse new views, flush whatever is queued, then end the loop."""
+        """Refuse new views, flush whatever is queued (and apply it), then end the loop."""
         self._closing = True
         self._wakeup.set()
+        await self._queued.close()
         if self._task is not None:
             await self._task
             self._task = None
@@ -154,16 +167,29 @@ class Ingestor:
         # is planned and written while Redis applies the one before, on one connection, so
         # Redis applies them in order (see ranker/store/line.py).
         in_flight: set[asyncio.Task[None]] = set()
+
+        def track(task: asyncio.Task[None]) -> None:
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            task.add_done_callback(lambda _: self._wakeup.set())
+
         try:
             while self._queue or in_flight or not self._closing:
                 if self._queue and len(in_flight) < self._store.flushes_at_once:
-                    flush = asyncio.create_task(self._flush(self._take_batch()))
-                    in_flight.add(flush)
-                    flush.add_done_callback(in_flight.discard)
-                    flush.add_done_callback(lambda _: self._wakeup.set())
+                    track(asyncio.create_task(self._flush(self._take_batch(), bool(in_flight))))
+                    continue
+                if not self._queue and not in_flight and self._queued.due:
+                    # Ingest paused: what the busy spell queued is applied at once.
+                    track(asyncio.create_task(self._queued.sweep()))
                     continue
                 self._wakeup.clear()
+                if not self._queue and not in_flight and not self._queued.waiting:
+                    self._settled.set()
                 await self._wakeup.wait()
+            if self._queued.waiting and self._store.available:
+                # The last flushes queued, applied before the end (with Redis down, they stay
+                # counted in Redis, for the next flush of their rankings to take).
+                await self._queued.sweep()
         finally:
             # Cancelled (close() lets them finish): they end with the loop.
             for flush in in_flight:
@@ -181,8 +207,10 @@ class Ingestor:
         self._metrics.flush_queue_events.set(self._queued_views)
         return batch
 
-    async def _flush(self, batch: list[_Request]) -> None:
+    async def _flush(self, batch: list[_Request], behind_another: bool) -> None:
         started = time.perf_counter()
+        queue = self._queued.queues(behind_another)
+        answered = self._queued.answers
         views = sum(len(request.views) for request in batch)
         error: Exception | None = None
         plan: FlushPlan | None = None
@@ -199,7 +227,7 @@ class Ingestor:
                     self._settings,
                     [(token, record, r.views) for token, (record, r) in first_of.items()],
                 )
-                replayed = await self._store.apply(plan, self._clock())
+                replayed = await self._store.apply(plan, self._clock(), queue=queue)
         except RedisError as exc:
             error = self._failed(views, exc)
         except ReplicationUnconfirmed as exc:
@@ -213,8 +241,12 @@ class Ingestor:
         # Sent to Redis and found counted already: in the plan, their views not counted now.
         skipped = [request for token, (_, request) in first_of.items() if token in replayed]
         retries = {id(request) for request in (*skipped, *repeats)}
+        if plan is not None:
+            # Queued (or perhaps, as it failed): for a sweep to apply.
+            applied = error is None and not queue
+            self._queued.answered(plan.rankings(), queue, answered if applied else None)
         if error is None and plan is not None:
-            self._counted(plan, skipped, len(retries))
+            self._counted(plan, skipped, len(retries), applied=not queue)
             self._metrics.flush_duration.observe(time.perf_counter() - started)
             self._metrics.flush_events.observe(views)
         for request in batch:
@@ -244,9 +276,12 @@ class Ingestor:
             "it counted exactly once"
         )
 
-    def _counted(self, plan: FlushPlan, skipped: list[_Request], retries: int) -> None:
-        """Count an applied flush's views in the metrics, less those of batches Redis had
-        counted before (retries), and tell the lists which rankings changed."""
+    def _counted(
+        self, plan: FlushPlan, skipped: list[_Request], retries: int, *, applied: bool
+    ) -> None:
+        """Count a flush's views in the metrics, less those of batches Redis had counted before
+        (retries), and, when it ``applied`` them (did not queue them), tell the lists which
+        rankings changed."""
         accepted = dict(plan.views_by_section)
         for request in skipped:
             for view in request.views:
@@ -256,6 +291,8 @@ class Ingestor:
         for section, count in accepted.items():
             if count:
                 self._metrics.events_accepted.labels(section=section).inc(count)
+        if not applied:
+            return
         if self._on_applied is not None:
             self._on_applied(plan.rankings())
 

@@ -9,11 +9,15 @@ tests (tests/ingest/test_bots.py holds the translations to Python's verdicts).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
-from re import _constants as sre
 from typing import Any, Final
 
 import hyperscan
+
+# re's own parser, which these patterns are written for. Imported by name: typeshed has no stubs
+# for re's private modules, so a type checker sees them or not by version.
+sre = importlib.import_module("re._constants")
 
 # What matchable maps each character to. Python's \d is any Unicode decimal digit; the other
 # non-ASCII characters match nothing in these patterns but "." (none names one), except the four

@@ -55,6 +55,12 @@ class Keys:
         script checks and records them in the same atomic step as the counts)."""
         return f"{self.prefix}:{{r:{ranking}}}:applied"
 
+    def queued(self, ranking: str) -> str:
+        """List: flushes counted in a ranking and not applied to its scores yet, oldest first,
+        each its newest view's time (8 bytes) and its amounts (MessagePack), for the next flush
+        that applies to take with its own (see ranker/store/lua/increment.lua)."""
+        return f"{self.prefix}:{{r:{ranking}}}:queued"
+
     def movement(self, ranking: str, period: int, window: str | None = None) -> str:
         """String: a JSON array of the ids a ranking's list in a window (None: the default
         profile) began movement interval ``period`` with (see ranker/lists/movement.py), best first;

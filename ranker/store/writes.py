@@ -7,9 +7,10 @@ import math
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import msgpack
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -30,10 +31,11 @@ FLUSH_IDLE_CHECK_S = 1.0
 """A flush after this long without a successful one first checks its connection."""
 
 
-def increment_spec(tokens: list[str], amounts: list[dict[str, float]]) -> bytes:
-    """The increment script's one data argument (see ranker/store/lua/increment.lua): MessagePack
-    of ``[tokens, article ids, amounts of profile 1, amounts of profile 2, ...]``, each profile's
-    amounts in the order of the ids (``False`` where a profile has none for an article).
+def increment_spec(tokens: list[str], amounts: list[dict[str, float]]) -> tuple[bytes, bytes]:
+    """The increment script's two data arguments (see ranker/store/lua/increment.lua), each
+    MessagePack: the tokens, and ``[article ids, amounts of profile 1, amounts of profile 2,
+    ...]``, each profile's amounts in the order of the ids (``False`` where a profile has none
+    for an article). Apart, so a flush the script queues is kept as sent, without its tokens.
 
     MessagePack carries each amount as the 8 bytes of its double, which the script's
     ``cmsgpack`` reads back as the same double: no text to format here and parse in Redis, as
@@ -45,8 +47,9 @@ def increment_spec(tokens: list[str], amounts: list[dict[str, float]]) -> bytes:
     else:
         ids = list(dict.fromkeys(article for profile in amounts for article in profile))
         columns = [[profile.get(article, False) for article in ids] for profile in amounts]
-    packed: bytes = msgpack.packb([tokens, ids, *columns])
-    return packed
+    packed_tokens: bytes = msgpack.packb(tokens)
+    data: bytes = msgpack.packb([ids, *columns])
+    return packed_tokens, data
 
 
 class FlushNotSent(RedisConnectionError):
@@ -86,10 +89,16 @@ class Writes(StoreBase):
         return str(info.get("maxmemory_policy", "unknown"))
 
     @observed("flush")
-    async def apply(self, plan: FlushPlan, now: float) -> frozenset[str]:
+    async def apply(self, plan: FlushPlan, now: float, *, queue: bool = False) -> frozenset[str]:
         """Apply a flush: one atomic script call per ranking, carrying its default profile and
         every window, all in one pipeline. Returns the tokens of the keyed batches some ranking
         had already counted (retries).
+
+        With ``queue``, each ranking counts the flush (its tokens recorded, exactly as when
+        applied) but keeps its amounts queued in Redis, for the next call that applies to that
+        ranking to add with its own in one pass (:meth:`apply_queued` when none comes): Redis's
+        work is per (article, profile) applied, so a busy spell's flushes cost it a fraction
+        applied together. Up to 64 wait per ranking; past that a flush applies whatever asked.
 
         A ranking whose call finds such a batch applies nothing, and is sent again in another
         pipeline without that batch's share (rare: it takes a retry). A pipeline is never
@@ -98,7 +107,6 @@ class Writes(StoreBase):
         it is proven first: a PING that finds it closed drops it, and a second PING opens the
         connection the pipeline then uses. Under load there is no PING.
         """
-        settings = self._settings
         await self._prove_flush_connection()
         # The site-wide amounts, when it is sharded, as each sub-ranking's: a ranking of its
         # own to the script (see ranker/store/shards.py).
@@ -106,7 +114,7 @@ class Writes(StoreBase):
         # Each ranking's script call, as the keyed batches it carries and its merged amounts
         # per profile. A call that finds some of its batches counted already applies nothing
         # and is sent again without them, until none is left over.
-        profiles = settings.profiles
+        profiles = self._settings.profiles
         calls = {
             ranking: ranking_call(plan, ranking, set(), profiles) for ranking in plan.rankings()
         }
@@ -115,33 +123,12 @@ class Writes(StoreBase):
         replayed = {token for token, used in uses.items() if used > 1}
         counted_before: dict[str, set[str]] = {}  # ranking -> the tokens it had counted
         metadata = plan.metadata
+        mode = "queue" if queue else "apply"
         while calls:
             async with self._flush_redis.pipeline(transaction=False) as pipe:
                 for ranking, (tokens, amounts) in calls.items():
-                    keys = [self.keys.applied(ranking)]
-                    half_lives = []
-                    for window in profiles:
-                        keys += [
-                            self.keys.scores(ranking, window),
-                            self.keys.decay(ranking, window),
-                        ]
-                        half_lives.append(settings.half_life_for(unsharded(ranking), window))
                     spec = increment_spec(tokens, amounts)
-                    await self._increment(
-                        keys=keys,
-                        args=[
-                            plan.reference_ts,
-                            now,
-                            REBASE_AFTER_HALF_LIVES,
-                            settings.prune_below,
-                            settings.max_set_size,
-                            HALF_LIFE_SETTLE_S,
-                            settings.idempotency_window_s,
-                            spec,
-                            *half_lives,
-                        ],
-                        client=script_client(pipe),
-                    )
+                    await self._call_increment(pipe, ranking, plan.reference_ts, now, spec, mode)
                 await self._fill_metadata(pipe, metadata)
                 metadata = {}  # set once; the calls sent again carry counts only
                 results = await self._send(pipe)
@@ -164,6 +151,50 @@ class Writes(StoreBase):
                     await self._keep(pipe, batch.token, batch.record)
                 await self._send(pipe)
         return frozenset(replayed)
+
+    @observed("flush")
+    async def apply_queued(self, ranking: str, now: float) -> None:
+        """Apply whatever flushes are queued for ``ranking`` (see :meth:`apply`): one script
+        call for each name its scores are kept under, one at a time and not on the flush line,
+        so flushes still being counted go between them rather than wait for them all."""
+        nothing = increment_spec([], [{} for _ in self._settings.profiles])
+        for part in self.shards.parts(ranking):
+            await self._call_increment(self._redis, part, now, now, nothing, "apply")
+
+    async def _call_increment(
+        self,
+        client: Pipe | Redis | ScriptedCluster,
+        ranking: str,
+        reference_ts: float,
+        now: float,
+        spec: tuple[bytes, bytes],
+        mode: str,
+    ) -> None:
+        """Call ``ranking``'s increment script (see ranker/store/lua/increment.lua) on
+        ``client``, or queue the call on it when it is a pipeline."""
+        settings = self._settings
+        keys = [self.keys.applied(ranking)]
+        half_lives = []
+        for window in settings.profiles:
+            keys += [self.keys.scores(ranking, window), self.keys.decay(ranking, window)]
+            half_lives.append(settings.half_life_for(unsharded(ranking), window))
+        keys.append(self.keys.queued(ranking))
+        await self._increment(
+            keys=keys,
+            args=[
+                reference_ts,
+                now,
+                REBASE_AFTER_HALF_LIVES,
+                settings.prune_below,
+                settings.max_set_size,
+                HALF_LIFE_SETTLE_S,
+                settings.idempotency_window_s,
+                *spec,
+                *half_lives,
+                mode,
+            ],
+            client=cast(Redis, client),
+        )
 
     async def _wait_for_replicas(self, plan: FlushPlan) -> None:
         """With ``redis_wait_replicas``, wait until the flush's writes reached that many

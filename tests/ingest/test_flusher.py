@@ -25,7 +25,7 @@ from ranker.metrics import Metrics
 from ranker.runtime.embedded import free_port
 from ranker.store import RankingStore
 from ranker.store.keys import Keys
-from tests.conftest import AiohttpClient, Client, FakeClock, refreshed
+from tests.conftest import AiohttpClient, Client, FakeClock, applied, refreshed
 from tests.ingest.test_bots import BROWSERS, CRAWLERS, HEADLESS_BROWSERS
 from tests.support.oracle import Oracle, assert_list_matches
 
@@ -68,6 +68,7 @@ async def post(client: Client, batch: Sequence[dict[str, Any]]) -> None:
 
 
 async def check_all_lists(client: Client, oracle: Oracle, settings: Settings) -> None:
+    await applied(client)
     await refreshed(client)
     for ranking in ("all", *SECTIONS):
         for limit in (10, 20):

@@ -16,7 +16,7 @@ from ranker.app import create_app
 from ranker.config import Settings
 from ranker.ingest.idempotency import HEADER, REPLAYED_HEADER, idempotency_key
 from ranker.ingest.plan import FlushPlan, KeyedBatch
-from tests.conftest import AiohttpClient, Client, FakeClock
+from tests.conftest import AiohttpClient, Client, FakeClock, applied
 from tests.ingest.test_bots import CRAWLERS
 
 # On the single node and on the local Redis Cluster (conftest.py)
@@ -167,6 +167,7 @@ async def test_concurrent_requests_with_the_same_key_are_counted_once(
     # One of them counted the batch; every other one is a retry, and says so.
     replayed = [headers.get(REPLAYED_HEADER) for _, _, headers in answers]
     assert sorted(replayed, key=str) == [None, "true", "true", "true", "true"]
+    await applied(client)
     assert await score(redis, client, "sports", "a") == 1.0
     assert await score(redis, client, "all", "b") == 2.0
     assert sample(client, "ranker_events_accepted_total", {"section": "sports"}) == 1
@@ -180,6 +181,7 @@ async def test_concurrent_requests_with_the_same_key_and_other_bodies_count_one_
     statuses = [status for status, _, _ in answers]
     assert sorted(statuses) == [200, 422, 422, 422, 422]
     counted = statuses.index(200)
+    await applied(client)
     stored = await redis.zrange(client.app[STORE].keys.scores("sports"), 0, -1, withscores=True)
     assert stored == [(f"a{counted}", 1.0)]
 
@@ -247,6 +249,7 @@ async def test_requests_with_one_key_and_two_bodies_in_one_flush_count_one_body(
     statuses = [status for status, _, _ in answers]
     assert sorted(statuses) == [200, 200, 422, 422]
     counted = "a" if statuses[0] == 200 else "b"
+    await applied(client)
     stored = await redis.zrange(client.app[STORE].keys.scores("sports"), 0, -1, withscores=True)
     assert stored == [(counted, 1.0)]
 

@@ -10,6 +10,7 @@ from typing import cast
 import pytest
 from redis.asyncio import Redis
 
+from ranker.config import DEFAULT_WINDOWS
 from ranker.decay import HALF_LIFE_SETTLE_S
 from ranker.ingest.idempotency import FINGERPRINT_LENGTH
 from ranker.ingest.plan import FlushPlan, KeyedBatch
@@ -265,3 +266,99 @@ async def test_a_key_stands_for_the_first_body_it_was_kept_with(
     assert await store.idempotency_record("t1") == (body("t1"), "its own")
     window = store._settings.idempotency_window_s
     assert window - 5 <= await redis.ttl(store.keys.idempotency("t1")) <= window
+
+
+async def all_scores(store: RankingStore, now: float) -> dict[tuple[str, str | None], object]:
+    """Every profile's decayed scores of "sports" and "all", as the lists read them."""
+    got: dict[tuple[str, str | None], object] = {}
+    for ranking in ("sports", "all"):
+        for window in (None, *DEFAULT_WINDOWS):
+            top = await store.top(ranking, 100, now, window=window)
+            got[ranking, window] = {
+                item.article_id: pytest.approx(item.score, rel=1e-12) for item in top.items
+            }
+    return got
+
+
+def flushes() -> list[FlushPlan]:
+    """Flushes a minute apart, with articles in common and each of its own."""
+    return [
+        FlushPlan(
+            T0 + 60 * n,
+            {
+                "sports": {"a": 1.0 + n, f"only{n}": 0.5},
+                "all": {"a": 1.0 + n, f"only{n}": 0.5, "w": 2.0},
+            },
+        )
+        for n in range(4)
+    ]
+
+
+def two_stores(
+    make_store: Callable[..., RankingStore], key_prefix: str
+) -> tuple[RankingStore, RankingStore]:
+    """Two stores of the test's own keys, one applying each flush as it comes, one queueing."""
+    return make_store(key_prefix=f"{key_prefix}:one-by-one"), make_store()
+
+
+async def test_flushes_queued_are_counted_not_applied_until_a_flush_applies_them_all(
+    make_store: Callable[..., RankingStore], redis: Redis, key_prefix: str
+) -> None:
+    # The same flushes, each applied as it comes, and the first three queued, then taken by
+    # the fourth: the same scores in every profile.
+    one_by_one, queued = two_stores(make_store, key_prefix)
+    *first, last = flushes()
+    for plan in first:
+        await one_by_one.apply(plan, plan.reference_ts)
+        await queued.apply(plan, plan.reference_ts, queue=True)
+    now = last.reference_ts
+    assert await scores(queued, "sports", now) == {}
+    assert await redis.llen(queued.keys.queued("sports")) == 3
+    await one_by_one.apply(last, now)
+    await queued.apply(last, now)
+    assert await redis.llen(queued.keys.queued("sports")) == 0
+    assert await all_scores(queued, now + 30) == await all_scores(one_by_one, now + 30)
+
+
+async def test_apply_queued_takes_what_is_queued_and_nothing_else(
+    make_store: Callable[..., RankingStore], redis: Redis, key_prefix: str
+) -> None:
+    one_by_one, queued = two_stores(make_store, key_prefix)
+    for plan in flushes():
+        await one_by_one.apply(plan, plan.reference_ts)
+        await queued.apply(plan, plan.reference_ts, queue=True)
+    now = T0 + 600
+    for ranking in ("sports", "all", "world"):  # "world": nothing queued, nothing to take
+        await queued.apply_queued(ranking, now)
+    assert not await redis.exists(queued.keys.queued("sports"), queued.keys.queued("all"))
+    assert not await redis.exists(queued.keys.scores("world"))
+    assert await all_scores(queued, now) == await all_scores(one_by_one, now)
+    await queued.apply_queued("sports", now)  # again: nothing queued, nothing changes
+    assert await all_scores(queued, now) == await all_scores(one_by_one, now)
+
+
+async def test_a_keyed_batch_queued_is_counted_and_its_retry_found_counted(
+    make_store: Callable[..., RankingStore],
+) -> None:
+    store = make_store()
+    batch = keyed("t1", {"sports": {"a": 1.0}, "all": {"a": 1.0}})
+    assert await store.apply(FlushPlan(T0, {}, keyed=[batch]), T0, queue=True) == frozenset()
+    # The retry applies, and finds the batch counted in both rankings: not counted again.
+    retry = FlushPlan(T0, {"sports": {"b": 1.0}}, keyed=[batch])
+    assert await store.apply(retry, T0) == frozenset({"t1"})
+    await store.apply_queued("sports", T0)
+    await store.apply_queued("all", T0)
+    assert await scores(store, "sports", T0) == {"a": 1.0, "b": 1.0}
+    assert await scores(store, "all", T0) == {"a": 1.0}
+
+
+async def test_past_64_flushes_queued_a_flush_applies_whatever_it_was_asked(
+    make_store: Callable[..., RankingStore], redis: Redis
+) -> None:
+    # A ranking whose processes all died before applying what they queued holds a bounded
+    # backlog: the next flush to it applies it all.
+    store = make_store()
+    for n in range(65):
+        await store.apply(FlushPlan(T0, {"sports": {f"a{n}": 1.0}}), T0, queue=True)
+    assert await redis.llen(store.keys.queued("sports")) == 0
+    assert len(await scores(store, "sports", T0)) == 65
