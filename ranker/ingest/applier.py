@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 
 from redis.exceptions import RedisError
 
-from ranker.config import Settings
+from ranker.config import SITE_WIDE, Settings
 from ranker.decay import Clock
 from ranker.metrics import Metrics
 from ranker.store import RankingStore
@@ -87,23 +87,24 @@ class QueuedFlushes:
         return bool(self._unapplied)
 
     async def sweep(self) -> None:
-        """Apply what this process queued, a ranking at a time (so the flushes of others go
-        between), and tell the lists those rankings changed. A failure is logged and left for
-        the next try: the flushes are counted, and kept in Redis, where the next flush of
-        their ranking that applies (any replica's) takes them too."""
+        """Apply what this process queued, and tell the lists those rankings changed: the
+        sections' in one round trip, then the site-wide ranking's, the largest, in another,
+        so a flush counted meanwhile can go between them. A failure is logged and left for the
+        next try: the flushes are counted, and kept in Redis, where the next flush of their
+        ranking that applies (any replica's) takes them too."""
         rankings, answered = list(self._unapplied), self.answers
         try:
-            for ranking in rankings:
+            for group in _apart(rankings, SITE_WIDE):
                 try:
-                    await self._store.apply_queued(ranking, self._clock())
+                    await self._store.apply_queued(group, self._clock())
                 except RedisError as exc:
-                    log.warning("applying the queued flushes of %s failed: %s", ranking, exc)
+                    log.warning("applying the queued flushes of %s failed: %s", group, exc)
                     self._metrics.redis_errors.labels(operation="flush").inc()
                     self._failed_at = time.monotonic()
                     return
-                self._took((ranking,), answered)
+                self._took(group, answered)
                 if self._on_applied is not None:
-                    self._on_applied((ranking,))
+                    self._on_applied(group)
         finally:
             self._on_swept()
 
@@ -136,3 +137,10 @@ class QueuedFlushes:
         for ranking in rankings:
             if self._unapplied.get(ranking, answered + 1) <= answered:
                 del self._unapplied[ranking]
+
+
+def _apart(rankings: list[str], alone: str) -> list[list[str]]:
+    """``rankings`` as two groups, ``alone`` in the second, each left out when empty."""
+    groups = [[ranking for ranking in rankings if ranking != alone]]
+    groups.append([alone] if alone in rankings else [])
+    return [group for group in groups if group]

@@ -6,11 +6,10 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Mapping
-from typing import Any, cast
+from collections.abc import Collection, Mapping
+from typing import Any
 
 import msgpack
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -153,25 +152,27 @@ class Writes(StoreBase):
         return frozenset(replayed)
 
     @observed("flush")
-    async def apply_queued(self, ranking: str, now: float) -> None:
-        """Apply whatever flushes are queued for ``ranking`` (see :meth:`apply`): one script
-        call for each name its scores are kept under, one at a time and not on the flush line,
-        so flushes still being counted go between them rather than wait for them all."""
+    async def apply_queued(self, rankings: Collection[str], now: float) -> None:
+        """Apply whatever flushes are queued for ``rankings`` (see :meth:`apply`): one script
+        call for each name their scores are kept under, in one pipeline, not on the flush line
+        (flushes being counted go before or after it, not behind a wait of its own)."""
         nothing = increment_spec([], [{} for _ in self._settings.profiles])
-        for part in self.shards.parts(ranking):
-            await self._call_increment(self._redis, part, now, now, nothing, "apply")
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ranking in rankings:
+                for part in self.shards.parts(ranking):
+                    await self._call_increment(pipe, part, now, now, nothing, "apply")
+            await pipe.execute()
 
     async def _call_increment(
         self,
-        client: Pipe | Redis | ScriptedCluster,
+        pipe: Pipe,
         ranking: str,
         reference_ts: float,
         now: float,
         spec: tuple[bytes, bytes],
         mode: str,
     ) -> None:
-        """Call ``ranking``'s increment script (see ranker/store/lua/increment.lua) on
-        ``client``, or queue the call on it when it is a pipeline."""
+        """Queue ``ranking``'s increment script call (see ranker/store/lua/increment.lua)."""
         settings = self._settings
         keys = [self.keys.applied(ranking)]
         half_lives = []
@@ -193,7 +194,7 @@ class Writes(StoreBase):
                 *half_lives,
                 mode,
             ],
-            client=cast(Redis, client),
+            client=script_client(pipe),
         )
 
     async def _wait_for_replicas(self, plan: FlushPlan) -> None:

@@ -4,7 +4,7 @@ together: every ``apply_interval_s`` while ingest is busy, at once when it pause
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import pytest
 from redis.asyncio import Redis
@@ -141,13 +141,13 @@ async def test_a_failed_apply_is_tried_again_and_the_views_stay_counted_meanwhil
     metrics = Metrics()
     queued = QueuedFlushes(store, settings, metrics, clock, None, lambda: None)
     real_apply_queued = store.apply_queued
-    tries: list[str] = []
+    tries: list[Collection[str]] = []
 
-    async def flaky(ranking: str, now: float) -> None:
-        tries.append(ranking)
+    async def flaky(rankings: Collection[str], now: float) -> None:
+        tries.append(rankings)
         if len(tries) == 1:
             raise RedisConnectionError("down for a moment")
-        await real_apply_queued(ranking, now)
+        await real_apply_queued(rankings, now)
 
     monkeypatch.setattr(store, "apply_queued", flaky)
     await queue_one(store, queued, clock.now)
