@@ -138,7 +138,9 @@ class Writes(StoreBase):
                     skip.update(str(token) for token in found)
                     replayed |= skip
                     tokens, amounts = ranking_call(plan, ranking, skip, profiles)
-                    if tokens or any(amounts):
+                    # Sent again, if only (when this flush applies) to apply what is queued
+                    # for the ranking, which the refused call left.
+                    if tokens or any(amounts) or not queue:
                         retry[ranking] = (tokens, amounts)
             calls = retry
         self._flush_proven_at = time.monotonic()

@@ -361,3 +361,17 @@ async def test_past_64_flushes_queued_a_flush_applies_whatever_it_was_asked(
         await store.apply(FlushPlan(T0, {"sports": {f"a{n}": 1.0}}), T0, queue=True)
     assert await redis.llen(store.keys.queued("sports")) == 0
     assert len(await scores(store, "sports", T0)) == 65
+
+
+async def test_a_flush_that_applies_takes_what_is_queued_even_when_its_own_batch_was_counted(
+    make_store: Callable[..., RankingStore], redis: Redis
+) -> None:
+    # The retry of a keyed batch queued before applies nothing of its own (counted already),
+    # but the flushes queued for its ranking are applied all the same.
+    store = make_store()
+    batch = keyed("t1", {"sports": {"a": 1.0}})
+    await store.apply(FlushPlan(T0, {"sports": {"x": 1.0}}), T0, queue=True)
+    await store.apply(FlushPlan(T0, {}, keyed=[batch]), T0, queue=True)
+    assert await store.apply(FlushPlan(T0, {}, keyed=[batch]), T0) == frozenset({"t1"})
+    assert await redis.llen(store.keys.queued("sports")) == 0
+    assert await scores(store, "sports", T0) == {"a": 1.0, "x": 1.0}
