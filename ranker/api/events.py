@@ -37,7 +37,9 @@ from .preconditions import (
 
 
 async def post_events(request: web.Request) -> web.Response:
-    """Count a batch of page views. A 200 means every accepted view is applied in Redis.
+    """Count a batch of page views. A 200 means every accepted view is counted in Redis
+    (applied to the scores at once, or while ingest is busy a little later: see
+    ranker/ingest/applier.py).
 
     With an ``Idempotency-Key``, a retry of a batch already counted is answered as the first
     time and counted no more; without one, a retry after a failure may count views twice.
