@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Container
 from pathlib import Path
 from types import TracebackType
 
@@ -23,15 +24,29 @@ CLUSTER_NODE_TIMEOUT_MS = 2000
 """How long a master may be unreachable before the cluster fails it over to a replica."""
 
 
-def cluster_port() -> int:
+def cluster_port(exclude: Container[int] = ()) -> int:
     """A free loopback port whose cluster bus port (10,000 higher) is free too: at most 55,535,
-    below the ephemeral range a free port is usually taken from."""
+    below the ephemeral range a free port is usually taken from. Neither may be in
+    ``exclude`` (the ports other nodes of the same cluster will listen on, not yet started)."""
     rng = random.SystemRandom()
     for _ in range(200):
         port = rng.randrange(20_000, 45_000)
+        if port in exclude or port + 10_000 in exclude:
+            continue
         if _is_free(port) and _is_free(port + 10_000):
             return port
     raise EmbeddedServerError("no free port pair for a cluster node")
+
+
+def _distinct_ports(count: int) -> list[int]:
+    """``count`` cluster ports, none another's, nor another's bus port."""
+    taken: set[int] = set()
+    ports = []
+    for _ in range(count):
+        port = cluster_port(exclude=taken)
+        taken |= {port, port + 10_000}
+        ports.append(port)
+    return ports
 
 
 def _is_free(port: int) -> bool:
@@ -77,7 +92,7 @@ class LocalCluster:
                 data_dir / f"node-{n}",
                 binary=self.binary,
                 persist=False,
-                port=cluster_port(),
+                port=port,
                 extra_args=(
                     "--cluster-enabled",
                     "yes",
@@ -91,7 +106,7 @@ class LocalCluster:
                     "0",
                 ),
             )
-            for n in range(masters * (1 + replicas))
+            for n, port in enumerate(_distinct_ports(masters * (1 + replicas)))
         ]
 
     @property
@@ -110,10 +125,23 @@ class LocalCluster:
             for node in self.nodes:
                 # A cluster's layout from an earlier run names other ports: start afresh.
                 (node.data_dir / "nodes.conf").unlink(missing_ok=True)
-                node.start()
+                self._start_node(node)
         except BaseException:
             self.stop()
             raise
+
+    def _start_node(self, node: EmbeddedRedis) -> None:
+        """Start a node not joined yet; if another process took its port (or its bus port)
+        between the check and the bind, on other free ones."""
+        for attempt in range(3):
+            try:
+                node.start()
+                return
+            except EmbeddedServerError:
+                if attempt == 2 or (_is_free(node.port) and _is_free(node.port + 10_000)):
+                    raise
+                others = {p for n in self.nodes if n is not node for p in (n.port, n.port + 10_000)}
+                node.port = cluster_port(exclude=others)
 
     def join(self, timeout: float = 30.0) -> None:
         """Join the started nodes into one cluster, and wait until every node says it is ok."""

@@ -7,7 +7,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import msgpack
 from redis.asyncio.client import Pipeline
@@ -122,7 +122,7 @@ class Writes(StoreBase):
         replayed = {token for token, used in uses.items() if used > 1}
         counted_before: dict[str, set[str]] = {}  # ranking -> the tokens it had counted
         metadata = plan.metadata
-        mode = "queue" if queue else "apply"
+        mode: Literal["apply", "queue"] = "queue" if queue else "apply"
         while calls:
             async with self._flush_redis.pipeline(transaction=False) as pipe:
                 for ranking, (tokens, amounts) in calls.items():
@@ -172,7 +172,7 @@ class Writes(StoreBase):
         reference_ts: float,
         now: float,
         spec: tuple[bytes, bytes],
-        mode: str,
+        mode: Literal["apply", "queue"],
     ) -> None:
         """Queue ``ranking``'s increment script call (see ranker/store/lua/increment.lua)."""
         settings = self._settings

@@ -49,3 +49,25 @@ def test_a_cluster_stops_every_node_it_started(tmp_path: Path) -> None:
 
 def test_node_ports_leave_room_for_their_bus_ports() -> None:
     assert all(cluster_port() + 10_000 <= 65_535 for _ in range(20))
+
+
+def test_a_clusters_nodes_never_share_a_port_nor_take_anothers_bus_port(tmp_path: Path) -> None:
+    for _ in range(20):
+        nodes = LocalCluster(tmp_path, masters=3, replicas=1).nodes
+        ports = [node.port for node in nodes]
+        listened = ports + [port + 10_000 for port in ports]
+        assert len(set(listened)) == len(listened)
+
+
+def test_a_node_whose_port_was_taken_meanwhile_starts_on_another(tmp_path: Path) -> None:
+    cluster = LocalCluster(tmp_path, masters=3, replicas=0)
+    taken = cluster.nodes[1].port
+    with socket.socket() as squatter:  # another process binds it after the check
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        cluster.start()
+        try:
+            assert cluster.nodes[1].port != taken
+            assert all(node.pid is not None for node in cluster.nodes)
+        finally:
+            cluster.stop()

@@ -22,8 +22,8 @@
 --       (ranker/store/writes.py, increment_spec).
 -- Why queue: Redis's work is one ZMSCORE and ZADD member per (article, profile) a call applies,
 -- whatever number of views it sums; the flushes of a busy spell hold the same popular articles
--- again and again, so applying several in one pass does the same sums for a fraction of the
--- work (benchmarks/RESULTS.md, issue 16).
+-- again and again, so applying several in one pass does the same sums (added in another order,
+-- so equal to the last bits or so) for a fraction of the work (benchmarks/RESULTS.md, issue 16).
 -- Returns {members of the first profile after the update (0 when queued), {}}, or {-1, {tokens
 -- counted here before}} with nothing queued or applied.
 local applied = KEYS[1]
