@@ -56,7 +56,8 @@ class _Request:
 
 
 class Ingestor:
-    """Owns the flush loop. ``submit`` returns once the views are applied in Redis."""
+    """Owns the flush loop. ``submit`` returns once the views are counted in Redis: applied
+    to the scores, or (while ingest is busy) queued there for :class:`QueuedFlushes` to apply."""
 
     def __init__(
         self,

@@ -156,8 +156,9 @@ class Writes(StoreBase):
     @observed("flush")
     async def apply_queued(self, rankings: Collection[str], now: float) -> None:
         """Apply whatever flushes are queued for ``rankings`` (see :meth:`apply`): one script
-        call for each name their scores are kept under, in one pipeline, not on the flush line
-        (flushes being counted go before or after it, not behind a wait of its own)."""
+        call for each name their scores are kept under, in one pipeline on the main client.
+        Not on the flush line: the flushes written there would wait for this pipeline's
+        replies before their own, where on its own connection Redis runs them around it."""
         nothing = increment_spec([], [{} for _ in self._settings.profiles])
         async with self._redis.pipeline(transaction=False) as pipe:
             for ranking in rankings:
