@@ -20,7 +20,7 @@ from ranker.app import create_app
 from ranker.commands import run as client_commands
 from ranker.config import ConfigError, Settings
 from ranker.logs import access_log_options, configure_logging
-from ranker.runtime import server as http_server
+from ranker.runtime import process as server_process
 from ranker.runtime.cluster import run_dev_cluster
 from ranker.runtime.embedded import EmbeddedRedis, EmbeddedServerError
 from ranker.runtime.workers import PortInUse, check_port_is_free, serve_workers
@@ -137,7 +137,7 @@ def serve(settings: Settings) -> int:
             status = serve_workers(settings, settings.workers)
             log.info("stopped")
             return status
-        http_server.run(
+        server_process.run(
             create_app(settings),
             settings,
             announce=lambda message: log.info("%s", message),

@@ -4,12 +4,13 @@ clients that cannot be trusted.
 - A deadline for a request's headers (``RANKER_HEADER_TIMEOUT_S``), from the first byte of the
   request: aiohttp has none, so a client that sends half a header line and then a byte now
   and then held its connection (and a file descriptor) for ever.
-- A cap on open connections (``RANKER_MAX_CONNECTIONS``), and the open-files limit raised to
-  what the system allows: past the limit ``accept()`` fails, and the event loop stops
-  accepting anyone for a second at a time, so a crowd of idle connections made every new
-  client time out. At the cap, the connection that has waited longest for a request (idle,
-  or its headers still coming) is closed to make room, as nginx reuses idle keep-alive
-  connections; a connection with a request in progress is never closed for it.
+- A cap on open connections (``RANKER_MAX_CONNECTIONS``), within the open-files limit (which
+  ranker/runtime/process.py raises to what the system allows): past the limit ``accept()``
+  fails, and the event loop stops accepting anyone for a second at a time, so a crowd of idle
+  connections made every new client time out. At the cap, the connection that has waited
+  longest for a request (idle, or its headers still coming) is closed to make room, as nginx
+  reuses idle keep-alive connections; a connection with a request in progress is never closed
+  for it.
 - Malformed requests answered as JSON that quotes nothing of the request: aiohttp's plain-text
   ``400`` echoes the offending line, an ``Authorization`` header with its token included.
 """
@@ -17,10 +18,8 @@ clients that cannot be trusted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import resource
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import http_exceptions, web
@@ -274,23 +273,6 @@ class Runner(web.AppRunner):
         )
 
 
-def raise_open_files_limit() -> int:
-    """Raise this process's soft limit of open files to its hard limit; the soft limit now."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return soft
-    # Linux refuses a soft limit past fs.nr_open (2**20 by default), even with no hard limit.
-    wanted = 1 << 20 if hard == resource.RLIM_INFINITY else min(hard, 1 << 20)
-    if soft >= wanted:
-        return soft
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    except (ValueError, OSError) as exc:
-        log.warning("cannot raise the open-files limit from %d to %d: %s", soft, wanted, exc)
-        return soft
-    return wanted
-
-
 def connection_cap(settings: Settings) -> int:
     """``RANKER_MAX_CONNECTIONS``, or fewer when the open-files limit leaves less room."""
     files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -332,60 +314,3 @@ async def start(
         await runner.cleanup()
         raise
     return runner
-
-
-def run(
-    app: web.Application,
-    settings: Settings,
-    *,
-    reuse_port: bool = False,
-    announce: Callable[[str], None] | None = None,
-    **kwargs: Any,
-) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM, as ``aiohttp.web.run_app`` does, on this module's
-    server; ``kwargs`` (the access log) go to the runner."""
-    raise_open_files_limit()
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-
-    async def serve() -> None:
-        runner = await start(
-            app,
-            settings,
-            host=settings.host,
-            port=settings.port,
-            reuse_port=reuse_port,
-            handle_signals=True,
-            **kwargs,
-        )
-        try:
-            if announce is not None:
-                announce(f"serving on http://{settings.host}:{settings.port}")
-            await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
-
-    main = loop.create_task(serve())
-    try:
-        loop.run_until_complete(main)
-    except (web.GracefulExit, KeyboardInterrupt):
-        pass
-    finally:
-        try:
-            if not main.done():
-                main.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    loop.run_until_complete(main)
-            _cancel_rest(loop)
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
-
-
-def _cancel_rest(loop: asyncio.AbstractEventLoop) -> None:
-    tasks = asyncio.all_tasks(loop)
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))

@@ -29,7 +29,7 @@ from ranker.app import create_app
 from ranker.config import Settings
 from ranker.logs import access_log_options, configure_logging
 
-from . import server as http_server
+from . import process as server_process
 from .embedded import die_with_parent
 
 # The name its log lines have always carried (the module was ranker/workers.py).
@@ -168,7 +168,7 @@ def _worker_main(settings: Settings, metrics_dir: Path, serving: ctypes.c_bool) 
     def now_serving(_message: str) -> None:
         serving.value = True
 
-    http_server.run(
+    server_process.run(
         create_app(settings, metrics_dir=metrics_dir),
         settings,
         reuse_port=True,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -21,7 +21,6 @@ from ranker.runtime.server import (
     RESERVED_FILES,
     Server,
     connection_cap,
-    raise_open_files_limit,
     start,
 )
 from tests.conftest import FakeClock
@@ -185,26 +184,6 @@ async def test_a_malformed_request_is_a_json_400_that_quotes_none_of_it(
     assert status == 400
     assert b"secret-token" not in body
     assert orjson.loads(body)["error"]["code"] == "bad_request"
-
-
-@pytest.fixture
-def open_files_limit() -> Iterator[tuple[int, int]]:
-    """The process's open-files limits, put back as they were after the test."""
-    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
-    yield limits
-    resource.setrlimit(resource.RLIMIT_NOFILE, limits)
-
-
-def test_the_open_files_limit_is_raised_to_the_hard_limit(
-    open_files_limit: tuple[int, int],
-) -> None:
-    _, hard = open_files_limit
-    if hard != resource.RLIM_INFINITY and hard <= 512:
-        pytest.skip(f"the hard limit ({hard}) leaves no room to lower the soft one")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
-    raised = raise_open_files_limit()
-    assert raised > 512
-    assert resource.getrlimit(resource.RLIMIT_NOFILE) == (raised, hard)
 
 
 def test_the_connection_cap_leaves_room_for_the_other_files(
