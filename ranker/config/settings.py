@@ -111,9 +111,10 @@ class Settings:
             "RANKER_APPLY_INTERVAL_S", p.parse_float, bounds=Range(0, 10, unit=" seconds")
         ),
     )
-    """While flushes follow each other (one still in flight as the next is sent), a process
-    applies them to the scores about this often; those between are counted and wait in Redis,
-    to be added in one pass with the next applied. 0: each flush is applied as it is counted."""
+    """While flushes follow each other (one still in flight as the next is sent, or earlier
+    ones waiting), a process applies them to the scores this long after its last pass; those
+    between are counted and wait in Redis, to be added in one pass, a ranking at a time. 0: each
+    flush is applied as it is counted."""
     prune_below: float = field(default=0.01, metadata=setting("RANKER_PRUNE_BELOW", p.parse_float))
     refresh_interval_s: float = field(
         default=1.0,

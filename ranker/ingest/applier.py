@@ -2,11 +2,12 @@
 
 Redis's work for a flush is one ZMSCORE and one ZADD member per (ranking, article, profile) it
 applies, whatever number of views each sums; a busy spell's flushes hold the same popular
-articles again and again. So a flush sent while another is still in flight only *queues* its
-amounts, in each ranking's slot (counted: its keyed batches' tokens are recorded in the same
-step, exactly as when applied), and :class:`QueuedFlushes` applies what they queued every
-``RANKER_APPLY_INTERVAL_S``, each ranking's in one pass, and at once when ingest pauses. A flush
-sent alone applies as it is counted, so a quiet site's lists are as fresh as ever. See
+articles again and again. So a flush sent while another is still in flight, or while what
+earlier ones queued waits to be applied, only *queues* its amounts, in each ranking's slot
+(counted: its keyed batches' tokens are recorded in the same step, exactly as when applied),
+and :class:`QueuedFlushes` applies what they queued every ``RANKER_APPLY_INTERVAL_S``, each
+ranking's in one pass, and at once when ingest pauses. A flush sent alone, with nothing
+waiting, applies as it is counted, so a quiet site's lists are as fresh as ever. See
 ranker/store/lua/increment.lua and ``RankingStore.apply_queued``.
 """
 
@@ -63,8 +64,11 @@ class QueuedFlushes:
 
     def queues(self, behind_another: bool) -> bool:
         """Whether a flush sent now queues its amounts rather than applying them: when it
-        follows another still in flight (ingest is busy), unless ``apply_interval_s`` is 0."""
-        return behind_another and self._settings.apply_interval_s > 0
+        follows another still in flight, or flushes this process queued still wait to be
+        applied (ingest is busy), unless ``apply_interval_s`` is 0. So while ingest is busy
+        only sweeps apply, a ranking at a time: a flush that applied would add every queued
+        flush's sums to its own, in one script call that flushes behind it wait for."""
+        return (behind_another or bool(self._unapplied)) and self._settings.apply_interval_s > 0
 
     def answered(self, rankings: Iterable[str], queued: bool, applied_from: int | None) -> None:
         """A flush to ``rankings`` was answered: it ``queued`` its amounts (or may have, as it
@@ -87,24 +91,25 @@ class QueuedFlushes:
         return bool(self._unapplied)
 
     async def sweep(self) -> None:
-        """Apply what this process queued, and tell the lists those rankings changed: the
-        sections' in one round trip, then the site-wide ranking's, the largest, in another,
-        so a flush counted meanwhile can go between them. A failure is logged and left for the
+        """Apply what this process queued, and tell the lists those rankings changed: a
+        ranking at a time, the sections first and the site-wide ranking, the largest, last,
+        each in a round trip of its own (see ``RankingStore.apply_queued``), so the flushes
+        counted meanwhile are not held up behind them all. A failure is logged and left for the
         next try: the flushes are counted, and kept in Redis, where the next flush of their
         ranking that applies (any replica's) takes them too."""
-        rankings, answered = list(self._unapplied), self.answers
+        rankings, answered = sorted(self._unapplied, key=lambda r: r == SITE_WIDE), self.answers
         try:
-            for group in _apart(rankings, SITE_WIDE):
+            for ranking in rankings:
                 try:
-                    await self._store.apply_queued(group, self._clock())
+                    await self._store.apply_queued([ranking], self._clock())
                 except RedisError as exc:
-                    log.warning("applying the queued flushes of %s failed: %s", group, exc)
+                    log.warning("applying the queued flushes of %s failed: %s", ranking, exc)
                     self._metrics.redis_errors.labels(operation="flush").inc()
                     self._failed_at = time.monotonic()
                     return
-                self._took(group, answered)
+                self._took([ranking], answered)
                 if self._on_applied is not None:
-                    self._on_applied(group)
+                    self._on_applied([ranking])
         finally:
             self._on_swept()
 
@@ -137,10 +142,3 @@ class QueuedFlushes:
         for ranking in rankings:
             if self._unapplied.get(ranking, answered + 1) <= answered:
                 del self._unapplied[ranking]
-
-
-def _apart(rankings: list[str], alone: str) -> list[list[str]]:
-    """``rankings`` as two groups, ``alone`` in the second, each left out when empty."""
-    groups = [[ranking for ranking in rankings if ranking != alone]]
-    groups.append([alone] if alone in rankings else [])
-    return [group for group in groups if group]

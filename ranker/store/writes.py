@@ -156,15 +156,17 @@ class Writes(StoreBase):
     @observed("flush")
     async def apply_queued(self, rankings: Collection[str], now: float) -> None:
         """Apply whatever flushes are queued for ``rankings`` (see :meth:`apply`): one script
-        call for each name their scores are kept under, in one pipeline on the main client.
-        Not on the flush line: the flushes written there would wait for this pipeline's
-        replies before their own, where on its own connection Redis runs them around it."""
+        call for each name their scores are kept under, each in a round trip of its own, on
+        the main client. Not on the flush line, and not in one pipeline: Redis runs a
+        connection's pipelined commands back to back, so the flushes written meanwhile would
+        wait behind every ranking's sums (tens of milliseconds for a busy spell's), where
+        between round trips it runs them as they come."""
         nothing = increment_spec([], [{} for _ in self._settings.profiles])
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for ranking in rankings:
-                for part in self.shards.parts(ranking):
+        for ranking in rankings:
+            for part in self.shards.parts(ranking):
+                async with self._redis.pipeline(transaction=False) as pipe:
                     await self._call_increment(pipe, part, now, now, nothing, "apply")
-            await pipe.execute()
+                    await pipe.execute()
 
     async def _call_increment(
         self,

@@ -1,5 +1,6 @@
-"""Flushes sent while another is in flight are counted at once, queued in Redis, and applied
-together: every ``apply_interval_s`` while ingest is busy, at once when it pauses."""
+"""Flushes sent while another is in flight, or while what earlier ones queued waits, are counted
+at once, queued in Redis, and applied together: every ``apply_interval_s`` while ingest is
+busy, at once when it pauses, a ranking at a time."""
 
 from __future__ import annotations
 
@@ -167,3 +168,49 @@ async def test_a_failed_apply_is_tried_again_and_the_views_stay_counted_meanwhil
     assert await redis.zscore(store.keys.scores("sports"), "a") == 2.0
     assert await redis.zscore(store.keys.scores("all"), "a") == 2.0
     await queued.close()
+
+
+async def test_while_what_this_process_queued_waits_a_flush_sent_alone_queues_too(
+    make_settings: Callable[..., Settings], clock: FakeClock, redis: Redis
+) -> None:
+    # Only sweeps apply while ingest is busy: a flush that applied would add every queued
+    # flush's sums to its own, in one long script call.
+    settings = make_settings(apply_interval_s=10.0)
+    store = RankingStore(redis, settings)
+    queued = QueuedFlushes(store, settings, Metrics(), clock, None, lambda: None)
+    assert not queued.queues(behind_another=False)
+    assert queued.queues(behind_another=True)
+    await queue_one(store, queued, clock.now)
+    assert queued.queues(behind_another=False)
+    await queued.sweep()
+    assert not queued.waiting
+    assert not queued.queues(behind_another=False)
+
+
+async def test_a_sweep_applies_a_ranking_at_a_time_the_site_wide_one_last(
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings(apply_interval_s=10.0)
+    store = RankingStore(redis, settings)
+    changed: list[str] = []
+    queued = QueuedFlushes(store, settings, Metrics(), clock, changed.extend, lambda: None)
+    real_apply_queued = store.apply_queued
+    calls: list[list[str]] = []
+
+    async def recorded(rankings: Collection[str], now: float) -> None:
+        calls.append(list(rankings))
+        await real_apply_queued(rankings, now)
+
+    monkeypatch.setattr(store, "apply_queued", recorded)
+    plan = FlushPlan(clock.now, {"all": {"a": 2.0}, "sports": {"a": 1.0}, "world": {"b": 1.0}})
+    await store.apply(plan, clock.now, queue=True)
+    queued.answered(plan.rankings(), queued=True, applied_from=None)
+    await queued.sweep()
+    assert calls[-1] == ["all"]
+    assert sorted(map(tuple, calls)) == [("all",), ("sports",), ("world",)]
+    assert changed == [ranking for [ranking] in calls]  # each told as soon as it is applied
+    assert await redis.zscore(store.keys.scores("all"), "a") == 2.0
+    assert await redis.zscore(store.keys.scores("world"), "b") == 1.0
