@@ -5,6 +5,7 @@ on free loopback ports, joined by ``redis-cli --cluster create``, and stopped to
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import signal
 import socket
@@ -15,6 +16,7 @@ import time
 from collections.abc import Container
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import redis
 
@@ -192,9 +194,24 @@ class LocalCluster:
             client.close()
         replicas = sum("slave" in known["flags"] for known in nodes.values())
         slots = str(info.get("cluster_state") == "ok" and info.get("cluster_slots_ok"))
-        # A replica counts once it holds its master's data (WAIT counts only such replicas).
-        synced = replication.get("role") != "slave" or replication.get("master_link_status") == "up"
-        return bool(slots == "16384" and replicas == len(self.nodes) - self.masters and synced)
+        return bool(
+            slots == "16384"
+            and replicas == len(self.nodes) - self.masters
+            and self._synced(replication)
+        )
+
+    def _synced(self, replication: dict[str, Any]) -> bool:
+        """A replica holds its master's data, and a master counts each of its replicas online:
+        WAIT counts only those, and a replica's link is up before its master counts it (a batch
+        sent in between waited for a replica that had not acknowledged yet)."""
+        if replication.get("role") == "slave":
+            return replication.get("master_link_status") == "up"
+        online = [
+            value
+            for key, value in replication.items()
+            if re.fullmatch(r"slave\d+", key) and value.get("state") == "online"
+        ]
+        return len(online) == self.replicas
 
     def stop(self) -> None:
         """Stop every node that runs (each a SIGTERM, a SIGKILL if it hangs)."""

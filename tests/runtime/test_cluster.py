@@ -37,6 +37,23 @@ def test_the_local_cluster_has_three_masters_three_replicas_and_every_slot(
         assert str(info["cluster_slots_ok"]) == "16384"
 
 
+def test_once_joined_every_master_counts_its_replica_online(tmp_path: Path) -> None:
+    # WAIT counts only the replicas a master sees online: a batch sent as soon as the cluster
+    # is up, with RANKER_REDIS_WAIT_REPLICAS=1, must not wait for one still coming online.
+    with LocalCluster(tmp_path, masters=3, replicas=1) as cluster:
+        for url in cluster.urls:
+            client = redis.Redis.from_url(url)
+            try:
+                replication = client.info("replication")
+            finally:
+                client.close()
+            if replication["role"] == "master":
+                assert replication["connected_slaves"] == 1
+                assert replication["slave0"]["state"] == "online"
+            else:
+                assert replication["master_link_status"] == "up"
+
+
 def test_a_cluster_stops_every_node_it_started(tmp_path: Path) -> None:
     cluster = LocalCluster(tmp_path, masters=3, replicas=0)
     cluster.start()
