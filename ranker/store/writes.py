@@ -7,9 +7,10 @@ import math
 import time
 from collections import Counter
 from collections.abc import Collection, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgpack
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -127,7 +128,9 @@ class Writes(StoreBase):
             async with self._flush_redis.pipeline(transaction=False) as pipe:
                 for ranking, (tokens, amounts) in calls.items():
                     spec = increment_spec(tokens, amounts)
-                    await self._call_increment(pipe, ranking, plan.reference_ts, now, spec, mode)
+                    await self._call_increment(
+                        script_client(pipe), ranking, plan.reference_ts, now, spec, mode
+                    )
                 await self._fill_metadata(pipe, metadata)
                 metadata = {}  # set once; the calls sent again carry counts only
                 results = await self._send(pipe)
@@ -160,24 +163,27 @@ class Writes(StoreBase):
         the main client. Not on the flush line, and not in one pipeline: Redis runs a
         connection's pipelined commands back to back, so the flushes written meanwhile would
         wait behind every ranking's sums (tens of milliseconds for a busy spell's), where
-        between round trips it runs them as they come."""
+        between round trips it runs them as they come. Each call is its EVALSHA alone, not a
+        pipeline of one, which redis-py precedes with a SCRIPT EXISTS round trip. The main
+        client retries a call whose connection broke; that is safe here, as a call that ran
+        took the queue it applied, and its retry finds nothing left to apply."""
         nothing = increment_spec([], [{} for _ in self._settings.profiles])
+        client = cast(Redis, self._redis)  # as redis-py types a script's client
         for ranking in rankings:
             for part in self.shards.parts(ranking):
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    await self._call_increment(pipe, part, now, now, nothing, "apply")
-                    await pipe.execute()
+                await self._call_increment(client, part, now, now, nothing, "apply")
 
     async def _call_increment(
         self,
-        pipe: Pipe,
+        client: Redis,
         ranking: str,
         reference_ts: float,
         now: float,
         spec: tuple[bytes, bytes],
         mode: Literal["apply", "queue"],
     ) -> None:
-        """Queue ``ranking``'s increment script call (see ranker/store/lua/increment.lua)."""
+        """Call ``ranking``'s increment script (see ranker/store/lua/increment.lua) on ``client``,
+        or queue the call there when it is a pipeline (:func:`script_client`)."""
         settings = self._settings
         keys = [self.keys.applied(ranking)]
         half_lives = []
@@ -199,7 +205,7 @@ class Writes(StoreBase):
                 *half_lives,
                 mode,
             ],
-            client=script_client(pipe),
+            client=client,
         )
 
     async def _wait_for_replicas(self, plan: FlushPlan) -> None:
