@@ -24,7 +24,7 @@ from ranker.store import FlushNotSent, RankingStore
 from .applier import QueuedFlushes
 from .idempotency import IdempotencyKey, key_reused
 from .parse import View, merge_metadata
-from .plan import FlushPlan, plan_flush
+from .plan import FlushPlan, plan_flush_yielding
 
 # The name its log lines have always carried (the module was ranker/ingest.py).
 log = logging.getLogger("ranker.ingest")
@@ -79,6 +79,7 @@ class Ingestor:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._queued = QueuedFlushes(store, settings, metrics, clock, on_applied, self._wakeup.set)
+        self._planning = asyncio.Lock()
         self._settled = asyncio.Event()
         """Set while nothing is queued here, in flight, or counted and not applied."""
 
@@ -222,12 +223,17 @@ class Ingestor:
             first_of, repeats = _first_of_each_key(batch, await self._claim_keys(batch))
             unkeyed = [request.views for request in batch if request.key is None]
             if unkeyed or first_of:  # else every request was refused: nothing to send
-                plan = plan_flush(
-                    unkeyed,
-                    _metadata_of(batch),
-                    self._settings,
-                    [(token, record, r.views) for token, (record, r) in first_of.items()],
-                )
+                # Planned in turn (the lock is first come, first served), and written as soon
+                # as planned, with nothing to wait for between: flushes are written to Redis
+                # in the order they were planned, though each lets other requests run while
+                # it sums.
+                async with self._planning:
+                    plan = await plan_flush_yielding(
+                        unkeyed,
+                        _metadata_of(batch),
+                        self._settings,
+                        [(token, record, r.views) for token, (record, r) in first_of.items()],
+                    )
                 replayed = await self._store.apply(plan, self._clock(), queue=queue)
         except RedisError as exc:
             error = self._failed(views, exc)

@@ -6,7 +6,6 @@ stable code, and the rest of the batch is counted.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Container, Generator
@@ -28,6 +27,7 @@ from ranker.validation import (
 
 from .bots import bot_reason
 from .framing import JSON_TYPES, NDJSON_TYPES, BadLine, json_items, ndjson_items
+from .slices import SLICE_S, run_at_once, run_in_slices
 
 MAX_WEIGHT = 1000.0
 MAX_VISITOR_ID = 128
@@ -49,9 +49,6 @@ REJECTION_CODES = (
 """Every code an event may be rejected with: the label set of the rejected-events metric, whose
 series start at 0 (tests/test_metrics.py checks the list against this module's code)."""
 
-SLICE_S = 0.002
-"""Work parse_events_yielding does between two turns of the event loop: other requests wait
-at most about this long (and one event's work, at most a few hundred microseconds)."""
 _CLOCK_EVERY = 255  # the fast path reads the clock every 256 events, the slow one after each
 
 
@@ -115,13 +112,7 @@ def parse_events(
     ``max_events``) :class:`TooManyEvents` when the body as a whole cannot be taken; then
     nothing of it may be applied.
     """
-    steps = _parsing(body, content_type, charset, now, sections, max_events, math.inf)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            parsed: ParsedEvents = done.value
-            return parsed
+    return run_at_once(_parsing(body, content_type, charset, now, sections, max_events, math.inf))
 
 
 async def parse_events_yielding(
@@ -137,14 +128,9 @@ async def parse_events_yielding(
     """:func:`parse_events`, letting the event loop run other requests every ``slice_s`` of
     work: a 1 MiB body of distinct, long user agents or of bad NDJSON lines takes tens of
     milliseconds, which no other request should wait for."""
-    steps = _parsing(body, content_type, charset, now, sections, max_events, slice_s)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            parsed: ParsedEvents = done.value
-            return parsed
-        await asyncio.sleep(0)
+    return await run_in_slices(
+        _parsing(body, content_type, charset, now, sections, max_events, slice_s)
+    )
 
 
 # The hot path, one function on purpose: a call per event costs ingest measurably.

@@ -18,6 +18,7 @@ from ranker.ingest import parse as events_module
 from ranker.ingest.bots import bot_reason
 from ranker.ingest.parse import parse_events, parse_events_yielding
 from tests.conftest import Client
+from tests.support.waiting import LoopTurns
 
 NOW = 1_800_000_000.0
 SECTIONS = frozenset({"national", "sports"})
@@ -41,23 +42,12 @@ def hostile_batch(count: int, seed: int) -> bytes:
 
 async def test_a_yielding_parse_lets_other_tasks_run_and_parses_the_same() -> None:
     body = hostile_batch(200, seed=1)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(ticker())
-    await asyncio.sleep(0)
-    before = ticks
-    # slice_s=0: a turn of the loop after every event past the fast path.
-    parsed = await parse_events_yielding(
-        body, "application/json", None, now=NOW, sections=SECTIONS, slice_s=0
-    )
-    task.cancel()
-    assert ticks - before >= 200
+    async with LoopTurns() as loop:
+        # slice_s=0: a turn of the loop after every event past the fast path.
+        parsed = await parse_events_yielding(
+            body, "application/json", None, now=NOW, sections=SECTIONS, slice_s=0
+        )
+    assert loop.turns >= 200
     assert parsed == parse_events(body, "application/json", None, now=NOW, sections=SECTIONS)
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from ranker.config import Settings
-from ranker.ingest.plan import FlushPlan, KeyedBatch, plan_flush, ranking_call, script_call
+from ranker.ingest.plan import (
+    CHUNK,
+    FlushPlan,
+    KeyedBatch,
+    plan_flush,
+    plan_flush_yielding,
+    ranking_call,
+    script_call,
+)
+from tests.support.waiting import LoopTurns
 
 
 def test_plan_flush_coalesces_views_into_one_amount_per_ranking_and_article() -> None:
@@ -119,3 +128,18 @@ def test_a_ranking_call_carries_its_tokens_once_and_every_profiles_amounts() -> 
         [{"a": 1.0, "b": 1.0}, {"a": 0.125, "b": 0.25}],
     )
     assert ranking_call(plan, "world", set(), (None, "short")) == ([], [{}, {}])
+
+
+async def test_a_yielding_plan_lets_other_tasks_run_and_plans_the_same() -> None:
+    # A flush of thousands of views takes milliseconds to sum: list reads must not wait for it.
+    settings = Settings(sections=("sports", "world"), windows={"short": 60.0})
+    views = [
+        (f"a{i % 700}", ("sports", "world")[i % 2], 1000.0 - i % 50, 1.0 + i % 3)
+        for i in range(3 * CHUNK + 10)
+    ]
+    keyed = [("t1", "r1", views[: CHUNK + 1])]
+    async with LoopTurns() as loop:
+        # slice_s=0: a turn of the loop before every chunk of views.
+        plan = await plan_flush_yielding([views], {}, settings, keyed, slice_s=0)
+    assert loop.turns >= 6  # 4 chunks of the unkeyed views, 2 of the keyed
+    assert plan == plan_flush([views], {}, settings, keyed)
