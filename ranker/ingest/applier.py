@@ -101,7 +101,7 @@ class QueuedFlushes:
         try:
             for ranking in rankings:
                 try:
-                    await self._store.apply_queued([ranking], self._clock())
+                    await self._store.apply_queued(ranking, self._clock())
                 except RedisError as exc:
                     log.warning("applying the queued flushes of %s failed: %s", ranking, exc)
                     self._metrics.redis_errors.labels(operation="flush").inc()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal, cast
 
 import msgpack
@@ -157,21 +157,20 @@ class Writes(StoreBase):
         return frozenset(replayed)
 
     @observed("flush")
-    async def apply_queued(self, rankings: Collection[str], now: float) -> None:
-        """Apply whatever flushes are queued for ``rankings`` (see :meth:`apply`): one script
-        call for each name their scores are kept under, each in a round trip of its own, on
-        the main client. Not on the flush line, and not in one pipeline: Redis runs a
-        connection's pipelined commands back to back, so the flushes written meanwhile would
-        wait behind every ranking's sums (tens of milliseconds for a busy spell's), where
-        between round trips it runs them as they come. Each call is its EVALSHA alone, not a
-        pipeline of one, which redis-py precedes with a SCRIPT EXISTS round trip. The main
-        client retries a call whose connection broke; that is safe here, as a call that ran
-        took the queue it applied, and its retry finds nothing left to apply."""
+    async def apply_queued(self, ranking: str, now: float) -> None:
+        """Apply whatever flushes are queued for ``ranking`` (see :meth:`apply`): one script
+        call for each name its scores are kept under, each in a round trip of its own, on the
+        main client. Not on the flush line, and not in one pipeline: Redis runs a connection's
+        pipelined commands back to back, so the flushes written meanwhile would wait behind
+        every call's sums (tens of milliseconds for a busy spell's), where between round trips
+        it runs them as they come. Each call is its EVALSHA alone, not a pipeline of one, which
+        redis-py precedes with a SCRIPT EXISTS round trip. The main client retries a call whose
+        connection broke; that is safe here, as a call that ran took the queue it applied, and
+        its retry finds nothing left to apply."""
         nothing = increment_spec([], [{} for _ in self._settings.profiles])
         client = cast(Redis, self._redis)  # as redis-py types a script's client
-        for ranking in rankings:
-            for part in self.shards.parts(ranking):
-                await self._call_increment(client, part, now, now, nothing, "apply")
+        for part in self.shards.parts(ranking):
+            await self._call_increment(client, part, now, now, nothing, "apply")
 
     async def _call_increment(
         self,

@@ -5,7 +5,7 @@ busy, at once when it pauses, a ranking at a time."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -142,13 +142,13 @@ async def test_a_failed_apply_is_tried_again_and_the_views_stay_counted_meanwhil
     metrics = Metrics()
     queued = QueuedFlushes(store, settings, metrics, clock, None, lambda: None)
     real_apply_queued = store.apply_queued
-    tries: list[Collection[str]] = []
+    tries: list[str] = []
 
-    async def flaky(rankings: Collection[str], now: float) -> None:
-        tries.append(rankings)
+    async def flaky(ranking: str, now: float) -> None:
+        tries.append(ranking)
         if len(tries) == 1:
             raise RedisConnectionError("down for a moment")
-        await real_apply_queued(rankings, now)
+        await real_apply_queued(ranking, now)
 
     monkeypatch.setattr(store, "apply_queued", flaky)
     await queue_one(store, queued, clock.now)
@@ -198,19 +198,19 @@ async def test_a_sweep_applies_a_ranking_at_a_time_the_site_wide_one_last(
     changed: list[str] = []
     queued = QueuedFlushes(store, settings, Metrics(), clock, changed.extend, lambda: None)
     real_apply_queued = store.apply_queued
-    calls: list[list[str]] = []
+    calls: list[str] = []
 
-    async def recorded(rankings: Collection[str], now: float) -> None:
-        calls.append(list(rankings))
-        await real_apply_queued(rankings, now)
+    async def recorded(ranking: str, now: float) -> None:
+        calls.append(ranking)
+        await real_apply_queued(ranking, now)
 
     monkeypatch.setattr(store, "apply_queued", recorded)
     plan = FlushPlan(clock.now, {"all": {"a": 2.0}, "sports": {"a": 1.0}, "world": {"b": 1.0}})
     await store.apply(plan, clock.now, queue=True)
     queued.answered(plan.rankings(), queued=True, applied_from=None)
     await queued.sweep()
-    assert calls[-1] == ["all"]
-    assert sorted(map(tuple, calls)) == [("all",), ("sports",), ("world",)]
-    assert changed == [ranking for [ranking] in calls]  # each told as soon as it is applied
+    assert calls[-1] == "all"
+    assert sorted(calls) == ["all", "sports", "world"]
+    assert changed == calls  # each told as soon as it is applied
     assert await redis.zscore(store.keys.scores("all"), "a") == 2.0
     assert await redis.zscore(store.keys.scores("world"), "b") == 1.0

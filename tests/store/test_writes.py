@@ -328,12 +328,12 @@ async def test_apply_queued_takes_what_is_queued_and_nothing_else(
         await one_by_one.apply(plan, plan.reference_ts)
         await queued.apply(plan, plan.reference_ts, queue=True)
     now = T0 + 600
-    await queued.apply_queued(["sports", "world"], now)  # "world": nothing queued, nothing taken
-    await queued.apply_queued(["all"], now)
+    for ranking in ("sports", "world", "all"):  # "world": nothing queued, nothing taken
+        await queued.apply_queued(ranking, now)
     assert not await redis.exists(queued.keys.queued("sports"), queued.keys.queued("all"))
     assert not await redis.exists(queued.keys.scores("world"))
     assert await all_scores(queued, now) == await all_scores(one_by_one, now)
-    await queued.apply_queued(["sports"], now)  # again: nothing queued, nothing changes
+    await queued.apply_queued("sports", now)  # again: nothing queued, nothing changes
     assert await all_scores(queued, now) == await all_scores(one_by_one, now)
 
 
@@ -346,7 +346,8 @@ async def test_a_keyed_batch_queued_is_counted_and_its_retry_found_counted(
     # The retry applies, and finds the batch counted in both rankings: not counted again.
     retry = FlushPlan(T0, {"sports": {"b": 1.0}}, keyed=[batch])
     assert await store.apply(retry, T0) == frozenset({"t1"})
-    await store.apply_queued(["sports", "all"], T0)
+    for ranking in ("sports", "all"):
+        await store.apply_queued(ranking, T0)
     assert await scores(store, "sports", T0) == {"a": 1.0, "b": 1.0}
     assert await scores(store, "all", T0) == {"a": 1.0}
 
