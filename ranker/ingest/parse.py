@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ranker.decay import MAX_FUTURE_S
-from ranker.errors import TooManyEvents, UnsupportedMediaType
+from ranker.errors import UnsupportedMediaType
 from ranker.validation import (
     ARTICLE_ID_RE,
     ARTICLE_ID_RULE,
@@ -26,7 +26,16 @@ from ranker.validation import (
 )
 
 from .bots import bot_reason
-from .framing import JSON_TYPES, NDJSON_TYPES, BadLine, json_items, ndjson_items
+from .framing import (
+    JSON_TYPES,
+    NDJSON_TYPES,
+    BadLine,
+    PlainEvent,
+    check_count,
+    json_items,
+    ndjson_items,
+    plain_events,
+)
 from .slices import SLICE_S, run_at_once, run_in_slices
 
 MAX_WEIGHT = 1000.0
@@ -148,6 +157,10 @@ def _parsing(  # noqa: C901
         raise UnsupportedMediaType(f"charset {charset!r} is not supported; send UTF-8")
     slice_end = time.perf_counter() + slice_s
     if content_type in JSON_TYPES:
+        plain = plain_events(body)
+        if plain is not None:
+            check_count(len(plain), max_events)
+            return (yield from _plain_parsing(plain, now, sections, slice_s))
         items = json_items(body)
     elif content_type in NDJSON_TYPES:
         items = []
@@ -160,11 +173,7 @@ def _parsing(  # noqa: C901
             f"Content-Type {content_type!r} is not supported; "
             "send application/json or application/x-ndjson"
         )
-    if max_events is not None and len(items) > max_events:
-        raise TooManyEvents(
-            f"a batch may hold at most {max_events} events; this one has {len(items)}. "
-            "Send it in smaller batches"
-        )
+    check_count(len(items), max_events)
     parsed = ParsedEvents()
     max_ts = now + MAX_FUTURE_S
     accept, metadata = parsed.views.append, parsed.metadata
@@ -174,7 +183,8 @@ def _parsing(  # noqa: C901
             yield
             slice_end = time.perf_counter() + slice_s
         # The fast path: the shape analytics sends all day (article_id, section, and ts and
-        # weight absent or floats in range; an article id seen before) is accepted inline. It
+        # weight absent or floats in range; an article id seen before) is accepted inline, for
+        # NDJSON and for JSON with other fields than these (_plain_parsing takes the rest). It
         # accepts a subset of what _validate does, with the same result (a test holds them
         # to that); everything else, including every rejection, goes through _validate.
         if type(item) is dict:
@@ -217,6 +227,47 @@ def _parsing(  # noqa: C901
         if time.perf_counter() > slice_end:
             yield
             slice_end = time.perf_counter() + slice_s
+    return parsed
+
+
+def _plain_parsing(
+    events: list[PlainEvent], now: float, sections: Container[str], slice_s: float
+) -> Generator[None, None, ParsedEvents]:
+    """:func:`_parsing` of a batch of plain events: typed already, so only their values are
+    checked, inline, as the general way's fast path does; an event that fails any check (an
+    article id not seen before included) goes through ``_validate``, as there."""
+    parsed = ParsedEvents()
+    max_ts = now + MAX_FUTURE_S
+    accept, known_ids = parsed.views.append, _KNOWN_ARTICLE_IDS
+    slice_end = time.perf_counter() + slice_s
+    for index, event in enumerate(events):
+        if not index & _CLOCK_EVERY and time.perf_counter() > slice_end:
+            yield
+            slice_end = time.perf_counter() + slice_s
+        article_id, section, ts, weight = event.article_id, event.section, event.ts, event.weight
+        if ts is None:
+            ts = now
+        if weight is None:
+            weight = 1.0
+        if (
+            article_id in known_ids
+            and section in sections
+            and 0.0 <= ts <= max_ts
+            and 0.0 < weight <= MAX_WEIGHT
+        ):
+            accept((article_id, section, ts, weight))
+            continue
+        # As the general way would read it: a field sent as null is one not sent.
+        item = {
+            "article_id": article_id,
+            "section": section,
+            "ts": event.ts,
+            "weight": event.weight,
+        }
+        try:
+            accept(_validate(item, now, max_ts, sections, parsed.metadata))
+        except _Rejected as exc:
+            parsed.rejected.append(Rejection(index, exc.code, exc.message))
     return parsed
 
 

@@ -18,7 +18,7 @@ from ranker.errors import (
     UnsupportedMediaType,
 )
 from ranker.ingest.bots import CRAWLER, HEADLESS_BROWSER
-from ranker.ingest.framing import MAX_DETAILED_BAD_LINES
+from ranker.ingest.framing import MAX_DETAILED_BAD_LINES, plain_events
 from ranker.ingest.parse import (
     Exclusion,
     ParsedEvents,
@@ -420,6 +420,53 @@ def test_the_fast_path_agrees_with_the_full_validation_on_every_event() -> None:
     assert len(views) > 1000
     assert len(rejected) > 1000
     assert {exclusion.reason for exclusion in excluded} == {CRAWLER, HEADLESS_BROWSER}
+
+
+PLAIN_VALUES: dict[str, list[Any]] = {
+    name: [value for value in FIELD_VALUES[name] if type(value) in types]
+    for name, types in (
+        ("article_id", {str}),
+        ("section", {str}),
+        ("ts", {float, int, type(None)}),
+        ("weight", {float, int, type(None)}),
+    )
+}
+"""The values a plain event's fields may take (a string; a number or null), valid or not."""
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_plain_batch_agrees_with_the_full_validation_on_every_event(seed: int) -> None:
+    """Bodies of the four plain fields only, with every kind of value they may hold: read as
+    plain events (ranker.ingest.framing.plain_events), and accepted and rejected as
+    ``_validate`` does event by event; the same with one event of another shape, which sends
+    the body the general way."""
+    rng = random.Random(seed)
+    items: list[dict[str, Any]] = []
+    for _ in range(2000):
+        item: dict[str, Any] = {}
+        for name, values in PLAIN_VALUES.items():
+            if name in ("article_id", "section") or rng.random() < 0.5:
+                item[name] = rng.choice(values[:2] if rng.random() < 0.8 else values)
+        if rng.random() < 0.05:
+            item["article_id"] = f"new-{rng.randrange(10**9)}"  # never seen before
+        items.append(item)
+    for body_items in (items, [*items, {"article_id": "a1", "section": "national", "x": 1}]):
+        body = orjson.dumps(body_items)
+        views, rejected, excluded = reference_parse(orjson.loads(body))
+        parsed = parse(body)
+        assert parsed.views == views
+        assert [(r.index, r.code) for r in parsed.rejected] == rejected
+        assert parsed.excluded == excluded == []
+        assert all(type(ts) is float and type(weight) is float for _, _, ts, weight in views)
+    assert plain_events(orjson.dumps(items)) is not None
+    assert len(views) > 500
+    assert len(rejected) > 100
+
+
+def test_a_plain_batch_past_the_limit_is_refused_whole() -> None:
+    body = orjson.dumps([event() for _ in range(11)])
+    with pytest.raises(TooManyEvents, match="at most 10 events; this one has 11"):
+        parse_events(body, JSON, None, now=NOW, sections=SECTIONS, max_events=10)
 
 
 def test_the_views_that_carry_a_visitor_id_are_listed_with_it() -> None:
