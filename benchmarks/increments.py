@@ -32,16 +32,15 @@ from itertools import chain
 from pathlib import Path
 from typing import cast
 
-import msgpack
 import redis
 
 from benchmarks.harness import log
 from benchmarks.report import Report
 from ranker.config import DEFAULT_SECTIONS, DEFAULT_WINDOWS, SITE_WIDE
 from ranker.decay import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES
-from ranker.ingest.plan import ORPHANED_AFTER_S, increment_spec
 from ranker.runtime.embedded import EmbeddedRedis, find_server_binary
 from ranker.store.keys import Keys
+from ranker.store.writes import increment_spec
 
 MODULE = "benchmarks.increments"
 HALF_LIFE_S = 7200.0
@@ -170,11 +169,9 @@ def call_args(form: str, ranking: Ranking, amounts: Amounts) -> tuple[list[str],
     half_lives = [h for _, h in PROFILES]
     if form == "a":
         per_profile = [{a: v[p] for a, v in amounts.items()} for p in range(len(PROFILES))]
-        keys += [live.queued(ranking.name), live.pending(ranking.name)]
+        keys.append(live.queued(ranking.name))
         spec = increment_spec([], per_profile)
-        # A call of a process with nothing queued: no flush number, none summed in.
-        own: list[Arg] = [b"bench---", 0, 0, msgpack.packb([]), ORPHANED_AFTER_S]
-        return keys, [*head, *spec, *half_lives, "apply", *own]
+        return keys, [*head, *spec, *half_lives, "apply"]
     ids = list(amounts)
     args: list[Arg] = [*head, 0, len(PROFILES), len(ids), *half_lives, *ids]
     for p in range(len(PROFILES)):

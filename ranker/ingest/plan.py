@@ -5,14 +5,11 @@ them. A profile is the default one or a named window: the same views, another ha
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from math import exp2
 from operator import itemgetter
-from typing import Any, Literal
-
-import msgpack
+from typing import Any
 
 from ranker.config import SITE_WIDE, Settings
 
@@ -180,27 +177,6 @@ def _sum_views(
     return by_profile[0], windows, views_by_section
 
 
-def increment_spec(tokens: list[str], amounts: list[dict[str, float]]) -> tuple[bytes, bytes]:
-    """The increment script's two data arguments (see ranker/store/lua/increment.lua), each
-    MessagePack: the tokens, and ``[article ids, amounts of profile 1, amounts of profile 2,
-    ...]``, each profile's amounts in the order of the ids (``False`` where a profile has none
-    for an article). Apart, so a flush the script queues is kept as sent, without its tokens.
-
-    MessagePack carries each amount as the 8 bytes of its double, which the script's
-    ``cmsgpack`` reads back as the same double: no text to format here and parse in Redis, as
-    JSON took (Redis's CPU per view, the bound of ingest). The ids go once, not once per
-    profile: every profile of a ranking counts the same views, so the same articles."""
-    ids = list(amounts[0]) if amounts else []
-    if all(list(profile) == ids for profile in amounts[1:]):
-        columns = [list(profile.values()) for profile in amounts]
-    else:
-        ids = list(dict.fromkeys(article for profile in amounts for article in profile))
-        columns = [[profile.get(article, False) for article in ids] for profile in amounts]
-    packed_tokens: bytes = msgpack.packb(tokens)
-    data: bytes = msgpack.packb([ids, *columns])
-    return packed_tokens, data
-
-
 def script_call(
     plan: FlushPlan, ranking: str, skip: set[str], window: str | None = None
 ) -> tuple[list[str], dict[str, float]]:
@@ -234,107 +210,3 @@ def ranking_call(
         tokens, profile_amounts = script_call(plan, ranking, skip, window)
         amounts.append(profile_amounts)
     return tokens, amounts
-
-
-Queued = tuple[float, Sequence[Mapping[str, float]]]
-"""A flush queued in one ranking: its reference_ts, and its amounts in each profile."""
-
-Summed = tuple[float, list[dict[str, float]]]
-"""Flushes summed: their newest reference_ts, and their amounts at it in each profile."""
-
-
-ORPHANED_AFTER_S = 10.0
-"""A flush another process queued and has not applied for longer is taken by any call that
-applies to its ranking: that process is gone (or stuck, and finds it gone, and sends its sum
-without it)."""
-
-QUEUED, GONE, REPLAYED = -3, -2, -1
-"""What the increment script answers, but the members of a ranking it applied to."""
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One increment script call: its times, mode, the number of its flush (0: none, a sweep),
-    the numbers of this process's queued flushes its amounts hold, and (None: at sending) the
-    number up to which this process's flushes were all answered."""
-
-    reference_ts: float
-    now: float
-    mode: Literal["apply", "queue"]
-    number: int
-    holds: list[int]
-    answered_upto: int | None = None
-
-
-class OwnQueue:
-    """The flushes this process queued in Redis and has not applied, by ranking (the name its
-    script call is made under), each with its amounts. A call of this process that applies
-    sends their sum (:func:`sum_queued`) and their numbers; the increment script only deletes
-    them, where it used to unpack each and add it up again, most of Redis's work for a busy
-    spell's flushes (see ranker/store/lua/increment.lua)."""
-
-    __slots__ = ("_in_flight", "_last", "_queued", "owner")
-
-    def __init__(self) -> None:
-        self.owner = os.urandom(8)
-        """This process's id among those that queue in the same Redis."""
-        self._last = 0
-        self._in_flight: set[int] = set()
-        self._queued: dict[str, dict[int, Queued]] = {}
-
-    def begin(self) -> int:
-        """The number of a flush about to be sent, in flight until :meth:`end`."""
-        self._last += 1
-        self._in_flight.add(self._last)
-        return self._last
-
-    def end(self, number: int) -> None:
-        """The flush ``number`` was answered, or failed."""
-        self._in_flight.discard(number)
-
-    @property
-    def answered_upto(self) -> int:
-        """Every flush numbered up to this one was answered or failed: a flush of this process
-        the script finds queued with such a number, and not among those a call sends the sum
-        of, was queued by a call whose answer was lost."""
-        return min(self._in_flight) - 1 if self._in_flight else self._last
-
-    def queued(self, ranking: str, number: int, flush: Queued) -> None:
-        """Flush ``number`` was queued in ``ranking``."""
-        self._queued.setdefault(ranking, {})[number] = flush
-
-    def taken(self, ranking: str, numbers: Iterable[int]) -> None:
-        """Those flushes were applied (or found gone: another call applied them)."""
-        own = self._queued.get(ranking)
-        if own is None:
-            return
-        for number in numbers:
-            own.pop(int(number), None)
-        if not own:
-            del self._queued[ranking]
-
-    def of(self, ranking: str) -> dict[int, Queued]:
-        """The flushes queued in ``ranking`` and not applied, by number (a copy)."""
-        return dict(self._queued.get(ranking, {}))
-
-
-def sum_queued(
-    flushes: Iterable[Queued], half_lives: Sequence[float], slice_s: float = math.inf
-) -> Generator[None, None, Summed]:
-    """Several flushes' amounts as one flush's, relative to the newest reference_ts among them
-    (so every factor is at most 1); in steps of about ``slice_s`` of work. Each profile's
-    amounts are carried to that time at this process's half-life for it, as the script would
-    at the stored one (they differ only while a changed half-life settles)."""
-    flushes = list(flushes)
-    reference_ts = max(ref for ref, _ in flushes)
-    sums: list[dict[str, float]] = [{} for _ in half_lives]
-    clock = Slices(slice_s)
-    for ref, amounts in flushes:
-        for profile, half_life in enumerate(half_lives):
-            factor = exp2((ref - reference_ts) / half_life)
-            summed = sums[profile]
-            for article_id, amount in amounts[profile].items():
-                summed[article_id] = summed.get(article_id, 0.0) + amount * factor
-            if clock.up():
-                yield
-    return reference_ts, sums

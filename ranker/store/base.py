@@ -28,7 +28,6 @@ from redis.exceptions import MaxConnectionsError, OutOfMemoryError, ReadOnlyErro
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ranker.config import Settings
-from ranker.ingest.plan import OwnQueue
 from ranker.metrics import Metrics
 
 from .cluster import ScriptedCluster, open_cluster
@@ -193,8 +192,6 @@ class StoreBase:
         self._pin = redis.register_script(_PIN)
         self._event_metadata = self._flush_redis.register_script(_METADATA)
         self._flush_proven_at = -math.inf
-        self._own_queue = OwnQueue()
-        """The flushes this process queued and has not applied (see ranker/ingest/plan.py)."""
         self._line = (
             None if isinstance(self._flush_redis, ScriptedCluster) else FlushLine(self._flush_redis)
         )
@@ -270,37 +267,3 @@ def observed(
         return timed
 
     return decorate
-
-
-class ServerChecks(StoreBase):
-    """The checks of the server itself: whether it answers, whether it takes writes, its
-    version and its eviction policy."""
-
-    @observed("ping")
-    async def ping(self) -> None:
-        await self._redis.ping()
-
-    @observed("write_check")
-    async def check_writes(self) -> None:
-        """Write a small key of ranker's own and delete it, in one transaction (so no one ever
-        sees it): Redis refuses the write (and so turns ``writable`` False) when it refuses
-        every write, and taking it turns ``writable`` True again."""
-        key = self.keys.write_check()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, "1")
-            pipe.delete(key)
-            await pipe.execute()
-        self.writes_taken()
-
-    @observed("server_info")
-    async def server_version(self) -> str:
-        """The Redis (or Valkey) server's version."""
-        info = await self._redis.info("server")
-        return str(info.get("valkey_version") or info.get("redis_version") or "unknown")
-
-    @observed("server_info")
-    async def eviction_policy(self) -> str:
-        """The server's ``maxmemory-policy``: under any but ``noeviction``, Redis may drop the
-        keys that remember counted batches, and a retry would count again."""
-        info = await self._redis.info("memory")
-        return str(info.get("maxmemory_policy", "unknown"))

@@ -56,18 +56,10 @@ class Keys:
         return f"{self.prefix}:{{r:{ranking}}}:applied"
 
     def queued(self, ranking: str) -> str:
-        """List: flushes counted in a ranking and not applied to its scores yet, as versions
-        before :meth:`pending` queued them: oldest first, each its newest view's time (8 bytes)
-        and its amounts (MessagePack). A call that applies takes them all (see
-        ranker/store/lua/increment.lua), so none is left behind by a rolling upgrade."""
+        """List: flushes counted in a ranking and not applied to its scores yet, oldest first,
+        each its newest view's time (8 bytes) and its amounts (MessagePack), for the next flush
+        that applies to take with its own (see ranker/store/lua/increment.lua)."""
         return f"{self.prefix}:{{r:{ranking}}}:queued"
-
-    def pending(self, ranking: str) -> str:
-        """Hash: flushes counted in a ranking and not applied to its scores yet, each under
-        its process's id, its number and when it was queued, its value its newest view's time
-        (8 bytes) and its amounts (MessagePack); applied by a later call of the same process
-        (see ranker/store/lua/increment.lua and ranker/ingest/plan.py, ``OwnQueue``)."""
-        return f"{self.prefix}:{{r:{ranking}}}:pending"
 
     def movement(self, ranking: str, period: int, window: str | None = None) -> str:
         """String: a JSON array of the ids a ranking's list in a window (None: the default

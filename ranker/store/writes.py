@@ -1,4 +1,5 @@
-"""The store's writes: flushes, dedup marks, kept answers."""
+"""The store's writes: flushes, dedup marks, kept answers; and the checks of the server itself
+(PING, whether it takes writes, its version and eviction policy)."""
 
 from __future__ import annotations
 
@@ -18,27 +19,37 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ranker.decay import HALF_LIFE_SETTLE_S, REBASE_AFTER_HALF_LIVES
 from ranker.errors import ReplicationUnconfirmed
 from ranker.ingest.idempotency import FINGERPRINT_LENGTH
-from ranker.ingest.plan import (
-    GONE,
-    ORPHANED_AFTER_S,
-    QUEUED,
-    REPLAYED,
-    Call,
-    FlushPlan,
-    increment_spec,
-    ranking_call,
-    sum_queued,
-)
-from ranker.ingest.slices import SLICE_S, run_at_once, run_in_slices
+from ranker.ingest.plan import FlushPlan, ranking_call
 
 from .base import Pipe, StoreBase, observed, script_client
 from .cluster import ScriptedCluster, wait_on_masters
 from .keys import unsharded
 
-__all__ = ["FLUSH_IDLE_CHECK_S", "FlushNotSent", "Writes", "increment_spec"]
+__all__ = ["FLUSH_IDLE_CHECK_S", "FlushNotSent", "Writes"]
 
 FLUSH_IDLE_CHECK_S = 1.0
 """A flush after this long without a successful one first checks its connection."""
+
+
+def increment_spec(tokens: list[str], amounts: list[dict[str, float]]) -> tuple[bytes, bytes]:
+    """The increment script's two data arguments (see ranker/store/lua/increment.lua), each
+    MessagePack: the tokens, and ``[article ids, amounts of profile 1, amounts of profile 2,
+    ...]``, each profile's amounts in the order of the ids (``False`` where a profile has none
+    for an article). Apart, so a flush the script queues is kept as sent, without its tokens.
+
+    MessagePack carries each amount as the 8 bytes of its double, which the script's
+    ``cmsgpack`` reads back as the same double: no text to format here and parse in Redis, as
+    JSON took (Redis's CPU per view, the bound of ingest). The ids go once, not once per
+    profile: every profile of a ranking counts the same views, so the same articles."""
+    ids = list(amounts[0]) if amounts else []
+    if all(list(profile) == ids for profile in amounts[1:]):
+        columns = [list(profile.values()) for profile in amounts]
+    else:
+        ids = list(dict.fromkeys(article for profile in amounts for article in profile))
+        columns = [[profile.get(article, False) for article in ids] for profile in amounts]
+    packed_tokens: bytes = msgpack.packb(tokens)
+    data: bytes = msgpack.packb([ids, *columns])
+    return packed_tokens, data
 
 
 class FlushNotSent(RedisConnectionError):
@@ -46,7 +57,36 @@ class FlushNotSent(RedisConnectionError):
 
 
 class Writes(StoreBase):
-    """What the store writes."""
+    """What the store writes, and its checks of the server."""
+
+    @observed("ping")
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    @observed("write_check")
+    async def check_writes(self) -> None:
+        """Write a small key of ranker's own and delete it, in one transaction (so no one ever
+        sees it): Redis refuses the write (and so turns ``writable`` False) when it refuses
+        every write, and taking it turns ``writable`` True again."""
+        key = self.keys.write_check()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, "1")
+            pipe.delete(key)
+            await pipe.execute()
+        self.writes_taken()
+
+    @observed("server_info")
+    async def server_version(self) -> str:
+        """The Redis (or Valkey) server's version."""
+        info = await self._redis.info("server")
+        return str(info.get("valkey_version") or info.get("redis_version") or "unknown")
+
+    @observed("server_info")
+    async def eviction_policy(self) -> str:
+        """The server's ``maxmemory-policy``: under any but ``noeviction``, Redis may drop the
+        keys that remember counted batches, and a retry would count again."""
+        info = await self._redis.info("memory")
+        return str(info.get("maxmemory_policy", "unknown"))
 
     @observed("flush")
     async def apply(self, plan: FlushPlan, now: float, *, queue: bool = False) -> frozenset[str]:
@@ -58,8 +98,7 @@ class Writes(StoreBase):
         applied) but keeps its amounts queued in Redis, for the next call that applies to that
         ranking to add with its own in one pass (:meth:`apply_queued` when none comes): Redis's
         work is per (article, profile) applied, so a busy spell's flushes cost it a fraction
-        applied together. Up to 64 of a process's wait per ranking; past that its flush
-        applies whatever asked. A flush that applies takes those this process queued with it.
+        applied together. Up to 64 wait per ranking; past that a flush applies whatever asked.
 
         A ranking whose call finds such a batch applies nothing, and is sent again in another
         pipeline without that batch's share (rare: it takes a retry). A pipeline is never
@@ -85,46 +124,28 @@ class Writes(StoreBase):
         counted_before: dict[str, set[str]] = {}  # ranking -> the tokens it had counted
         metadata = plan.metadata
         mode: Literal["apply", "queue"] = "queue" if queue else "apply"
-        own, number = self._own_queue, self._own_queue.begin()
-        try:
-            while calls:
-                # ranking -> the numbers of the queued flushes its call's amounts hold
-                holds: dict[str, list[int]] = {}
-                async with self._flush_redis.pipeline(transaction=False) as pipe:
-                    for ranking, (tokens, amounts) in calls.items():
-                        reference_ts, data = plan.reference_ts, amounts
-                        if not queue:
-                            reference_ts, data, holds[ranking] = self._with_own(
-                                ranking, reference_ts, amounts
-                            )
-                        call = Call(reference_ts, now, mode, number, holds.get(ranking, []))
-                        await self._call_increment(
-                            script_client(pipe), ranking, call, increment_spec(tokens, data)
-                        )
-                    await self._fill_metadata(pipe, metadata)
-                    metadata = {}  # set once; the calls sent again carry counts only
-                    results = await self._send(pipe)
-                retry: dict[str, tuple[list[str], list[dict[str, float]]]] = {}
-                for ranking, (status, found) in zip(calls, results, strict=False):
-                    if status == QUEUED:
-                        own.queued(ranking, number, (plan.reference_ts, calls[ranking][1]))
-                    elif status == GONE:
-                        own.taken(ranking, found)  # applied by another call: sent without
-                        retry[ranking] = calls[ranking]
-                    elif status == REPLAYED:
-                        skip = counted_before.setdefault(ranking, set())
-                        skip.update(str(token) for token in found)
-                        replayed |= skip
-                        tokens, amounts = ranking_call(plan, ranking, skip, profiles)
-                        # Sent again, if only (when this flush applies) to apply what is
-                        # queued for the ranking, which the refused call left.
-                        if tokens or any(amounts) or not queue:
-                            retry[ranking] = (tokens, amounts)
-                    else:
-                        own.taken(ranking, holds.get(ranking, []))
-                calls = retry
-        finally:
-            own.end(number)
+        while calls:
+            async with self._flush_redis.pipeline(transaction=False) as pipe:
+                for ranking, (tokens, amounts) in calls.items():
+                    spec = increment_spec(tokens, amounts)
+                    await self._call_increment(
+                        script_client(pipe), ranking, plan.reference_ts, now, spec, mode
+                    )
+                await self._fill_metadata(pipe, metadata)
+                metadata = {}  # set once; the calls sent again carry counts only
+                results = await self._send(pipe)
+            retry: dict[str, tuple[list[str], list[dict[str, float]]]] = {}
+            for ranking, (members, found) in zip(calls, results, strict=False):
+                if members == -1:
+                    skip = counted_before.setdefault(ranking, set())
+                    skip.update(str(token) for token in found)
+                    replayed |= skip
+                    tokens, amounts = ranking_call(plan, ranking, skip, profiles)
+                    # Sent again, if only (when this flush applies) to apply what is queued
+                    # for the ranking, which the refused call left.
+                    if tokens or any(amounts) or not queue:
+                        retry[ranking] = (tokens, amounts)
+            calls = retry
         self._flush_proven_at = time.monotonic()
         await self._wait_for_replicas(plan)
         if plan.keyed:
@@ -137,81 +158,51 @@ class Writes(StoreBase):
 
     @observed("flush")
     async def apply_queued(self, ranking: str, now: float) -> None:
-        """Apply the flushes this process queued for ``ranking`` (see :meth:`apply`), summed
-        here, and any of its own whose answer was lost, and any another process left orphaned:
-        one script call for each name its scores are kept under, each in a round trip of its
-        own, on the main client. Not on the flush line, and not in one pipeline: Redis runs a
-        connection's pipelined commands back to back, so the flushes written meanwhile would
-        wait behind every call's sums, where between round trips it runs them as they come.
-        Each call is its EVALSHA alone, not a pipeline of one, which redis-py precedes with a
-        SCRIPT EXISTS round trip. The main client retries a call whose connection broke; that
-        is safe here, as a call that ran took the flushes it applied, and its retry finds them
-        gone and is sent again without them."""
+        """Apply whatever flushes are queued for ``ranking`` (see :meth:`apply`): one script
+        call for each name its scores are kept under, each in a round trip of its own, on the
+        main client. Not on the flush line, and not in one pipeline: Redis runs a connection's
+        pipelined commands back to back, so the flushes written meanwhile would wait behind
+        every call's sums (tens of milliseconds for a busy spell's), where between round trips
+        it runs them as they come. Each call is its EVALSHA alone, not a pipeline of one, which
+        redis-py precedes with a SCRIPT EXISTS round trip. The main client retries a call whose
+        connection broke; that is safe here, as a call that ran took the queue it applied, and
+        its retry finds nothing left to apply."""
+        nothing = increment_spec([], [{} for _ in self._settings.profiles])
         client = cast(Redis, self._redis)  # as redis-py types a script's client
-        profiles = self._settings.profiles
         for part in self.shards.parts(ranking):
-            half_lives = [self._half_life(part, window) for window in profiles]
-            while True:
-                upto, queued = self._own_queue.answered_upto, self._own_queue.of(part)
-                reference_ts, data = now, [dict[str, float]() for _ in profiles]
-                if queued:
-                    reference_ts, data = await run_in_slices(
-                        sum_queued(queued.values(), half_lives, SLICE_S)
-                    )
-                call = Call(reference_ts, now, "apply", 0, list(queued), upto)
-                status, gone = await self._call_increment(
-                    client, part, call, increment_spec([], data)
-                )
-                if status != GONE:
-                    self._own_queue.taken(part, queued)
-                    break
-                self._own_queue.taken(part, gone)
-
-    def _with_own(
-        self, ranking: str, reference_ts: float, amounts: list[dict[str, float]]
-    ) -> tuple[float, list[dict[str, float]], list[int]]:
-        """A flush's amounts for a ranking with those of the flushes this process queued for
-        it added (rare: a flush applies when none waits), and their numbers."""
-        queued = self._own_queue.of(ranking)
-        if not queued:
-            return reference_ts, amounts, []
-        half_lives = [self._half_life(ranking, window) for window in self._settings.profiles]
-        flushes = [(reference_ts, amounts), *queued.values()]
-        newest, data = run_at_once(sum_queued(flushes, half_lives))
-        return newest, data, list(queued)
-
-    def _half_life(self, ranking: str, window: str | None) -> float:
-        return self._settings.half_life_for(unsharded(ranking), window)
+            await self._call_increment(client, part, now, now, nothing, "apply")
 
     async def _call_increment(
-        self, client: Redis, ranking: str, call: Call, spec: tuple[bytes, bytes]
-    ) -> Any:
+        self,
+        client: Redis,
+        ranking: str,
+        reference_ts: float,
+        now: float,
+        spec: tuple[bytes, bytes],
+        mode: Literal["apply", "queue"],
+    ) -> None:
         """Call ``ranking``'s increment script (see ranker/store/lua/increment.lua) on ``client``,
         or queue the call there when it is a pipeline (:func:`script_client`)."""
         settings = self._settings
         keys = [self.keys.applied(ranking)]
+        half_lives = []
         for window in settings.profiles:
             keys += [self.keys.scores(ranking, window), self.keys.decay(ranking, window)]
-        keys += [self.keys.queued(ranking), self.keys.pending(ranking)]
-        upto = self._own_queue.answered_upto if call.answered_upto is None else call.answered_upto
-        return await self._increment(
+            half_lives.append(settings.half_life_for(unsharded(ranking), window))
+        keys.append(self.keys.queued(ranking))
+        await self._increment(
             keys=keys,
             args=[
-                call.reference_ts,
-                call.now,
+                reference_ts,
+                now,
                 REBASE_AFTER_HALF_LIVES,
                 settings.prune_below,
                 settings.max_set_size,
                 HALF_LIFE_SETTLE_S,
                 settings.idempotency_window_s,
                 *spec,
-                *(self._half_life(ranking, window) for window in settings.profiles),
-                call.mode,
-                self._own_queue.owner,
-                call.number,
-                upto,
-                msgpack.packb(call.holds),
-                ORPHANED_AFTER_S,
+                *half_lives,
+                mode,
             ],
             client=client,
         )

@@ -74,7 +74,7 @@ async def test_a_flush_sent_behind_another_is_counted_queued_then_applied_when_i
     await two_flushes(ingestor, held, clock.now)
     assert held.queued == [False, True]  # alone, it applies; behind another, it queues
     await ingestor.applied()
-    assert await redis.hlen(store.keys.pending("sports")) == 0
+    assert await redis.llen(store.keys.queued("sports")) == 0
     stored = await redis.zrange(store.keys.scores("sports"), 0, -1, withscores=True)
     assert sorted(stored) == [(f"first{i}", 1.0) for i in range(3)] + [
         (f"second{i}", 1.0) for i in range(2)
@@ -99,7 +99,7 @@ async def test_with_an_apply_interval_of_zero_every_flush_applies(
     await two_flushes(ingestor, held, clock.now)
     assert held.queued == [False, False]
     assert await redis.zcard(store.keys.scores("sports")) == 5
-    assert not await redis.exists(store.keys.pending("sports"))
+    assert not await redis.exists(store.keys.queued("sports"))
     await ingestor.close()
 
 
@@ -155,7 +155,7 @@ async def test_a_failed_apply_is_tried_again_and_the_views_stay_counted_meanwhil
     await queued.sweep()
     assert queued.waiting
     assert not queued.due  # failed just now: not tried again at once
-    assert await redis.hlen(store.keys.pending("sports")) == 1  # counted, kept in Redis
+    assert await redis.llen(store.keys.queued("sports")) == 1  # counted, kept in Redis
     errors = metrics.registry.get_sample_value("ranker_redis_errors_total", {"operation": "flush"})
     assert errors == 1
     queued.start()

@@ -4,25 +4,16 @@ caps, and keyed batches counted once."""
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Callable
 from typing import cast
 
-import msgpack
 import pytest
 from redis.asyncio import Redis
 
 from ranker.config import DEFAULT_WINDOWS
 from ranker.decay import HALF_LIFE_SETTLE_S
 from ranker.ingest.idempotency import FINGERPRINT_LENGTH
-from ranker.ingest.plan import (
-    ORPHANED_AFTER_S,
-    QUEUED,
-    Call,
-    FlushPlan,
-    KeyedBatch,
-    increment_spec,
-)
+from ranker.ingest.plan import FlushPlan, KeyedBatch
 from ranker.store import RankingStore
 from tests.support.store import T0, view
 
@@ -322,10 +313,10 @@ async def test_flushes_queued_are_counted_not_applied_until_a_flush_applies_them
         await queued.apply(plan, plan.reference_ts, queue=True)
     now = last.reference_ts
     assert await scores(queued, "sports", now) == {}
-    assert await redis.hlen(queued.keys.pending("sports")) == 3
+    assert await redis.llen(queued.keys.queued("sports")) == 3
     await one_by_one.apply(last, now)
     await queued.apply(last, now)
-    assert await redis.hlen(queued.keys.pending("sports")) == 0
+    assert await redis.llen(queued.keys.queued("sports")) == 0
     assert await all_scores(queued, now + 30) == await all_scores(one_by_one, now + 30)
 
 
@@ -339,7 +330,7 @@ async def test_apply_queued_takes_what_is_queued_and_nothing_else(
     now = T0 + 600
     for ranking in ("sports", "world", "all"):  # "world": nothing queued, nothing taken
         await queued.apply_queued(ranking, now)
-    assert not await redis.exists(queued.keys.pending("sports"), queued.keys.pending("all"))
+    assert not await redis.exists(queued.keys.queued("sports"), queued.keys.queued("all"))
     assert not await redis.exists(queued.keys.scores("world"))
     assert await all_scores(queued, now) == await all_scores(one_by_one, now)
     await queued.apply_queued("sports", now)  # again: nothing queued, nothing changes
@@ -369,7 +360,7 @@ async def test_past_64_flushes_queued_a_flush_applies_whatever_it_was_asked(
     store = make_store()
     for n in range(65):
         await store.apply(FlushPlan(T0, {"sports": {f"a{n}": 1.0}}), T0, queue=True)
-    assert await redis.hlen(store.keys.pending("sports")) == 0
+    assert await redis.llen(store.keys.queued("sports")) == 0
     assert len(await scores(store, "sports", T0)) == 65
 
 
@@ -383,91 +374,5 @@ async def test_a_flush_that_applies_takes_what_is_queued_even_when_its_own_batch
     await store.apply(FlushPlan(T0, {"sports": {"x": 1.0}}), T0, queue=True)
     await store.apply(FlushPlan(T0, {}, keyed=[batch]), T0, queue=True)
     assert await store.apply(FlushPlan(T0, {}, keyed=[batch]), T0) == frozenset({"t1"})
-    assert await redis.hlen(store.keys.pending("sports")) == 0
+    assert await redis.llen(store.keys.queued("sports")) == 0
     assert await scores(store, "sports", T0) == {"a": 1.0, "x": 1.0}
-
-
-async def test_a_sweep_sends_the_sum_of_what_its_process_queued_and_redis_deletes_them(
-    make_store: Callable[..., RankingStore], redis: Redis
-) -> None:
-    store = make_store()
-    for plan in flushes():
-        await store.apply(plan, plan.reference_ts, queue=True)
-    assert set(store._own_queue.of("sports")) == {1, 2, 3, 4}
-    await store.apply_queued("sports", T0 + 600)
-    assert store._own_queue.of("sports") == {}
-    assert await redis.hlen(store.keys.pending("sports")) == 0
-    assert set(store._own_queue.of("all")) == {1, 2, 3, 4}  # another ranking: not yet
-
-
-async def test_a_flush_queued_by_an_earlier_version_is_taken_by_the_next_call_that_applies(
-    make_store: Callable[..., RankingStore], redis: Redis, key_prefix: str
-) -> None:
-    # Queued as versions before the pending hash did, in a list, by a replica not yet upgraded.
-    one_by_one, store = two_stores(make_store, key_prefix)
-    *first, last = flushes()
-    for plan in first:
-        await one_by_one.apply(plan, plan.reference_ts)
-        for ranking, amounts in plan.increments.items():
-            # The default profile's amounts; none in the windows, as the plan has none there.
-            data = msgpack.packb([list(amounts), list(amounts.values()), *[[False] * 3] * 2])
-            entry = struct.pack(">d", plan.reference_ts) + data
-            await redis.rpush(store.keys.queued(ranking), entry)
-    await one_by_one.apply(last, last.reference_ts)
-    await store.apply(last, last.reference_ts)
-    assert not await redis.exists(store.keys.queued("sports"), store.keys.queued("all"))
-    now = last.reference_ts + 30
-    assert await all_scores(store, now) == await all_scores(one_by_one, now)
-
-
-async def test_another_process_queued_flushes_are_left_to_it_until_they_are_orphaned(
-    make_store: Callable[..., RankingStore], redis: Redis, key_prefix: str
-) -> None:
-    # Two processes on the same keys: the second's calls leave the first's queued flushes to
-    # it until they are more than ORPHANED_AFTER_S old; then it takes them, and the first,
-    # finding them gone, sends its sum again without them. Every flush counted once, in every
-    # profile.
-    one_by_one, first = two_stores(make_store, key_prefix)
-    second = make_store()
-    plans = flushes()
-    for plan in plans:
-        await one_by_one.apply(plan, plan.reference_ts)
-    queued_at = plans[2].reference_ts
-    for plan in plans[:3]:
-        await first.apply(plan, queued_at, queue=True)
-    await second.apply(plans[3], queued_at + 1)
-    assert await redis.hlen(first.keys.pending("sports")) == 3  # not its to take
-    await second.apply_queued("sports", queued_at + ORPHANED_AFTER_S)
-    assert await redis.hlen(first.keys.pending("sports")) == 3  # not orphaned yet
-    await second.apply_queued("sports", queued_at + ORPHANED_AFTER_S + 1)
-    await second.apply_queued("all", queued_at + ORPHANED_AFTER_S + 1)
-    assert not await redis.exists(first.keys.pending("sports"), first.keys.pending("all"))
-    for ranking in ("sports", "all"):
-        await first.apply_queued(ranking, queued_at + ORPHANED_AFTER_S + 2)
-        assert first._own_queue.of(ranking) == {}
-    now = queued_at + 60
-    assert await all_scores(first, now) == await all_scores(one_by_one, now)
-
-
-async def test_a_flush_queued_whose_answer_was_lost_is_applied_once_its_call_has_ended(
-    make_store: Callable[..., RankingStore], redis: Redis, key_prefix: str
-) -> None:
-    # The process does not know whether its call queued the flush (the answer was lost): the
-    # flush is in Redis, unknown to the process. A sweep leaves it while its call is in flight
-    # (it may be answered yet), and applies it as sent once the call has ended.
-    one_by_one, store = two_stores(make_store, key_prefix)
-    plan = FlushPlan(T0, {"sports": {"a": 1.0, "b": 2.0}})
-    await one_by_one.apply(plan, T0)
-    own = store._own_queue
-    number = own.begin()
-    call = Call(T0, T0, "queue", number, [])
-    spec = increment_spec([], [{"a": 1.0, "b": 2.0}, {}, {}])  # as the plan: no window
-    assert await store._call_increment(redis, "sports", call, spec) == [QUEUED, []]
-    await store.apply_queued("sports", T0)
-    assert await redis.hlen(store.keys.pending("sports")) == 1  # its call still in flight
-    own.end(number)  # failed, as far as the process knows: nothing kept of it
-    assert own.of("sports") == {}
-    await store.apply_queued("sports", T0)
-    assert await redis.hlen(store.keys.pending("sports")) == 0
-    await store.apply_queued("sports", T0)  # once only
-    assert await all_scores(store, T0 + 30) == await all_scores(one_by_one, T0 + 30)

@@ -1,20 +1,17 @@
 -- Apply one flush's increments to one ranking, in every profile it is kept in (the default one
 -- and each named window: the same views, each with its own half-life), atomically; or queue
--- them in the ranking's slot, for a later call of the same process to apply with its own.
+-- them in the ranking's slot, for a later call to apply with its own in one pass.
 -- KEYS[1] the tokens of the keyed batches already counted in this ranking (zset, scored by
 --         expiry), then per profile: its scores (zset), its decay state (hash: landmark,
---         half_life, changed_at); then the flushes queued by earlier versions (list, each entry
---         its reference_ts and data); last, the flushes queued (hash: see below). All in the
---         ranking's one slot.
+--         half_life, changed_at); last, the flushes queued for it (list). All in the ranking's
+--         one slot.
 -- ARGV: reference_ts, now, rebase_after, prune_below, max_members, settle_s, the seconds a token
 --       is remembered, the tokens of the flush's keyed batches (MessagePack list), the flush's
 --       data as MessagePack: [article ids, amounts of profile 1, amounts of profile 2, ...],
 --       each profile's amounts in the order of the ids (false where the profile has none for
---       an article), then each profile's half-life, then the mode: 'apply' or 'queue'; then the
---       calling process's id (8 bytes), the number of this call among its flushes, the number
---       up to which its calls are all answered (or failed), the numbers of its queued flushes
---       the data already holds (MessagePack list), and after how many seconds a flush queued by
---       another process counts as orphaned. An amount is the sum of
+--       an article), then each profile's half-life, then the mode: 'apply' (this flush and
+--       every one queued before it, now) or 'queue' (record the tokens and queue the data:
+--       counted, and applied by the next call that applies). An amount is the sum of
 --       w * 2^((t - reference_ts) / half_life) over the flush's views, those of the keyed
 --       batches (the tokens) included. Nothing is queued or applied if this ranking has counted
 --       any of the tokens, and the tokens are recorded in the same step: a batch retried with
@@ -27,23 +24,11 @@
 -- whatever number of views it sums; the flushes of a busy spell hold the same popular articles
 -- again and again, so applying several in one pass does the same sums (added in another order,
 -- so equal to the last bits or so) for a fraction of the work (benchmarks/RESULTS.md, issue 16).
--- A queued flush is a field of the hash: the process's id, the flush's number and the time it
--- was queued (8 bytes each); its value the flush's reference_ts (8 bytes) and data, as sent.
--- The process keeps each flush it queued, and a call of its that applies sends their sum in
--- its data with their numbers: here they are only deleted, not unpacked and added up again,
--- which was most of Redis's work for a busy spell. A flush of its that it does not know to be
--- queued (its call failed, and may have run) is taken as sent, once its call has ended (its
--- number is no later than the one given). Another process's flushes are left to it, but
--- taken as sent once orphaned (their process gone, or stuck). If any flush the data holds is
--- gone (another call took it: a call of the same process still in flight, or another's,
--- after it counted it orphaned), nothing is applied and their numbers are returned, for the
--- caller to send the sum without them.
--- Returns {members of the first profile after the update, {}}; {-1, {tokens counted here
--- before}} or {-2, {numbers of flushes gone}} with nothing queued or applied; {-3, {}} queued.
+-- Returns {members of the first profile after the update (0 when queued), {}}, or {-1, {tokens
+-- counted here before}} with nothing queued or applied.
 local applied = KEYS[1]
-local legacy = KEYS[#KEYS - 1]
-local pending = KEYS[#KEYS]
-local profiles = (#KEYS - 3) / 2
+local queued = KEYS[#KEYS]
+local profiles = (#KEYS - 2) / 2
 local reference_ts = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 local rebase_after = tonumber(ARGV[3])
@@ -51,12 +36,6 @@ local prune_below = tonumber(ARGV[4])
 local max_members = tonumber(ARGV[5])
 local settle_s = tonumber(ARGV[6])
 local remember_s = tonumber(ARGV[7])
-local mode = ARGV[10 + profiles]
-local owner = ARGV[11 + profiles]
-local number = tonumber(ARGV[12 + profiles])
-local answered_upto = tonumber(ARGV[13 + profiles])
-local summed = cmsgpack.unpack(ARGV[14 + profiles])
-local orphaned_after = tonumber(ARGV[15 + profiles])
 
 -- %.17g round-trips every double, so rescales and landmarks stay exact across the Lua/Redis boundary.
 local function num(x)
@@ -86,73 +65,23 @@ if #tokens > 0 then
   redis.call('EXPIRE', applied, math.ceil(remember_s))
 end
 
-local fields = redis.call('HKEYS', pending)
-
--- At most MAX_QUEUED of a process's flushes wait: past that its call applies, whatever its
--- mode, so a ranking nobody applies holds a bounded backlog.
+-- A queued flush is kept as its reference_ts (8 bytes) and its data, as sent. At most
+-- MAX_QUEUED wait: past that the call applies, whatever its mode, so a ranking nobody applies
+-- (its callers all gone) holds a bounded backlog.
 local MAX_QUEUED = 64
-if mode == 'queue' then
-  local own = 0
-  for _, field in ipairs(fields) do
-    if string.sub(field, 1, 8) == owner then
-      own = own + 1
-    end
-  end
-  if own < MAX_QUEUED then
-    local field = owner .. struct.pack('>d', number) .. struct.pack('>d', now)
-    redis.call('HSET', pending, field, struct.pack('>d', reference_ts) .. ARGV[9])
-    return {-3, {}}
-  end
+if ARGV[10 + profiles] == 'queue' and redis.call('LLEN', queued) < MAX_QUEUED then
+  redis.call('RPUSH', queued, struct.pack('>d', reference_ts) .. ARGV[9])
+  return {0, {}}
 end
 
--- Which queued flushes this call takes: those its data holds (deleted), and those to add here.
-local wanted, present = {}, {}
-for _, n in ipairs(summed) do
-  wanted[n] = true
-end
-local done, unpacked = {}, {}
-for _, field in ipairs(fields) do
-  local n = struct.unpack('>d', field, 9)
-  if string.sub(field, 1, 8) == owner then
-    if wanted[n] then
-      present[n] = true
-      done[#done + 1] = field
-    elseif n <= answered_upto then
-      unpacked[#unpacked + 1] = field
-    end
-  elseif struct.unpack('>d', field, 17) < now - orphaned_after then
-    unpacked[#unpacked + 1] = field
-  end
-end
-local gone = {}
-for _, n in ipairs(summed) do
-  if not present[n] then
-    gone[#gone + 1] = n
-  end
-end
-if #gone > 0 then
-  return {-2, gone}
-end
-
--- The flushes to add here, oldest first (earlier versions' first), then this call's data:
--- their reference times and their data.
+-- Every flush queued, oldest first, then this one: their reference times and their data.
 local refs, flushes = {}, {}
-local function take(entry)
-  refs[#refs + 1] = struct.unpack('>d', entry)
-  flushes[#flushes + 1] = cmsgpack.unpack(string.sub(entry, 9))
+for i, entry in ipairs(redis.call('LRANGE', queued, 0, -1)) do
+  refs[i] = struct.unpack('>d', entry)
+  flushes[i] = cmsgpack.unpack(string.sub(entry, 9))
 end
-for _, entry in ipairs(redis.call('LRANGE', legacy, 0, -1)) do
-  take(entry)
-end
-redis.call('DEL', legacy)
-if #unpacked > 0 then
-  for _, entry in ipairs(redis.call('HMGET', pending, unpack(unpacked))) do
-    take(entry)
-  end
-  redis.call('HDEL', pending, unpack(unpacked))
-end
-if #done > 0 then
-  redis.call('HDEL', pending, unpack(done))
+if #refs > 0 then
+  redis.call('DEL', queued)
 end
 refs[#refs + 1] = reference_ts
 flushes[#flushes + 1] = cmsgpack.unpack(ARGV[9])
