@@ -106,7 +106,7 @@ class Settings:
         default=200_000, metadata=setting("RANKER_MAX_PENDING_EVENTS", p.parse_int)
     )
     apply_interval_s: float = field(
-        default=0.1,
+        default=0.3,
         metadata=setting(
             "RANKER_APPLY_INTERVAL_S", p.parse_float, bounds=Range(0, 10, unit=" seconds")
         ),
@@ -114,7 +114,9 @@ class Settings:
     """While flushes follow each other (one still in flight as the next is sent, or earlier
     ones waiting), a process applies them to the scores this long after its last pass; those
     between are counted and wait in Redis, to be added in one pass, a ranking at a time. 0: each
-    flush is applied as it is counted."""
+    flush is applied as it is counted. 0.3 s, not less: Redis's work for a pass is per
+    (article, profile) it applies, so passes 0.1 s apart took 1.16-1.19 times fewer views a
+    second under 8 busy senders, each view in the lists about 0.1 s sooner (p50)."""
     prune_below: float = field(default=0.01, metadata=setting("RANKER_PRUNE_BELOW", p.parse_float))
     refresh_interval_s: float = field(
         default=1.0,
