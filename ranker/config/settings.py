@@ -115,7 +115,7 @@ class Settings:
     ones waiting), a process applies them to the scores this long after its last pass; those
     between are counted and wait in Redis, to be added in one pass, a ranking at a time. 0: each
     flush is applied as it is counted. 0.3 s, not less: Redis's work for a pass is per
-    (article, profile) it applies, so passes 0.1 s apart took 1.16-1.19 times fewer views a
+    (article, profile) it applies, so passes 0.1 s apart took 1.02-1.19 times fewer views a
     second under 8 busy senders, each view in the lists about 0.1 s sooner (p50)."""
     prune_below: float = field(default=0.01, metadata=setting("RANKER_PRUNE_BELOW", p.parse_float))
     refresh_interval_s: float = field(

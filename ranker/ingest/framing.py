@@ -52,8 +52,8 @@ def plain_events(body: bytes) -> list[PlainEvent] | None:
     other field, each a string or number as the field takes, a whole number taken as a float);
     None for any other body, valid or not, which :func:`json_items` then reads.
 
-    msgspec decodes and types the array in one pass in C, about three times as fast as parsing
-    it into dicts and checking each field's type in Python, which was a third of ingest's CPU.
+    msgspec decodes and types the array in one pass in C, where orjson made dicts whose
+    fields' types were checked in Python: the whole parse takes 0.37 us a view, not 0.57.
     It reads JSON as orjson does (RFC 8259, strict UTF-8, the last of duplicate keys, numbers
     to the nearest double); a body it cannot take whole goes the general way, so what is
     accepted or rejected never depends on which way a body went (tests/ingest/test_parse.py)."""
