@@ -8,7 +8,9 @@ per ranking per flush however many events arrive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -32,6 +34,13 @@ log = logging.getLogger("ranker.ingest")
 MAX_FLUSH_VIEWS = 25_000
 """Views per flush at most (whole requests are never split): keeps each script call short, so
 one flush never holds Redis, or outlasts the command timeout, however far ingest falls behind."""
+
+PAUSE_S = 0.05
+"""Ingest counts as paused, and what its busy spell queued is applied at once, when nothing is
+queued or in flight and no request has come for this long. Not at the first moment nothing is:
+under load that moment comes between every few flushes (the senders are reading their answers),
+and a pass in each made two to three times the passes ``RANKER_APPLY_INTERVAL_S`` apart alone
+make, each of fewer flushes, for 0.91 of the views a second (benchmarks/RESULTS.md)."""
 
 
 def _discard_outcome(future: asyncio.Future[bool]) -> None:
@@ -82,6 +91,8 @@ class Ingestor:
         self._planning = asyncio.Lock()
         self._settled = asyncio.Event()
         """Set while nothing is queued here, in flight, or counted and not applied."""
+        self._submitted_at = -math.inf
+        """When the last request was queued (monotonic clock)."""
 
     def check_room(self) -> None:
         """Refuse at once, before a body is read and parsed, when the queue is already full:
@@ -139,6 +150,7 @@ class Ingestor:
         self._settled.clear()
         self._queued_views += len(views)
         self._metrics.flush_queue_events.set(self._queued_views)
+        self._submitted_at = time.monotonic()
         self._wakeup.set()
         try:
             # Shielded: a request cancelled while it waits must not cancel the shared flush.
@@ -180,14 +192,19 @@ class Ingestor:
                 if self._queue and len(in_flight) < self._store.flushes_at_once:
                     track(asyncio.create_task(self._flush(self._take_batch(), bool(in_flight))))
                     continue
-                if not self._queue and not in_flight and self._queued.due:
-                    # Ingest paused: what the busy spell queued is applied at once.
-                    track(asyncio.create_task(self._queued.sweep()))
-                    continue
+                idle = not self._queue and not in_flight
+                pause_in: float | None = None  # until ingest counts as paused
+                if idle and self._queued.due:
+                    pause_in = self._submitted_at + PAUSE_S - time.monotonic()
+                    if pause_in <= 0:
+                        # Ingest paused: what the busy spell queued is applied at once.
+                        track(asyncio.create_task(self._queued.sweep()))
+                        continue
                 self._wakeup.clear()
-                if not self._queue and not in_flight and not self._queued.waiting:
+                if idle and not self._queued.waiting:
                     self._settled.set()
-                await self._wakeup.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), pause_in)
             if self._queued.waiting and self._store.available:
                 # The last flushes queued, applied before the end (with Redis down, they stay
                 # counted in Redis, for the next flush of their rankings to take).

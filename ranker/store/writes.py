@@ -98,7 +98,7 @@ class Writes(StoreBase):
         applied) but keeps its amounts queued in Redis, for the next call that applies to that
         ranking to add with its own in one pass (:meth:`apply_queued` when none comes): Redis's
         work is per (article, profile) applied, so a busy spell's flushes cost it a fraction
-        applied together. Up to 64 wait per ranking; past that a flush applies whatever asked.
+        applied together. Up to 256 wait per ranking; past that a flush applies whatever asked.
 
         A ranking whose call finds such a batch applies nothing, and is sent again in another
         pipeline without that batch's share (rare: it takes a retry). A pipeline is never

@@ -5,6 +5,7 @@ busy, at once when it pauses, a ranking at a time."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ranker.config import Settings
+from ranker.ingest import flusher
 from ranker.ingest.applier import QueuedFlushes
 from ranker.ingest.flusher import Ingestor
 from ranker.ingest.parse import View
@@ -82,6 +84,38 @@ async def test_a_flush_sent_behind_another_is_counted_queued_then_applied_when_i
     # The lists are told of both flushes' rankings: the first's as it applied, the second's
     # once the sweep did.
     assert sorted(changed) == ["all", "all", "sports", "sports"]
+    await ingestor.close()
+
+
+async def test_ingest_counts_as_paused_only_once_no_request_has_come_for_a_while(
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under load nothing is queued or in flight for a moment between every few flushes, while
+    # the senders read their answers: a pass in each would apply a few flushes at a time.
+    monkeypatch.setattr(flusher, "PAUSE_S", 0.5)
+    settings = make_settings(apply_interval_s=10.0)
+    store = RankingStore(redis, settings)
+    held = HeldStore(store, monkeypatch)
+    real_apply_queued = store.apply_queued
+    swept_at: list[float] = []
+
+    async def apply_queued(ranking: str, now: float) -> None:
+        swept_at.append(time.monotonic())
+        await real_apply_queued(ranking, now)
+
+    monkeypatch.setattr(store, "apply_queued", apply_queued)
+    ingestor = Ingestor(store, settings, Metrics(), clock)
+    ingestor.start()
+    before_requests = time.monotonic()
+    await two_flushes(ingestor, held, clock.now)
+    assert held.queued == [False, True]
+    await ingestor.applied()
+    assert await redis.zcard(store.keys.scores("sports")) == 5
+    assert swept_at
+    assert min(swept_at) >= before_requests + 0.5
     await ingestor.close()
 
 

@@ -352,16 +352,18 @@ async def test_a_keyed_batch_queued_is_counted_and_its_retry_found_counted(
     assert await scores(store, "all", T0) == {"a": 1.0}
 
 
-async def test_past_64_flushes_queued_a_flush_applies_whatever_it_was_asked(
+async def test_past_256_flushes_queued_a_flush_applies_whatever_it_was_asked(
     make_store: Callable[..., RankingStore], redis: Redis
 ) -> None:
     # A ranking whose processes all died before applying what they queued holds a bounded
     # backlog: the next flush to it applies it all.
     store = make_store()
-    for n in range(65):
+    for n in range(256):
         await store.apply(FlushPlan(T0, {"sports": {f"a{n}": 1.0}}), T0, queue=True)
+    assert await redis.llen(store.keys.queued("sports")) == 256
+    await store.apply(FlushPlan(T0, {"sports": {"a256": 1.0}}), T0, queue=True)
     assert await redis.llen(store.keys.queued("sports")) == 0
-    assert len(await scores(store, "sports", T0)) == 65
+    assert await redis.zcard(store.keys.scores("sports")) == 257
 
 
 async def test_a_flush_that_applies_takes_what_is_queued_even_when_its_own_batch_was_counted(
